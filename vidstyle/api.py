@@ -1,0 +1,135 @@
+"""The Python API: what the command line calls, usable on its own.
+
+    import vidstyle
+    vidstyle.stylize_video("in.mp4", "out.mp4", style="starry_night")
+    vidstyle.stylize_image("photo.jpg", "painted.png", style="udnie")
+    model = vidstyle.load_model("starry_night")
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import IncompleteInput, VidstyleError
+from .io.images import read_image, write_image
+from .io.reader import VideoReader
+from .io.writer import VideoWriter, check_target
+from .models import files, registry
+from .pipeline import run_stages
+from .stylizer import Stylizer
+
+log = logging.getLogger("vidstyle")
+
+
+def load_model(style: str | Path | None = None, device: str = "cpu", mix: str | dict | None = None):
+    """A StyleModel from a style name, ``MODEL:STYLE``, or a path; ``mix`` blends styles of one model."""
+    path, inner = registry.resolve(style)
+    model = files.load_model(path, device=device)
+    if isinstance(mix, str):
+        mix = registry.parse_mix(mix)
+    model.label = model.select(inner, mix)
+    return model
+
+
+def make_stylizer(style=None, *, mix=None, device="auto", max_side=None, out_size=None, strength=1.0,
+                  preserve_color=False) -> Stylizer:
+    model = load_model(style, mix=mix)
+    return Stylizer(model, device, max_side=max_side, out_size=out_size, strength=strength,
+                    preserve_color=preserve_color)
+
+
+@dataclass
+class RunResult:
+    output: str
+    frames: int
+    seconds: float
+    fps: float
+    style: str
+    device: str
+    width: int
+    height: int
+    complete: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_output(src: str, style_label: str) -> Path:
+    stem = Path(src.split("?")[0]).stem if "://" in src else Path(src).stem
+    folder = Path.cwd() if "://" in src else Path(src).parent
+    safe = "".join(c if c.isalnum() or c in "-_+" else "_" for c in style_label)
+    return folder / f"{stem}.{safe}.mp4"
+
+
+def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
+                  mix: str | dict | None = None, batch_size: int | None = None, device: str = "auto",
+                  max_side: int | None = None, out_size: tuple[int, int] | None = None, strength: float = 1.0,
+                  preserve_color: bool = False, codec: str | None = None, crf: int | None = None,
+                  preset: str | None = None, overwrite: bool = False, stabilizer=None,
+                  progress: Callable[[int, int], None] | None = None, stylizer: Stylizer | None = None
+                  ) -> RunResult:
+    """Stylize a video file or URL; audio, subtitles, timestamps, rotation and metadata are kept.
+
+    Raises VidstyleError for bad input, and IncompleteInput (after writing what could be
+    decoded) when the input ends early.
+    """
+    src = str(src)
+    stylizer = stylizer or make_stylizer(style, mix=mix, device=device, max_side=max_side, out_size=out_size,
+                                         strength=strength, preserve_color=preserve_color)
+    label = getattr(stylizer.model, "label", stylizer.name)
+    dst = Path(dst) if dst is not None else default_output(src, label)
+    check_target(dst, overwrite, src)
+    t0 = time.perf_counter()
+    with VideoReader(src) as reader:
+        info = reader.info
+        size = out_size or (info.width, info.height)
+        writer = VideoWriter(dst, info, size=size, codec=codec, crf=crf, preset=preset,
+                             copy_streams=reader.other_streams, overwrite=overwrite, src=src)
+        bs = batch_size or stylizer.auto_batch(info.height, info.width)
+
+        def paint(batch):
+            out = stylizer.paint(stylizer.upload(np.stack([f.rgb for f in batch])))
+            if stabilizer is not None:
+                out = stabilizer(stylizer.upload(np.stack([f.rgb for f in batch])), out)
+            return list(stylizer.download(stylizer.finish(out)))
+
+        try:
+            frames = reader.frames(on_packet=writer.queue_packet, streams=reader.other_streams)
+            for frame, rgb in run_stages(frames, paint, batch_size=bs):
+                writer.write(rgb, frame.pts)
+                if progress:
+                    progress(writer.frames_written, info.frames)
+            if writer.frames_written == 0:
+                raise VidstyleError(f"{src}: no video frame could be decoded")
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    seconds = time.perf_counter() - t0
+    n = writer.frames_written
+    result = RunResult(str(dst), n, round(seconds, 3), round(n / seconds, 3) if seconds else 0.0, label,
+                       str(stylizer.device), writer.size[0], writer.size[1], reader.incomplete is None,
+                       writer.notes)
+    if reader.incomplete:
+        err = IncompleteInput(f"{src} is incomplete: {reader.incomplete}; wrote the {n} decodable frames to {dst}")
+        err.result = result
+        raise err
+    return result
+
+
+def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
+                  overwrite: bool = True, stylizer: Stylizer | None = None, **options) -> Path:
+    """Stylize one still image; returns the path written (default ``<stem>.<style>.png`` beside it)."""
+    stylizer = stylizer or make_stylizer(style, **options)
+    src = Path(src)
+    rgb = read_image(src)
+    label = getattr(stylizer.model, "label", stylizer.name)
+    dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}.{label}.png")
+    check_target(dst, overwrite, str(src))
+    return write_image(dst, stylizer(rgb[None])[0], overwrite=overwrite)

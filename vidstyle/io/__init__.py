@@ -1,0 +1,1 @@
+"""Sources and sinks: video files and streams (PyAV), still images (OpenCV)."""

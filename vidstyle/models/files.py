@@ -1,0 +1,131 @@
+"""Model files: ``.safetensors`` weights plus JSON metadata. No pickle is ever loaded.
+
+Metadata keys (all strings, as safetensors requires):
+  format    "vidstyle-model"
+  arch      JSON of ArchConfig (arch name, channels, res_blocks, n_styles)
+  styles    JSON list of style names, one per conditional-norm slot
+  training  JSON of the training settings (style image hashes, loss weights, loss network, steps, data)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import VidstyleError
+from .transformer import ArchConfig, TransformerNet
+
+FORMAT = "vidstyle-model"
+
+
+@dataclass
+class StyleModel:
+    """A loaded network and what its file says about it."""
+
+    net: TransformerNet
+    styles: list[str]
+    training: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        if len(self.styles) == 1:
+            return self.styles[0]
+        return self.path.stem if self.path else "+".join(self.styles)
+
+    def select(self, style: str | None = None, mix: dict[str, float] | None = None) -> str:
+        """Pick one style of a multi-style model, or blend several; returns a label."""
+        if mix:
+            unknown = [s for s in mix if s not in self.styles]
+            if unknown:
+                raise VidstyleError(f"--mix names {', '.join(unknown)}, not in {self.name} "
+                                    f"(it has: {', '.join(self.styles)})")
+            self.net.set_mix([mix.get(s, 0.0) for s in self.styles])
+            return "+".join(f"{s}:{w:g}" for s, w in mix.items())
+        if style is not None:
+            if style not in self.styles:
+                raise VidstyleError(f"{self.name} has no style {style!r} (it has: {', '.join(self.styles)})")
+            self.net.set_mix([1.0 if s == style else 0.0 for s in self.styles])
+            return style
+        return self.name
+
+
+def save_model(path: str | Path, net: TransformerNet, styles: list[str], training: dict | None = None,
+               half: bool = False) -> Path:
+    """Write ``net`` to ``path`` (.safetensors) with its metadata, atomically."""
+    from ..io.writer import AtomicPath
+
+    path = Path(path)
+    if len(styles) != net.config.n_styles:
+        raise ValueError("one style name per conditional-norm slot")
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in net.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "arch": json.dumps(net.config.to_dict()),
+        "styles": json.dumps(list(styles)),
+        "training": json.dumps(training or {}, default=str),
+    }
+    atomic = AtomicPath(path)
+    try:
+        save_file(tensors, str(atomic.tmp), metadata=meta)
+        atomic.commit()
+    except BaseException:
+        atomic.discard()
+        raise
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, Exception) as e:
+        raise VidstyleError(f"{path} is not a readable .safetensors model file ({_short(e)})") from None
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleModel:
+    """Load a model file; every problem is a one-line VidstyleError."""
+    path = Path(path)
+    if not path.is_file():
+        raise VidstyleError(f"model file not found: {path}")
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise VidstyleError(f"{path} is a .safetensors file but not a vidstyle model (no vidstyle metadata)")
+    try:
+        config = ArchConfig.from_dict(json.loads(meta["arch"]))
+        styles = list(json.loads(meta.get("styles", "[]"))) or [path.stem]
+        training = json.loads(meta.get("training", "{}"))
+    except (KeyError, ValueError, TypeError) as e:
+        raise VidstyleError(f"{path} has broken metadata ({_short(e)})") from None
+    try:
+        net = TransformerNet(config)
+    except Exception as e:
+        raise VidstyleError(f"{path}: cannot build architecture {meta['arch']} ({_short(e)})") from None
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise VidstyleError(f"{path} is not a readable .safetensors model file ({_short(e)})") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or bad:
+        what = (f"{bad[0]} has shape {tuple(state[bad[0]].shape)}, expected {tuple(expected[bad[0]].shape)}"
+                if bad else f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}")
+        raise VidstyleError(f"{path} does not match its architecture ({config.arch}): {what}")
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.eval().requires_grad_(False)
+    if len(styles) != config.n_styles:
+        styles = [f"style{i}" for i in range(config.n_styles)]
+    return StyleModel(net.to(device), styles, training, path)

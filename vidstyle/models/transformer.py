@@ -1,0 +1,171 @@
+"""Feed-forward style networks (Johnson et al. 2016) with conditional instance norm.
+
+``TransformerNet`` is the image transformation network of "Perceptual Losses for
+Real-Time Style Transfer and Super-Resolution" as in pytorch/examples, with
+instance norm (Ulyanov et al.) instead of batch norm, nearest-upsample + conv
+instead of transposed convolutions, and reflection padding.
+
+Every norm layer holds one (gamma, beta) pair per style (Dumoulin et al. 2017,
+"A learned representation for artistic style"), so one network can learn
+several styles; a mix vector over the styles picks or blends them at run time.
+With a single style it is the plain network.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Hyper-parameters of a TransformerNet; stored in every model file."""
+
+    arch: str = "transformer"
+    channels: tuple[int, int, int] = (32, 64, 128)
+    res_blocks: int = 5
+    n_styles: int = 1
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArchConfig":
+        return cls(
+            arch=str(d.get("arch", "transformer")),
+            channels=tuple(int(c) for c in d.get("channels", (32, 64, 128))),
+            res_blocks=int(d.get("res_blocks", 5)),
+            n_styles=int(d.get("n_styles", 1)),
+        )
+
+
+ARCHS = {
+    # Johnson et al. / pytorch/examples: about 1.7 M parameters.
+    "transformer": ArchConfig("transformer", (32, 64, 128), 5),
+    # For CPUs and laptops: about 8x fewer multiply-adds.
+    "lite": ArchConfig("lite", (16, 32, 64), 3),
+}
+
+
+def arch_config(name: str, n_styles: int = 1) -> ArchConfig:
+    base = ARCHS[name]
+    return ArchConfig(base.arch, base.channels, base.res_blocks, n_styles)
+
+
+class StyleNorm(nn.Module):
+    """Instance norm with one affine (gamma, beta) per style.
+
+    ``mix`` (n_styles,) weights the styles' affine parameters; a one-hot mix
+    picks one style, any convex mix blends them.
+    """
+
+    def __init__(self, channels: int, n_styles: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_styles, channels))
+        self.bias = nn.Parameter(torch.zeros(n_styles, channels))
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, H, W); mix: (n_styles,) or (N, n_styles)
+        x = F.instance_norm(x, eps=1e-5)
+        gamma = mix.to(self.weight.dtype) @ self.weight  # (C,) or (N, C)
+        beta = mix.to(self.bias.dtype) @ self.bias
+        if gamma.dim() == 1:
+            gamma, beta = gamma[None], beta[None]
+        return x * gamma[:, :, None, None].to(x.dtype) + beta[:, :, None, None].to(x.dtype)
+
+
+class ConvNorm(nn.Module):
+    """Reflection-padded conv, optional style norm, optional ReLU."""
+
+    def __init__(self, cin, cout, k, stride=1, n_styles=1, norm=True, relu=True, upsample=1):
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(k // 2)
+        self.conv = nn.Conv2d(cin, cout, k, stride)
+        self.norm = StyleNorm(cout, n_styles) if norm else None
+        self.relu = relu
+
+    def forward(self, x, mix):
+        if self.upsample > 1:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        x = self.conv(self.pad(x))
+        if self.norm is not None:
+            x = self.norm(x, mix)
+        return F.relu(x) if self.relu else x
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c, n_styles):
+        super().__init__()
+        self.a = ConvNorm(c, c, 3, n_styles=n_styles)
+        self.b = ConvNorm(c, c, 3, n_styles=n_styles, relu=False)
+
+    def forward(self, x, mix):
+        return x + self.b(self.a(x, mix), mix)
+
+
+class TransformerNet(nn.Module):
+    """Image transformation network.
+
+    Input:  (N, 3, H, W) float RGB in [0, 1], any H and W (>= 4).
+    Output: (N, 3, H, W) float RGB, roughly in [0, 1] (not clamped: the losses
+            see the raw output; callers clamp for display).
+
+    Inside, H and W are padded (reflect) up to multiples of 4 so the two
+    stride-2 stages and two 2x upsamples give back the same size, then cropped.
+    """
+
+    def __init__(self, config: ArchConfig = ARCHS["transformer"]):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.channels
+        n = config.n_styles
+        self.encoder = nn.ModuleList([
+            ConvNorm(3, c1, 9, n_styles=n),            # (N, c1, H, W)
+            ConvNorm(c1, c2, 3, stride=2, n_styles=n),  # (N, c2, H/2, W/2)
+            ConvNorm(c2, c3, 3, stride=2, n_styles=n),  # (N, c3, H/4, W/4)
+        ])
+        self.residuals = nn.ModuleList([ResidualBlock(c3, n) for _ in range(config.res_blocks)])
+        self.decoder = nn.ModuleList([
+            ConvNorm(c3, c2, 3, n_styles=n, upsample=2),  # (N, c2, H/2, W/2)
+            ConvNorm(c2, c1, 3, n_styles=n, upsample=2),  # (N, c1, H, W)
+            ConvNorm(c1, 3, 9, norm=False, relu=False),   # (N, 3, H, W)
+        ])
+        # One-hot on style 0 by default; set_mix changes it.
+        self.register_buffer("mix", F.one_hot(torch.tensor(0), n).float(), persistent=False)
+
+    def set_mix(self, weights) -> None:
+        """Choose the style(s): a sequence of n_styles non-negative weights (normalised here)."""
+        w = torch.as_tensor(weights, dtype=torch.float32, device=self.mix.device).flatten()
+        if w.numel() != self.config.n_styles or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"style mix needs {self.config.n_styles} non-negative weights, got {weights}")
+        self.mix = w / w.sum()
+
+    def encode(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> encoder features (N, c3, H/4, W/4); H, W multiples of 4."""
+        mix = self.mix if mix is None else mix
+        x = x * 255.0  # the network was designed for 0..255 inputs (as in pytorch/examples)
+        for layer in self.encoder:
+            x = layer(x, mix)
+        return x
+
+    def decode(self, f: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+        mix = self.mix if mix is None else mix
+        for block in self.residuals:
+            f = block(f, mix)
+        for layer in self.decoder:
+            f = layer(f, mix)
+        return f / 255.0
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor | None = None, return_features: bool = False):
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 4, (-w) % 4
+        if ph or pw:
+            # reflect needs pad < size; replicate covers the tiniest inputs
+            mode = "reflect" if (ph < h and pw < w) else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        feats = self.encode(x, mix)
+        y = self.decode(feats, mix)[..., :h, :w]
+        return (y, feats) if return_features else y

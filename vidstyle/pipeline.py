@@ -1,0 +1,108 @@
+"""Decode, paint and encode at the same time: one thread per stage, bounded queues between.
+
+    reader thread ──q_in──> painter thread (batches) ──q_out──> caller's thread (sink)
+
+Queues hold a few batches, so memory stays flat and the slowest stage sets the
+pace. A failure in any stage stops the others and is raised in the caller;
+Ctrl-C in the caller stops the threads without draining anything.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
+_END = object()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            pass
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            pass
+
+
+def run_stages(source: Iterable[T], process: Callable[[list[T]], list[U]], batch_size: int = 1,
+               depth: int = 3) -> Iterator[tuple[T, U]]:
+    """Yield (input, output) pairs in order while ``source`` and ``process`` run in their own threads.
+
+    ``process`` takes a list of up to ``batch_size`` items and returns one output per item.
+    """
+    batch_size = max(1, int(batch_size))
+    q_in: queue.Queue = queue.Queue(maxsize=depth * batch_size)
+    q_out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read():
+        try:
+            for item in source:
+                _put(q_in, item, stop)
+            _put(q_in, _END, stop)
+        except _Stop:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            errors.append(e)
+            stop.set()
+
+    def paint():
+        try:
+            done = False
+            while not done:
+                batch = []
+                while len(batch) < batch_size:
+                    item = _get(q_in, stop)
+                    if item is _END:
+                        done = True
+                        break
+                    batch.append(item)
+                if batch:
+                    _put(q_out, (batch, process(batch)), stop)
+            _put(q_out, _END, stop)
+        except _Stop:
+            pass
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=read, name="vidstyle-read", daemon=True),
+               threading.Thread(target=paint, name="vidstyle-paint", daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        while True:
+            try:
+                got = _get(q_out, stop)
+            except _Stop:
+                break
+            if got is _END:
+                break
+            batch, outputs = got
+            for pair in zip(batch, outputs):
+                yield pair
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    if errors:
+        raise errors[0]
