@@ -100,7 +100,7 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
             return list(stylizer.download(stylizer.finish(out)))
 
         try:
-            frames = reader.frames(on_packet=writer.queue_packet, streams=reader.other_streams)
+            frames = reader.frames(on_packet=writer.queue_packet)
             for frame, rgb in run_stages(frames, paint, batch_size=bs):
                 writer.write(rgb, frame.pts)
                 if progress:

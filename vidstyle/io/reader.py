@@ -112,40 +112,59 @@ class VideoReader:
             metadata=dict(self.container.metadata),
             stream_metadata=dict(st.metadata),
         )
+        self._source = self._events()
+        self._buffer: list = []
+        self._prime()
 
     @property
     def other_streams(self) -> list:
         """Audio and subtitle streams, in container order."""
         return [s for s in self.container.streams if s.type in ("audio", "subtitle")]
 
-    def frames(self, on_packet: Callable | None = None, streams: list | None = None) -> Iterator[Frame]:
-        """Decode the video stream; packets of ``streams`` go to ``on_packet`` as they are demuxed.
+    def _events(self):
+        """Yield the other streams' packets and the decoded video frames, in demux order.
 
-        A decode or demux error ends the iteration early and sets ``incomplete``.
+        A demux or decode error ends the stream early and sets ``incomplete``.
         """
-        streams = [s for s in (streams or []) if s is not self.stream]
-        tb = self.info.time_base
-        it = self.container.demux(self.stream, *streams)
-        first = True
+        demux = self.container.demux(self.stream, *self.other_streams)
         while True:
             try:
-                packet = next(it)
+                packet = next(demux)
                 if packet.stream is not self.stream:
-                    if packet.dts is not None and on_packet is not None:
-                        on_packet(packet)
+                    if packet.dts is not None:
+                        yield packet
                     continue
                 decoded = packet.decode()
             except StopIteration:
-                break
+                return
             except av.error.FFmpegError as e:
                 self.incomplete = f"{e.strerror or e} after frame {self.decoded}"
+                return
+            yield from decoded
+
+    def _prime(self) -> None:
+        """Read up to the first frame now, so the rotation is known before any sink is set up."""
+        for item in self._source:
+            self._buffer.append(item)
+            if isinstance(item, av.VideoFrame):
+                self.info.rotation = int(round(item.rotation or 0))
                 break
-            for vf in decoded:
-                if first:
-                    self.info.rotation = int(round(vf.rotation or 0))
-                    first = False
-                yield Frame(vf.to_ndarray(format="rgb24"), vf.pts, tb, self.decoded)
+
+    def frames(self, on_packet: Callable | None = None) -> Iterator[Frame]:
+        """Decode the video stream; packets of ``other_streams`` go to ``on_packet`` as they are demuxed."""
+        tb = self.info.time_base
+
+        def items():
+            while self._buffer:
+                yield self._buffer.pop(0)
+            yield from self._source
+
+        for item in items():
+            if isinstance(item, av.VideoFrame):
+                yield Frame(item.to_ndarray(format="rgb24"), item.pts, tb, self.decoded)
                 self.decoded += 1
+            elif on_packet is not None:
+                on_packet(item)
         expected = self.info.frames
         if self.incomplete is None and expected and self.decoded < expected * 0.98 - 1:
             self.incomplete = f"the file ended after frame {self.decoded} of {expected}"

@@ -1,0 +1,167 @@
+"""vidstyle run: frames, timestamps, audio, rotation, sizes and strength, end to end on tiny clips."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import audio_hashes, frames_rgb, make_clip, video_pts, video_times
+from vidstyle import stylize_video
+from vidstyle.cli import app
+
+runner = CliRunner()
+
+
+def test_frames_timestamps_audio_metadata_kept(tmp_path, model_file):
+    src = make_clip(tmp_path / "in.mp4", n=12, metadata={"title": "holiday", "artist": "me"})
+    dst = tmp_path / "out.mp4"
+    r = stylize_video(src, dst, style=model_file, device="cpu")
+    assert r.frames == 12 and dst.exists()
+    assert video_pts(dst) == video_pts(src)
+    assert video_times(dst) == video_times(src)
+    assert audio_hashes(dst) == audio_hashes(src) and len(audio_hashes(src)) == 1
+    import av
+    with av.open(str(dst)) as c:
+        assert c.metadata["title"] == "holiday" and c.metadata["artist"] == "me"
+        assert c.streams.audio[0].codec_context.name == "aac"
+    # faststart: the moov box comes before mdat
+    data = dst.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    # stylized: the pixels changed
+    assert np.abs(frames_rgb(dst)[0].astype(int) - frames_rgb(src)[0].astype(int)).mean() > 10
+
+
+def test_two_audio_tracks_in_mkv_copied_byte_identical(tmp_path, model_file):
+    src = make_clip(tmp_path / "in.mkv", audio_tracks=2)
+    dst = tmp_path / "out.mkv"
+    stylize_video(src, dst, style=model_file, device="cpu")
+    hs = audio_hashes(src)
+    assert len(hs) == 2 and hs[0] != hs[1]
+    assert audio_hashes(dst) == hs
+    import av
+    with av.open(str(dst)) as c:
+        assert [s.metadata.get("language") for s in c.streams.audio] == ["eng", "fra"]
+
+
+def test_variable_frame_rate_stays_variable(tmp_path, model_file):
+    src = make_clip(tmp_path / "vfr.mp4", n=12, vfr=True)
+    dst = tmp_path / "out.mp4"
+    stylize_video(src, dst, style=model_file, device="cpu")
+    t_in, t_out = video_times(src), video_times(dst)
+    assert t_out == t_in
+    gaps = set(np.round(np.diff(t_out), 3))
+    assert len(gaps) >= 3, gaps  # still variable
+
+
+def test_rotation_90_preserved(tmp_path, model_file):
+    import av
+    src = make_clip(tmp_path / "rot.mp4", rotation=90)
+    with av.open(str(src)) as c:
+        assert next(c.decode(video=0)).rotation == 90
+    dst = tmp_path / "out.mp4"
+    stylize_video(src, dst, style=model_file, device="cpu")
+    with av.open(str(dst)) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and (f.width, f.height) == (64, 48)
+
+
+def test_rotation_in_mkv_output_is_applied_to_pixels(tmp_path, model_file):
+    src = make_clip(tmp_path / "rot.mp4", rotation=90, audio=None)
+    dst = tmp_path / "out.mkv"
+    r = stylize_video(src, dst, style=model_file, device="cpu")
+    assert (r.width, r.height) == (48, 64) and any("rotation" in n for n in r.notes)
+    assert frames_rgb(dst)[0].shape == (64, 48, 3)
+
+
+def test_odd_size_comes_out_exact(tmp_path, model_file):
+    src = make_clip(tmp_path / "odd.mp4", w=63, h=47, pix_fmt="yuv444p")
+    dst = tmp_path / "out.mp4"
+    stylize_video(src, dst, style=model_file, device="cpu")
+    fr = frames_rgb(dst)
+    assert len(fr) == 12 and fr[0].shape == (47, 63, 3)
+
+
+def test_ten_bit_input(tmp_path, model_file):
+    src = make_clip(tmp_path / "10bit.mkv", pix_fmt="yuv420p10le", audio=None)
+    dst = tmp_path / "out.mp4"
+    r = stylize_video(src, dst, style=model_file, device="cpu")
+    assert r.frames == 12 and video_times(dst) == video_times(src)
+
+
+def test_strength_zero_reproduces_input(tmp_path, model_file):
+    src = make_clip(tmp_path / "in.mp4")
+    dst = tmp_path / "out.mp4"
+    stylize_video(src, dst, style=model_file, device="cpu", strength=0.0, crf=10)
+    a, b = frames_rgb(src), frames_rgb(dst)
+    assert len(a) == len(b)
+    err = np.mean([np.abs(x.astype(int) - y.astype(int)).mean() for x, y in zip(a, b)])
+    assert err < 3.0, err  # codec noise only
+
+
+def test_preserve_color_keeps_input_chroma(tmp_path, model_file):
+    src = make_clip(tmp_path / "in.mp4", audio=None)
+    plain, kept = tmp_path / "plain.mp4", tmp_path / "kept.mp4"
+    stylize_video(src, plain, style=model_file, device="cpu")
+    stylize_video(src, kept, style=model_file, device="cpu", preserve_color=True)
+    import cv2
+    uv = lambda f: cv2.cvtColor(f, cv2.COLOR_RGB2YUV)[..., 1:].astype(int)  # noqa: E731
+    s, p, k = frames_rgb(src)[3], frames_rgb(plain)[3], frames_rgb(kept)[3]
+    assert np.abs(uv(k) - uv(s)).mean() < 0.5 * np.abs(uv(p) - uv(s)).mean()
+
+
+def test_max_side_and_out_size(tmp_path, model_file):
+    src = make_clip(tmp_path / "in.mp4", w=96, h=64, audio=None)
+    dst = tmp_path / "out.mp4"
+    r = stylize_video(src, dst, style=model_file, device="cpu", max_side=32, out_size=(48, 32))
+    assert (r.width, r.height) == (48, 32) and frames_rgb(dst)[0].shape == (32, 48, 3)
+
+
+def test_webm_defaults_to_vp9_and_reencodes_aac_to_opus(tmp_path, model_file):
+    import av
+    src = make_clip(tmp_path / "in.mp4", n=6)
+    dst = tmp_path / "out.webm"
+    r = stylize_video(src, dst, style=model_file, device="cpu")
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+        assert c.streams.audio[0].codec_context.name == "opus"
+    assert any("re-encoded" in n for n in r.notes)
+
+
+def test_cli_json_and_default_output_name(tmp_path, model_file):
+    src = make_clip(tmp_path / "walk.mp4", audio=None)
+    res = runner.invoke(app, ["run", str(src), "--style", str(model_file), "--device", "cpu", "--json",
+                              "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for key in ("output", "frames", "seconds", "fps", "style", "device"):
+        assert key in out
+    assert out["frames"] == 12 and out["device"] == "cpu"
+    assert out["output"] == str(tmp_path / "walk.random_lite.mp4")
+    assert video_pts(tmp_path / "walk.random_lite.mp4") == video_pts(src)
+
+
+def test_batch_size_does_not_change_the_result(tmp_path, model_file):
+    src = make_clip(tmp_path / "in.mp4", audio=None)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    stylize_video(src, a, style=model_file, device="cpu", batch_size=1, crf=0)
+    stylize_video(src, b, style=model_file, device="cpu", batch_size=5, crf=0)
+    fa, fb = frames_rgb(a), frames_rgb(b)
+    assert len(fa) == len(fb) == 12
+    assert max(np.abs(x.astype(int) - y.astype(int)).max() for x, y in zip(fa, fb)) <= 2
+
+
+def test_image_command_on_folder(tmp_path, model_file):
+    import cv2
+    folder = tmp_path / "pics"
+    (folder / "sub").mkdir(parents=True)
+    from conftest import pattern
+    cv2.imwrite(str(folder / "a.png"), pattern(0, 40, 30))
+    cv2.imwrite(str(folder / "sub" / "b.jpg"), pattern(5, 41, 29))
+    out = tmp_path / "painted"
+    res = runner.invoke(app, ["image", str(folder), "-o", str(out), "--style", str(model_file), "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["a.random_lite.png", "b.random_lite.png"]
+    assert cv2.imread(str(out / "b.random_lite.png")).shape == (29, 41, 3)

@@ -1,0 +1,1 @@
+"""Training: loss network, losses, data, the loop, and Gatys optimisation for stills."""

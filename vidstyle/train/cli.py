@@ -1,0 +1,108 @@
+"""``vidstyle train``: the command-line face of train.loop."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..cli import app, user_errors
+from ..errors import VidstyleError
+
+
+@app.command()
+def train(
+    style_images: Optional[List[Path]] = typer.Argument(None, help="Style image(s); same as --style."),
+    style: Optional[List[Path]] = typer.Option(None, "--style", help="A style image; give it several times to train one multi-style network."),
+    data: Path = typer.Option(..., "--data", help="Folder of content photos (searched recursively)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file (.safetensors); default: the user models folder, named after the style."),
+    video_data: Optional[Path] = typer.Option(None, "--video-data", help="Folder of frame folders or videos: real frame pairs for the temporal loss (flow cached beside the data)."),
+    flow: str = typer.Option("dis", "--flow", help="Flow for --video-data: dis (OpenCV) or raft (torchvision, needs cached weights)."),
+    arch: str = typer.Option("transformer", "--arch", help="transformer (Johnson et al.) or lite (for CPUs and laptops)."),
+    size: int = typer.Option(256, "--size", min=32, help="Training crop size (px)."),
+    style_size: int = typer.Option(384, "--style-size", min=64, help="Longer side of the style image for its Gram matrices."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    steps: int = typer.Option(2000, "--steps", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same data order and losses."),
+    content_weight: float = typer.Option(1.0, "--content-weight"),
+    style_weight: float = typer.Option(3e5, "--style-weight"),
+    tv_weight: float = typer.Option(0.0, "--tv-weight"),
+    temporal_loss: str = typer.Option("output", "--temporal-loss", help="output (Ruder et al.), reconet (Gao et al.) or none."),
+    temporal_weight: float = typer.Option(60.0, "--temporal-weight"),
+    feature_temporal_weight: float = typer.Option(0.0, "--feature-temporal-weight", help="Temporal term on the encoder output."),
+    loss_net: str = typer.Option("auto", "--loss-net", help="auto, torchvision, hed, or a loss-network .safetensors file."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints, log.csv and previews (default runs/<style>)."),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=0),
+    preview_every: int = typer.Option(100, "--preview-every", min=0),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint.safetensors."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+):
+    """Train a style network on photos with perceptual and optical-flow temporal losses.
+
+    Example: vidstyle train starry_night.jpg --data photos/ --steps 2000 --size 256
+    """
+    from .loop import TrainConfig, Trainer
+
+    with user_errors():
+        styles = [str(p) for p in (style_images or [])] + [str(p) for p in (style or [])]
+        if not styles:
+            raise VidstyleError("give a style image (vidstyle train STYLE.jpg --data PHOTOS/)")
+        if arch not in ("transformer", "lite"):
+            raise VidstyleError(f"--arch must be transformer or lite, not {arch!r}")
+        if output is not None and output.exists() and output.is_dir():
+            raise VidstyleError(f"--output is a folder: {output}")
+        cfg = TrainConfig(styles=styles, data=str(data), output=str(output) if output else None,
+                          video_data=str(video_data) if video_data else None, flow=flow, arch=arch, size=size,
+                          style_size=style_size, batch_size=batch_size, steps=steps, lr=lr, seed=seed,
+                          content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+                          temporal=temporal_loss, temporal_weight=temporal_weight,
+                          feature_temporal_weight=feature_temporal_weight, loss_net=loss_net, device=device,
+                          run_dir=str(run_dir) if run_dir else None, checkpoint_every=checkpoint_every,
+                          preview_every=preview_every, resume=str(resume) if resume else None, threads=threads)
+        bar = None
+        if not quiet and not json_out:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                           TextColumn("{task.fields[losses]}"), console=Console(stderr=True))
+            task = bar.add_task("train", total=steps, losses="")
+
+        def progress(step, total, losses):
+            if bar:
+                text = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+                bar.update(task, completed=step, losses=text)
+
+        trainer = Trainer(cfg, progress)
+        if bar:
+            bar.start()
+        try:
+            summary = trainer.train()
+        finally:
+            if bar:
+                bar.stop()
+        if trainer.photos.skipped and not json_out:
+            typer.echo(f"warning: skipped {len(trainer.photos.skipped)} unreadable image(s)", err=True)
+        if json_out:
+            typer.echo(json.dumps(summary))
+        elif not quiet:
+            fl = summary["final_losses"]
+            typer.echo(f"{summary['output']}: {summary['steps']} steps in {summary['seconds']:.0f} s, "
+                       f"final total loss {fl.get('total', float('nan')):.4g} (loss net {summary['loss_net']})", err=True)
+
+
+@app.command("export-loss-net")
+def export_loss_net(
+    output: Path = typer.Argument(..., help="Where to write the .safetensors file."),
+    loss_net: str = typer.Option("auto", "--loss-net", help="auto, torchvision or hed."),
+):
+    """Write the loss network's conv1_1..conv4_3 as fp16 safetensors (about 15 MB), usable as --loss-net PATH."""
+    from .lossnet import export_safetensors, load_loss_net
+
+    with user_errors():
+        export_safetensors(load_loss_net(loss_net), output)
+        typer.echo(str(output))

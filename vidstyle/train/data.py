@@ -1,0 +1,212 @@
+"""Training data: content photos, synthetic motion with exact flow, and real frame pairs.
+
+Everything random takes a ``torch.Generator``: the loop derives one per step from
+(seed, step), so the same seed gives the same data and a resumed run continues
+exactly where an uninterrupted one would be.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import VidstyleError
+from ..flow import DISFlow, read_flo, to_tensor, write_flo
+from ..io.images import find_images, is_image
+from ..warp import occlusion, warp
+
+log = logging.getLogger("vidstyle")
+
+
+def _load(path: Path, short_side: int) -> np.ndarray | None:
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        return None
+    h, w = bgr.shape[:2]
+    s = short_side / min(h, w)
+    bgr = cv2.resize(bgr, (max(short_side, round(w * s)), max(short_side, round(h * s))),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class Photos:
+    """Every image below a folder, decoded on demand, scaled so the short side is ``size`` * 1.15."""
+
+    def __init__(self, folder: str | Path, size: int, limit: int | None = None):
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise VidstyleError(f"data folder not found: {folder}")
+        self.files = find_images(folder)
+        if limit:
+            self.files = self.files[:limit]
+        if not self.files:
+            raise VidstyleError(f"no images in data folder {folder}")
+        self.size = size
+        self.skipped: set[Path] = set()
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def get(self, i: int) -> np.ndarray | None:
+        img = self.cache.get(i)
+        if img is None and self.files[i] not in self.skipped:
+            img = _load(self.files[i], math.ceil(self.size * 1.15))
+            if img is None:
+                self.skipped.add(self.files[i])
+                log.warning("skipping unreadable image %s", self.files[i])
+            elif len(self.cache) < 4096:
+                self.cache[i] = img
+        return img
+
+    def batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """(n, 3, size, size) float [0, 1]: random images, random crops, random flips."""
+        out = []
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 50 * n:
+                raise VidstyleError("too many unreadable images in the data folder")
+            i = int(torch.randint(len(self.files), (1,), generator=gen))
+            img = self.get(i)
+            if img is None:
+                continue
+            h, w = img.shape[:2]
+            y = int(torch.randint(h - self.size + 1, (1,), generator=gen))
+            x = int(torch.randint(w - self.size + 1, (1,), generator=gen))
+            crop = img[y:y + self.size, x:x + self.size]
+            if torch.rand(1, generator=gen) < 0.5:
+                crop = crop[:, ::-1]
+            out.append(torch.from_numpy(np.ascontiguousarray(crop)))
+        return torch.stack(out).permute(0, 3, 1, 2).float() / 255
+
+
+def synthetic_flow(n: int, h: int, w: int, gen: torch.Generator, max_shift: float = 6.0,
+                   max_angle: float = 3.0, max_zoom: float = 0.04, elastic: float = 1.0) -> torch.Tensor:
+    """(n, 2, h, w) flows of random camera-like motions: affine + a small perspective term + a smooth field."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    flows = []
+    for _ in range(n):
+        r = torch.rand(7, generator=gen) * 2 - 1
+        a = math.radians(max_angle) * float(r[0])
+        z = 1 + max_zoom * float(r[1])
+        tx, ty = max_shift * float(r[2]), max_shift * float(r[3])
+        px, py = 2e-4 * float(r[4]), 2e-4 * float(r[5])  # perspective
+        u, v = xs - cx, ys - cy
+        den = 1 + px * u + py * v
+        sx = (z * (math.cos(a) * u - math.sin(a) * v) + tx) / den + cx
+        sy = (z * (math.sin(a) * u + math.cos(a) * v) + ty) / den + cy
+        f = torch.stack((sx - xs, sy - ys))
+        if elastic > 0:
+            field = torch.randn(1, 2, 4, 4, generator=gen) * elastic
+            f = f + F.interpolate(field, size=(h, w), mode="bicubic", align_corners=True)[0]
+        flows.append(f)
+    return torch.stack(flows)
+
+
+def synthetic_pair(x_prev: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame t from frame t-1 with an exact flow: x_t = warp(x_prev, flow).
+
+    Returns (x_t, flow (N, 2, H, W), mask (N, 1, H, W): 1 where x_t's pixel came from inside x_prev).
+    """
+    n, _, h, w = x_prev.shape
+    flow = synthetic_flow(n, h, w, gen).to(x_prev.device)
+    x_t, inside = warp(x_prev, flow)
+    return x_t, flow, inside
+
+
+class VideoPairs:
+    """Consecutive frame pairs from folders of frames or video files, with DIS flow and occlusion masks.
+
+    Flows are computed once and cached as .flo beside the data (or in ``cache`` when that is read-only).
+    """
+
+    def __init__(self, root: str | Path, size: int, cache: str | Path | None = None, max_frames: int = 60):
+        root = Path(root)
+        if not root.exists():
+            raise VidstyleError(f"video data not found: {root}")
+        self.size = size
+        self.sequences: list[list[np.ndarray]] = []
+        self.names: list[str] = []
+        folders = sorted({p.parent for p in root.rglob("*") if p.is_file() and is_image(p)})
+        for d in folders:
+            paths = [p for p in sorted(d.iterdir()) if is_image(p)][:max_frames]
+            frames = [f for f in (_load(p, size) for p in paths) if f is not None]
+            if len(frames) >= 2:
+                self.sequences.append(frames)
+                self.names.append(str(d.relative_to(root)) if d != root else root.name)
+        for v in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm", ".avi")):
+            from ..io.reader import VideoReader
+            with VideoReader(v) as r:
+                frames = []
+                for fr in r.frames():
+                    frames.append(cv2.resize(fr.rgb, _fit(fr.rgb.shape, size), interpolation=cv2.INTER_AREA))
+                    if len(frames) >= max_frames:
+                        break
+            if len(frames) >= 2:
+                self.sequences.append(frames)
+                self.names.append(str(v.relative_to(root)))
+        if not self.sequences:
+            raise VidstyleError(f"no frame sequences or videos in {root}")
+        cache_root = root / ".vidstyle-flow"
+        try:
+            cache_root.mkdir(exist_ok=True)
+            probe = cache_root / ".w"
+            probe.touch()
+            probe.unlink()
+        except OSError:
+            cache_root = Path(cache or Path.home() / ".cache" / "vidstyle" / "flow") / hashlib.md5(str(root.resolve()).encode()).hexdigest()[:12]
+            cache_root.mkdir(parents=True, exist_ok=True)
+        self.cache_root = cache_root
+        self.pairs = [(s, t) for s, seq in enumerate(self.sequences) for t in range(1, len(seq))]
+        self.dis = DISFlow("medium")
+        self._flows: dict = {}
+
+    def flows(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(flow t->t-1 for warping frame t-1 onto t, occlusion mask) for pair (s, t)."""
+        key = (s, t)
+        if key not in self._flows:
+            base = self.cache_root / f"{self.names[s].replace('/', '_')}_{self.size}_{t:05d}"
+            a, b = self.sequences[s][t], self.sequences[s][t - 1]
+            fw_p, bw_p = base.with_suffix(".fw.flo"), base.with_suffix(".bw.flo")
+            if fw_p.is_file() and bw_p.is_file():
+                fw, bw = read_flo(fw_p), read_flo(bw_p)
+            else:
+                fw, bw = self.dis(a, b), self.dis(b, a)
+                write_flo(fw_p, fw)
+                write_flo(bw_p, bw)
+            mask = occlusion(to_tensor(fw), to_tensor(bw))[0, 0].numpy()
+            self._flows[key] = (fw, mask)
+        return self._flows[key]
+
+    def batch(self, n: int, gen: torch.Generator):
+        """(x_prev, x_t, flow, mask) random crops of ``size``."""
+        xp, xt, fl, ms = [], [], [], []
+        for _ in range(n):
+            s, t = self.pairs[int(torch.randint(len(self.pairs), (1,), generator=gen))]
+            flow, mask = self.flows(s, t)
+            a, b = self.sequences[s][t], self.sequences[s][t - 1]
+            h, w = a.shape[:2]
+            y = int(torch.randint(h - self.size + 1, (1,), generator=gen))
+            x = int(torch.randint(w - self.size + 1, (1,), generator=gen))
+            sl = (slice(y, y + self.size), slice(x, x + self.size))
+            xt.append(torch.from_numpy(np.ascontiguousarray(a[sl])))
+            xp.append(torch.from_numpy(np.ascontiguousarray(b[sl])))
+            fl.append(torch.from_numpy(np.ascontiguousarray(flow[sl])))
+            ms.append(torch.from_numpy(np.ascontiguousarray(mask[sl])))
+        img = lambda v: torch.stack(v).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+        return img(xp), img(xt), torch.stack(fl).permute(0, 3, 1, 2).float(), torch.stack(ms)[:, None].float()
+
+
+def _fit(shape, short_side: int) -> tuple[int, int]:
+    h, w = shape[:2]
+    s = short_side / min(h, w)
+    return max(short_side, round(w * s)), max(short_side, round(h * s))

@@ -1,0 +1,53 @@
+"""Gatys et al. 2016: optimise the pixels of one image (L-BFGS) for content + Gram style losses.
+
+Slow, but the quality reference for the trained networks.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from ..stylizer import pick_device
+from . import losses as L
+from .lossnet import load_loss_net
+
+
+def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1:
+        rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255).to(device)
+
+
+def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, loss_net: str = "auto",
+                   device: str = "auto", max_side: int = 512, content_weight: float = 1.0,
+                   style_weight: float = 1e6, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side)."""
+    dev = pick_device(device)
+    vgg = load_loss_net(loss_net, dev)
+    x = _tensor(content, max_side, dev)
+    s = _tensor(style, max_side, dev)
+    with torch.no_grad():
+        fx = vgg(x)
+        grams = {k: L.gram(v) for k, v in vgg(s).items()}
+    y = x.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([y], lr=1.0, max_iter=steps, history_size=50, line_search_fn="strong_wolfe")
+    count = [0]
+
+    def closure():
+        opt.zero_grad()
+        fy = vgg(y)
+        loss = content_weight * L.content_loss(fy, fx, "relu4_3") + style_weight * L.style_loss(fy, grams)
+        loss.backward()
+        count[0] += 1
+        if progress:
+            progress(min(count[0], steps), steps)
+        return loss
+
+    opt.step(closure)
+    out = y.detach().clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().cpu().numpy()
+    return out

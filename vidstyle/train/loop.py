@@ -1,0 +1,296 @@
+"""The training loop: one or several styles, perceptual + temporal losses, checkpoints and exact resume."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..errors import VidstyleError
+from ..io.images import read_image
+from ..io.writer import AtomicPath
+from ..models.files import save_model
+from ..models.transformer import TransformerNet, arch_config
+from . import losses as L
+from .data import Photos, VideoPairs, synthetic_pair
+from .lossnet import load_loss_net
+
+log = logging.getLogger("vidstyle")
+
+
+@dataclass
+class TrainConfig:
+    styles: list[str]                      # style image paths
+    data: str                              # folder of content photos
+    output: str | None = None              # model file; default <user models>/<style>.safetensors
+    video_data: str | None = None          # folder of frame folders / videos for real frame pairs
+    flow: str = "dis"
+    arch: str = "transformer"
+    size: int = 256
+    style_size: int = 384
+    batch_size: int = 4
+    steps: int = 2000
+    lr: float = 1e-3
+    seed: int = 0
+    content_weight: float = 1.0
+    style_weight: float = 3e5
+    tv_weight: float = 0.0
+    temporal: str = "output"               # output | reconet | none
+    temporal_weight: float = 60.0
+    feature_temporal_weight: float = 0.0
+    loss_net: str = "auto"
+    device: str = "auto"
+    run_dir: str | None = None             # checkpoints, CSV log, previews
+    checkpoint_every: int = 200
+    preview_every: int = 100
+    resume: str | None = None
+    threads: int | None = None
+    data_limit: int | None = None
+    names: list[str] = field(default_factory=list)  # style names; default the image stems
+
+    # options a resumed run must share with the checkpoint
+    MATCH = ("arch", "size", "style_size", "batch_size", "seed", "content_weight", "style_weight", "tv_weight",
+             "temporal", "temporal_weight", "feature_temporal_weight", "lr")
+
+
+def _file_hash(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _style_image(path: str, max_side: int) -> torch.Tensor:
+    p = Path(path)
+    if not p.is_file():
+        raise VidstyleError(f"style image not found: {path}")
+    rgb = read_image(p)
+    h, w = rgb.shape[:2]
+    if min(h, w) < 64:
+        raise VidstyleError(f"style image {path} is too small ({w}x{h}); use one at least 64 px on each side")
+    s = max_side / max(h, w)
+    rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+def _grid(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) -> (H, N*W, 3) uint8."""
+    return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: Callable[[int, int, dict], None] | None = None):
+        from ..stylizer import pick_device
+
+        self.cfg = cfg
+        self.progress = progress
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if not cfg.styles:
+            raise VidstyleError("give at least one style image")
+        if cfg.temporal not in ("output", "reconet", "none"):
+            raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
+        self.names = cfg.names or [Path(s).stem for s in cfg.styles]
+        self.device = pick_device(cfg.device)
+        self.cuda = self.device.type == "cuda"
+        style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
+        self.photos = Photos(cfg.data, cfg.size, cfg.data_limit)
+        self.video = VideoPairs(cfg.video_data, cfg.size) if cfg.video_data else None
+        self.vgg = load_loss_net(cfg.loss_net, self.device)
+        self.net = TransformerNet(arch_config(cfg.arch, len(cfg.styles))).to(self.device)
+        if self.cuda:
+            self.net = self.net.to(memory_format=torch.channels_last)
+            self.vgg = self.vgg.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
+        with torch.no_grad():
+            self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
+        self.step = 0
+        name = "+".join(self.names)
+        self.run_dir = Path(cfg.run_dir or Path("runs") / name)
+        self.output = Path(cfg.output) if cfg.output else None
+        if cfg.resume:
+            self._load_checkpoint(Path(cfg.resume))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        gen = torch.Generator().manual_seed(12345)
+        self.preview_x = self.photos.batch(4, gen)
+        self.skipped_before = 0
+
+    # -- one step ----------------------------------------------------------------
+    def losses(self, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        k = step % len(self.grams)
+        mix = F.one_hot(torch.tensor(k), len(self.grams)).float().to(self.device)
+        x = self.photos.batch(cfg.batch_size, gen)
+        temporal = cfg.temporal != "none" and (cfg.temporal_weight > 0 or cfg.feature_temporal_weight > 0)
+        if temporal:
+            if self.video is not None and step % 2 == 1:
+                xp, xt, flow, mask = self.video.batch(cfg.batch_size, gen)
+            else:
+                xp = x
+                xt, flow, mask = synthetic_pair(x, gen)
+            x = torch.cat([xp, xt])
+        x = x.to(self.device, non_blocking=True)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            y, feats = self.net(x, mix, return_features=True)
+            fy = self.vgg(y)
+            with torch.no_grad():
+                fx = self.vgg(x, upto="relu2_2")
+        out = {
+            "content": L.content_loss(fy, fx),
+            "style": L.style_loss(fy, self.grams[k]),
+            "tv": L.tv_loss(y.float()),
+        }
+        if temporal:
+            flow, mask = flow.to(self.device), mask.to(self.device)
+            yp, yt = y.float().chunk(2)
+            if cfg.temporal == "reconet":
+                xp_, xt_ = x.float().chunk(2)
+                out["temporal"] = L.reconet_loss(yt, yp, xt_, xp_, flow, mask)
+            else:
+                out["temporal"] = L.temporal_loss(yt, yp, flow, mask)
+            if cfg.feature_temporal_weight > 0:
+                fp, ft = feats.float().chunk(2)
+                out["feature_temporal"] = L.feature_temporal_loss(ft, fp, flow, mask)
+        w = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
+             "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
+        out["total"] = sum(w[n] * v for n, v in out.items())
+        return out
+
+    def train_step(self) -> dict[str, float]:
+        self.net.train()
+        self.opt.zero_grad(set_to_none=True)
+        out = self.losses(self.step)
+        out["total"].backward()
+        self.opt.step()
+        self.step += 1
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    # -- checkpoints -----------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.safetensors"
+
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        path = path or self.checkpoint_path()
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        for i, p in enumerate(self.net.parameters()):
+            st = self.opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    tensors[f"opt.{i}.{key}"] = st[key].detach().cpu().contiguous()
+            if "step" in st:
+                tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
+        meta = {"step": str(self.step), "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
+                "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles])}
+        atomic = AtomicPath(path)
+        save_file(tensors, str(atomic.tmp), metadata=meta)
+        atomic.commit()
+        return path
+
+    def _load_checkpoint(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        if not path.is_file():
+            raise VidstyleError(f"resume file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+            old = json.loads(meta["config"])
+        except Exception:
+            raise VidstyleError(f"{path} is not a vidstyle training checkpoint") from None
+        for key in TrainConfig.MATCH:
+            if old.get(key) != getattr(self.cfg, key):
+                raise VidstyleError(f"resume file {path} was made with --{key.replace('_', '-')} {old.get(key)}, "
+                                    f"not {getattr(self.cfg, key)}")
+        hashes = [_file_hash(s) for s in self.cfg.styles]
+        if json.loads(meta.get("style_hashes", "[]")) != hashes:
+            raise VidstyleError(f"resume file {path} was trained on other style images")
+        state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError:
+            raise VidstyleError(f"resume file {path} does not match --arch {self.cfg.arch}") from None
+        for i, p in enumerate(self.net.parameters()):
+            if f"opt.{i}.exp_avg" in tensors:
+                self.opt.state[p] = {"step": tensors[f"opt.{i}.step"][0].clone(),
+                                     "exp_avg": tensors[f"opt.{i}.exp_avg"].to(self.device),
+                                     "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(self.device)}
+        self.step = int(meta["step"])
+
+    def preview(self) -> Path:
+        self.net.eval()
+        rows = []
+        with torch.no_grad():
+            x = self.preview_x.to(self.device)
+            rows.append(_grid(x))
+            for k in range(len(self.grams)):
+                mix = F.one_hot(torch.tensor(k), len(self.grams)).float().to(self.device)
+                rows.append(_grid(self.net(x, mix).float()))
+        img = np.concatenate(rows, 0)
+        path = self.run_dir / "preview.png"
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(self.run_dir / f"preview_{self.step:06d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        return path
+
+    # -- the loop ----------------------------------------------------------------
+    def train(self) -> dict:
+        from ..models.registry import user_dir
+
+        cfg = self.cfg
+        log_path = self.run_dir / "log.csv"
+        new_log = not log_path.exists() or self.step == 0
+        t0 = time.perf_counter()
+        start = self.step
+        last: dict[str, float] = {}
+        first: dict[str, float] | None = None
+        with open(log_path, "w" if new_log else "a", newline="") as fh:
+            writer = None
+            try:
+                while self.step < cfg.steps:
+                    last = self.train_step()
+                    first = first or dict(last)
+                    if writer is None:
+                        writer = csv.DictWriter(fh, ["step", "seconds", *last.keys()], extrasaction="ignore")
+                        if new_log:
+                            writer.writeheader()
+                    writer.writerow({"step": self.step, "seconds": round(time.perf_counter() - t0, 2), **last})
+                    if self.progress:
+                        self.progress(self.step, cfg.steps, last)
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if cfg.preview_every and self.step % cfg.preview_every == 0:
+                        self.preview()
+            except KeyboardInterrupt:
+                ck = self.save_checkpoint()
+                raise VidstyleError(f"interrupted at step {self.step}; checkpoint saved: continue with "
+                                    f"--resume {ck}") from None
+        seconds = time.perf_counter() - t0
+        self.save_checkpoint()
+        self.preview()
+        out = self.output or user_dir() / f"{'+'.join(self.names)}.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        training = {
+            "style_images": [Path(s).name for s in cfg.styles],
+            "style_sha256": [_file_hash(s) for s in cfg.styles],
+            "loss_net": self.vgg.source, "steps": self.step, "size": cfg.size, "batch_size": cfg.batch_size,
+            "data": str(cfg.data), "video_data": cfg.video_data, "images": len(self.photos),
+            "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
+                        "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
+            "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
+            "seconds": round(seconds, 1), "device": str(self.device),
+        }
+        save_model(out, self.net.eval(), self.names, training)
+        return {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
+                "seconds": round(seconds, 1), "first_losses": first, "final_losses": last,
+                "skipped_images": len(self.photos.skipped), "loss_net": self.vgg.source,
+                "run_dir": str(self.run_dir)}

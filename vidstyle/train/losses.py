@@ -1,0 +1,67 @@
+"""Perceptual, total-variation and temporal losses.
+
+Shapes: images (N, 3, H, W) in [0, 1]; flows (N, 2, H, W) in pixels; masks (N, 1, H, W) in {0, 1}.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..stylizer import luminance
+from ..warp import warp
+
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C) Gram matrix normalised by C*H*W (Johnson et al.)."""
+    n, c, h, w = f.shape
+    f = f.reshape(n, c, h * w).float()
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def content_loss(feats_y: dict, feats_x: dict, layer: str = "relu2_2") -> torch.Tensor:
+    return F.mse_loss(feats_y[layer].float(), feats_x[layer].float())
+
+
+def style_loss(feats_y: dict, style_grams: dict, layers=STYLE_LAYERS) -> torch.Tensor:
+    """Sum over layers of the MSE between Gram matrices; ``style_grams[l]`` is (1 or N, C, C)."""
+    total = 0.0
+    for l in layers:
+        g = gram(feats_y[l])
+        total = total + F.mse_loss(g, style_grams[l].expand_as(g))
+    return total
+
+
+def tv_loss(y: torch.Tensor) -> torch.Tensor:
+    return (y[..., 1:, :] - y[..., :-1, :]).abs().mean() + (y[..., :, 1:] - y[..., :, :-1]).abs().mean()
+
+
+def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``err`` (N, C, H, W) over the pixels where ``mask`` (N, 1, H, W) is 1."""
+    return (err * mask).sum() / (mask.sum() * err.shape[1]).clamp_min(1.0)
+
+
+def temporal_loss(y_t: torch.Tensor, y_prev: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Ruder et al. 2016: output t against output t-1 warped by the flow, where visible in both."""
+    warped, inside = warp(y_prev, flow)
+    return masked_mean((y_t - warped).pow(2), mask * inside)
+
+
+def reconet_loss(y_t, y_prev, x_t, x_prev, flow, mask) -> torch.Tensor:
+    """ReCoNet (Gao et al. 2018): the change of the output follows the change of the input's luminance."""
+    wy, inside = warp(y_prev, flow)
+    wx, _ = warp(x_prev, flow)
+    d = (y_t - wy) - (luminance(x_t) - luminance(wx))
+    return masked_mean(d.pow(2), mask * inside)
+
+
+def feature_temporal_loss(f_t: torch.Tensor, f_prev: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The same idea on the encoder output (N, C, H/4, W/4): flow and mask are downsampled to match."""
+    h, w = f_t.shape[-2:]
+    sy, sx = h / flow.shape[-2], w / flow.shape[-1]
+    fl = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+    fl = torch.stack((fl[:, 0] * sx, fl[:, 1] * sy), 1)
+    m = (F.interpolate(mask, size=(h, w), mode="area") > 0.99).to(f_t.dtype)
+    wf, inside = warp(f_prev, fl)
+    return masked_mean((f_t - wf).pow(2), m * inside)
