@@ -93,10 +93,16 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
                              copy_streams=reader.other_streams, overwrite=overwrite, src=src)
         bs = batch_size or stylizer.auto_batch(info.height, info.width)
 
+        if stabilizer is not None and getattr(stabilizer, "device", False) is None:
+            stabilizer.device = stylizer.device
+
         def paint(batch):
-            out = stylizer.paint(stylizer.upload(np.stack([f.rgb for f in batch])))
+            rgb = np.stack([f.rgb for f in batch])
+            pending = stabilizer.begin(rgb) if hasattr(stabilizer, "begin") else None  # flows overlap painting
+            x = stylizer.upload(rgb)
+            out = stylizer.paint(x)
             if stabilizer is not None:
-                out = stabilizer(stylizer.upload(np.stack([f.rgb for f in batch])), out)
+                out = stabilizer(x, out, pending) if pending is not None else stabilizer(x, out)
             return list(stylizer.download(stylizer.finish(out)))
 
         try:

@@ -259,8 +259,10 @@ def _register_optional() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    _register_optional()
     app()
+
+
+_register_optional()
 
 
 if __name__ == "__main__":

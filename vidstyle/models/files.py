@@ -20,6 +20,7 @@ from ..errors import VidstyleError
 from .transformer import ArchConfig, TransformerNet
 
 FORMAT = "vidstyle-model"
+STYLE_IMAGE = "style_image."
 
 
 @dataclass
@@ -30,6 +31,7 @@ class StyleModel:
     styles: list[str]
     training: dict = field(default_factory=dict)
     path: Path | None = None
+    style_images: dict = field(default_factory=dict)  # style name -> (H, W, 3) uint8 tensor, when stored
 
     @property
     def name(self) -> str:
@@ -55,8 +57,12 @@ class StyleModel:
 
 
 def save_model(path: str | Path, net: TransformerNet, styles: list[str], training: dict | None = None,
-               half: bool = False) -> Path:
-    """Write ``net`` to ``path`` (.safetensors) with its metadata, atomically."""
+               half: bool = False, style_images: list | None = None) -> Path:
+    """Write ``net`` to ``path`` (.safetensors) with its metadata, atomically.
+
+    ``style_images`` ((H, W, 3) uint8 tensors, one per style) are stored too, so that
+    ``vidstyle eval`` can measure the style loss without the original pictures.
+    """
     from ..io.writer import AtomicPath
 
     path = Path(path)
@@ -64,6 +70,8 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
         raise ValueError("one style name per conditional-norm slot")
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in net.state_dict().items()}
+    for i, img in enumerate(style_images or []):
+        tensors[f"{STYLE_IMAGE}{i}"] = img.to(torch.uint8).cpu().contiguous()
     meta = {
         "format": FORMAT,
         "arch": json.dumps(net.config.to_dict()),
@@ -116,6 +124,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
         state = load_file(str(path))
     except Exception as e:
         raise VidstyleError(f"{path} is not a readable .safetensors model file ({_short(e)})") from None
+    pictures = {k: state.pop(k) for k in [k for k in state if k.startswith(STYLE_IMAGE)]}
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -128,4 +137,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
     net.eval().requires_grad_(False)
     if len(styles) != config.n_styles:
         styles = [f"style{i}" for i in range(config.n_styles)]
-    return StyleModel(net.to(device), styles, training, path)
+    images = {styles[int(k[len(STYLE_IMAGE):])]: v for k, v in pictures.items()
+              if k[len(STYLE_IMAGE):].isdigit() and int(k[len(STYLE_IMAGE):]) < len(styles)}
+    return StyleModel(net.to(device), styles, training, path, images)

@@ -55,14 +55,14 @@ def resolve(spec: str | os.PathLike | None) -> tuple[Path, str | None]:
     """``--style`` value -> (model file, style inside it or None)."""
     spec = str(spec) if spec is not None else default_style()
     p = Path(spec).expanduser()
+    if ":" in spec and not p.is_file():
+        model, inner = spec.rsplit(":", 1)
+        path, _ = resolve(model)
+        return path, inner
     if p.suffix == ".safetensors" or os.sep in spec or p.is_file():
         if not p.is_file():
             raise VidstyleError(f"model file not found: {spec}")
         return p, None
-    if ":" in spec:
-        model, inner = spec.split(":", 1)
-        path, _ = resolve(model)
-        return path, inner
     for e in list_styles():
         if e.name == spec:
             return e.path, None

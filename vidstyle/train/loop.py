@@ -37,16 +37,16 @@ class TrainConfig:
     flow: str = "dis"
     arch: str = "transformer"
     size: int = 256
-    style_size: int = 384
+    style_size: int = 256
     batch_size: int = 4
     steps: int = 2000
     lr: float = 1e-3
     seed: int = 0
     content_weight: float = 1.0
-    style_weight: float = 3e5
+    style_weight: float = 5e3
     tv_weight: float = 0.0
     temporal: str = "output"               # output | reconet | none
-    temporal_weight: float = 60.0
+    temporal_weight: float = 500.0
     feature_temporal_weight: float = 0.0
     loss_net: str = "auto"
     device: str = "auto"
@@ -101,9 +101,11 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.cuda = self.device.type == "cuda"
         style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
+        self.style_pictures = [(s[0].permute(1, 2, 0) * 255).round().byte() for s in style_imgs]
         self.photos = Photos(cfg.data, cfg.size, cfg.data_limit)
         self.video = VideoPairs(cfg.video_data, cfg.size) if cfg.video_data else None
         self.vgg = load_loss_net(cfg.loss_net, self.device)
+        torch.manual_seed(cfg.seed)  # same seed, same initial network
         self.net = TransformerNet(arch_config(cfg.arch, len(cfg.styles))).to(self.device)
         if self.cuda:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -289,7 +291,7 @@ class Trainer:
             "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
             "seconds": round(seconds, 1), "device": str(self.device),
         }
-        save_model(out, self.net.eval(), self.names, training)
+        save_model(out, self.net.eval(), self.names, training, style_images=self.style_pictures)
         return {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
                 "seconds": round(seconds, 1), "first_losses": first, "final_losses": last,
                 "skipped_images": len(self.photos.skipped), "loss_net": self.vgg.source,

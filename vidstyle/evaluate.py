@@ -1,0 +1,247 @@
+"""``vidstyle eval``: measure flicker and style the way the literature does.
+
+* short-term warping error (Lai et al. 2018): for each t, the squared RGB difference
+  (values in 0..1, summed over the channels) between output t and output t-1 warped by
+  the flow of the *input* frames, averaged over the non-occluded pixels; then over t.
+  Flow: DIS (MEDIUM preset) on the input frames, or ground-truth ``.flo`` files.
+  Occlusion: forward-backward check with 0.01 and 0.5, plus pixels from outside the frame.
+* long-term warping error: the same between t and t-k (default k = 5);
+* style loss (Gram matrices, same loss network and layers as training) and content loss
+  (relu2_2) of the outputs, so that stability bought by washing out the style shows;
+* seconds per frame of stylization (and stabilisation).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .errors import VidstyleError
+from .flow import DISFlow, read_flo, to_tensor
+from .io.images import find_images, read_image
+from .warp import occlusion, warp
+
+
+@dataclass
+class EvalResult:
+    label: str
+    frames: int
+    warp_error: float
+    warp_error_long: float
+    style_loss: float | None
+    content_loss: float
+    seconds_per_frame: float
+    per_frame_warp_error: list = field(default_factory=list)
+
+    def to_dict(self, per_frame: bool = False) -> dict:
+        d = asdict(self)
+        if not per_frame:
+            d.pop("per_frame_warp_error")
+        return d
+
+
+def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
+    """A video file or a folder of frames -> list of (H, W, 3) uint8."""
+    import cv2
+
+    p = Path(src)
+    if p.is_dir():
+        files = find_images(p)
+        if len(files) < 2:
+            raise VidstyleError(f"{p}: a folder of frames needs at least two images")
+        frames = [read_image(f) for f in files[:max_frames]]
+    else:
+        from .io.reader import VideoReader
+        frames = []
+        with VideoReader(p) as r:
+            for fr in r.frames():
+                frames.append(fr.rgb)
+                if max_frames and len(frames) >= max_frames:
+                    break
+    if max_side:
+        h, w = frames[0].shape[:2]
+        s = max_side / max(h, w)
+        if s < 1:
+            frames = [cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) for f in frames]
+    if len({f.shape for f in frames}) != 1:
+        raise VidstyleError(f"{src}: frames differ in size")
+    return frames
+
+
+class FlowBank:
+    """Flows and occlusion masks between input frames, computed once and shared by every row."""
+
+    def __init__(self, frames: list[np.ndarray], flo_dir: str | Path | None = None):
+        self.frames = frames
+        self.dis = DISFlow("medium")
+        self.flo_dir = Path(flo_dir) if flo_dir else None
+        self.cache: dict = {}
+
+    def get(self, t: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flow warping frame s onto frame t (1, 2, H, W), visibility mask (1, 1, H, W))."""
+        key = (t, s)
+        if key not in self.cache:
+            fw = bw = None
+            if self.flo_dir is not None:
+                # Ruder et al.'s naming: backward_{t}_{s}.flo warps frame s onto t; 1-based frame numbers
+                a, b = self.flo_dir / f"backward_{t + 1}_{s + 1}.flo", self.flo_dir / f"forward_{s + 1}_{t + 1}.flo"
+                if a.is_file():
+                    fw = read_flo(a)
+                    bw = read_flo(b) if b.is_file() else None
+            if fw is None:
+                fw = self.dis(self.frames[t], self.frames[s])
+            if bw is None:
+                bw = self.dis(self.frames[s], self.frames[t])
+            fw_t, bw_t = to_tensor(fw), to_tensor(bw)
+            self.cache[key] = (fw_t, occlusion(fw_t, bw_t))
+        return self.cache[key]
+
+
+def warping_errors(outputs: list[np.ndarray], bank: FlowBank, k: int = 1) -> list[float]:
+    """Per-frame warping error between output t and output t-k (see the module docstring)."""
+    errs = []
+    for t in range(k, len(outputs)):
+        flow, mask = bank.get(t, t - k)
+        o_t = torch.from_numpy(outputs[t]).permute(2, 0, 1)[None].float() / 255
+        o_s = torch.from_numpy(outputs[t - k]).permute(2, 0, 1)[None].float() / 255
+        warped, _ = warp(o_s, flow)
+        d = (o_t - warped).pow(2).sum(1, keepdim=True)
+        errs.append(float((d * mask).sum() / mask.sum().clamp_min(1)))
+    return errs
+
+
+def perceptual(outputs: list[np.ndarray], inputs: list[np.ndarray], style_rgb: np.ndarray | None,
+               loss_net: str = "auto", every: int = 1) -> tuple[float | None, float]:
+    """(mean style loss, mean content loss) of the outputs, as in training."""
+    from .train import losses as L
+    from .train.lossnet import load_loss_net
+
+    vgg = load_loss_net(loss_net)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    with torch.no_grad():
+        grams = {k: L.gram(v) for k, v in vgg(to_t(style_rgb)).items()} if style_rgb is not None else None
+        s_sum, c_sum, n = 0.0, 0.0, 0
+        for o, x in list(zip(outputs, inputs))[::every]:
+            fo, fx = vgg(to_t(o)), vgg(to_t(x), upto="relu2_2")
+            c_sum += float(L.content_loss(fo, fx))
+            if grams is not None:
+                s_sum += float(L.style_loss(fo, grams))
+            n += 1
+    return (s_sum / n if grams is not None else None), c_sum / n
+
+
+def stylize_frames(frames: list[np.ndarray], stylizer, stabilizer=None, batch_size: int = 4) -> tuple[list, float]:
+    """Outputs and seconds per frame."""
+    outs = []
+    t0 = time.perf_counter()
+    for i in range(0, len(frames), batch_size):
+        rgb = np.stack(frames[i:i + batch_size])
+        pending = stabilizer.begin(rgb) if stabilizer is not None else None
+        with torch.inference_mode():
+            x = stylizer.upload(rgb)
+            y = stylizer.paint(x)
+            if stabilizer is not None:
+                y = stabilizer(x, y, pending)
+            outs += list(stylizer.download(y))
+    return outs, (time.perf_counter() - t0) / len(frames)
+
+
+def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None, bank: FlowBank,
+             long_k: int = 5, loss_net: str = "auto", style_rgb: np.ndarray | None = None,
+             outputs: list | None = None) -> EvalResult:
+    outs, spf = stylize_frames(frames, stylizer, stabilizer) if outputs is None else (outputs, 0.0)
+    short = warping_errors(outs, bank, 1)
+    long = warping_errors(outs, bank, long_k) if len(outs) > long_k else []
+    style_l, content_l = perceptual(outs, frames, style_rgb, loss_net)
+    return EvalResult(label, len(outs), float(np.mean(short)), float(np.mean(long)) if long else float("nan"),
+                      style_l, content_l, spf, short)
+
+
+def plot(results: list[EvalResult], path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise VidstyleError("--plot needs matplotlib: pip install 'vidstyle[plot]'") from None
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for r in results:
+        ax.plot(range(1, len(r.per_frame_warp_error) + 1), r.per_frame_warp_error, label=r.label)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("short-term warping error")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# -- command line ----------------------------------------------------------------
+import typer  # noqa: E402
+
+from .cli import ColorOpt, Device, DeviceOpt, MaxSideOpt, StrengthOpt, app, user_errors  # noqa: E402
+
+
+@app.command("eval")
+def eval_cmd(
+    input: Path = typer.Argument(..., help="A video file or a folder of frames."),
+    style: Optional[List[str]] = typer.Option(None, "--style", "-s", help="Style name or model file; repeat to compare models."),
+    mix: Optional[str] = typer.Option(None, "--mix"),
+    device: Device = DeviceOpt,
+    max_side: Optional[int] = MaxSideOpt,
+    strength: float = StrengthOpt,
+    preserve_color: bool = ColorOpt,
+    temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Evaluate with flow-guided stabilisation."),
+    temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0),
+    flow: str = typer.Option("auto", "--flow", help="Flow for --temporal: dis, raft or auto."),
+    compare: bool = typer.Option(False, "--compare", help="Rows for per-frame and --temporal of every --style, side by side."),
+    long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=2),
+    flo_dir: Optional[Path] = typer.Option(None, "--flo-dir", help="Ground-truth flows (backward_T_S.flo) instead of DIS."),
+    style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for the style loss (default: the one stored in the model)."),
+    loss_net: str = typer.Option("auto", "--loss-net"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Draw the per-frame warping error of each row (needs matplotlib)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object (a list with --compare) on stdout."),
+):
+    """Measure flicker (warping error) and style/content losses of a stylization.
+
+    Example: vidstyle eval frames/ --style starry_night --compare
+    """
+    from .api import make_stylizer
+    from .temporal import Stabilizer
+
+    with user_errors():
+        if not input.exists():
+            raise VidstyleError(f"input not found: {input}")
+        frames = load_frames(input, max_frames, max_side)
+        bank = FlowBank(frames, flo_dir)
+        rows = []
+        for st in (style or [None]):
+            stylizer = make_stylizer(st, mix=mix, device=device.value, strength=strength, preserve_color=preserve_color)
+            label = getattr(stylizer.model, "label", stylizer.name)
+            pic = read_image(style_image) if style_image else None
+            if pic is None and stylizer.model.style_images:
+                pic = stylizer.model.style_images.get(label.split("+")[0].split(":")[0])
+                pic = pic.numpy() if pic is not None else next(iter(stylizer.model.style_images.values())).numpy()
+            settings = [False, True] if compare else [temporal]
+            for tmp in settings:
+                stab = Stabilizer(temporal_strength, flow) if tmp else None
+                if stab is not None:
+                    stab.device = stylizer.device
+                rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if tmp else ""), stabilizer=stab,
+                                     bank=bank, long_k=long_k, loss_net=loss_net, style_rgb=pic))
+        if plot_path:
+            plot(rows, plot_path)
+        if json_out:
+            data = [r.to_dict() for r in rows]
+            typer.echo(json.dumps(data if compare or len(data) > 1 else data[0]))
+            return
+        head = f"{'setting':<32} {'frames':>6} {'warp err':>10} {'warp err k=' + str(long_k):>13} {'style':>10} {'content':>9} {'s/frame':>8}"
+        typer.echo(head)
+        for r in rows:
+            sl = f"{r.style_loss:.3e}" if r.style_loss is not None else "-"
+            typer.echo(f"{r.label:<32} {r.frames:>6} {r.warp_error:>10.5f} {r.warp_error_long:>13.5f} {sl:>10} "
+                       f"{r.content_loss:>9.4f} {r.seconds_per_frame:>8.3f}")

@@ -1,0 +1,113 @@
+"""Flow-guided stabilisation at inference: works for any model, trained with a temporal loss or not.
+
+For each frame t: flow between input frames t and t-1, the previous *stylized*
+output warped by it, an occlusion mask (forward-backward check plus pixels that
+came from outside the frame), and the new output blended with the warped
+previous one only where the pixel was visible in both frames. A scene cut (most
+pixels occluded, or a large colour change) resets the history.
+
+Flows for a batch are computed on a worker thread while the network paints it
+(OpenCV releases the GIL), then the blend runs sequentially on the device.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .flow import DISFlow, RAFTFlow, make_flow, to_tensor
+from .warp import occlusion, warp
+
+
+class Stabilizer:
+    """Stateful: call it on consecutive batches of one video.
+
+    ``strength``: weight of the warped previous output where it is visible (0 = off).
+    ``flow``: dis | raft | auto; ``flow_scale``: DIS runs at this fraction of the size.
+    """
+
+    def __init__(self, strength: float = 0.7, flow: str = "auto", flow_scale: float = 0.5,
+                 cut_occluded: float = 0.5, cut_colour: float = 0.15):
+        self.strength = float(strength)
+        self.flow_kind = flow
+        self.flow_scale = flow_scale
+        self.cut_occluded = cut_occluded
+        self.cut_colour = cut_colour
+        self.enabled = True
+        self.device: torch.device | None = None  # where RAFT runs; set by the caller (the painter's device)
+        self._flow = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-flow")
+        self.reset()
+
+    def reset(self) -> None:
+        self.prev_rgb: np.ndarray | None = None   # (H, W, 3) uint8, last input frame
+        self.prev_in: torch.Tensor | None = None  # (1, 3, H, W) last input frame
+        self.prev_out: torch.Tensor | None = None  # (1, 3, H, W) last stabilized output
+        self.cuts = 0
+
+    def _estimator(self, device: torch.device):
+        if self._flow is None:
+            self._flow = make_flow(self.flow_kind, device, scale=self.flow_scale, preset="medium")
+        return self._flow
+
+    def _flows_host(self, frames: np.ndarray, prev: np.ndarray | None) -> list:
+        """[(fw, bw) or None] per frame: fw warps frame t-1 onto t; bw the other way."""
+        est = self._flow
+        out = []
+        for rgb in frames:
+            out.append(None if prev is None else (est(rgb, prev), est(prev, rgb)))
+            prev = rgb
+        return out
+
+    def begin(self, frames: np.ndarray) -> Future | list:
+        """Start the flows of a batch ((N, H, W, 3) uint8) before the network paints it."""
+        est = self._estimator(self.device or torch.device("cpu"))
+        prev, self.prev_rgb = self.prev_rgb, frames[-1].copy()
+        if isinstance(est, RAFTFlow):
+            return [frames, prev]
+        return self._pool.submit(self._flows_host, frames, prev)
+
+    def _flows_device(self, x: torch.Tensor) -> list:
+        """RAFT on the device for a batch (N, 3, H, W)."""
+        prev = torch.cat([self.prev_in, x[:-1]]) if self.prev_in is not None else x[:-1]
+        cur = x if self.prev_in is not None else x[1:]
+        fw, bw = self._flow.batch(cur, prev), self._flow.batch(prev, cur)
+        pairs = [(fw[i:i + 1], bw[i:i + 1]) for i in range(len(cur))]
+        return pairs if self.prev_in is not None else [None] + pairs
+
+    def is_cut(self, x: torch.Tensor, prev: torch.Tensor, mask: torch.Tensor) -> bool:
+        occluded = 1.0 - float(mask.mean())
+        a, b = (F.adaptive_avg_pool2d(v.float(), 16) for v in (x, prev))
+        colour = float((a - b).abs().mean())
+        return occluded > self.cut_occluded or colour > self.cut_colour
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, pending=None) -> torch.Tensor:
+        """x: inputs (N, 3, H, W) [0, 1]; y: stylized (N, 3, H, W) -> stabilized (N, 3, H, W)."""
+        if not self.enabled or self.strength <= 0:
+            self.prev_in, self.prev_out = x[-1:].clone(), y[-1:].clone()
+            return y
+        if pending is None:
+            pending = self.begin((x.permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy())
+        flows = self._flows_device(x) if isinstance(pending, list) else pending.result()
+        out = []
+        for i in range(len(x)):
+            xi, yi = x[i:i + 1], y[i:i + 1].float()
+            f = flows[i]
+            if f is None or self.prev_out is None or self.prev_out.shape != yi.shape:
+                res = yi
+            else:
+                fw, bw = (v if torch.is_tensor(v) else to_tensor(v, y.device) for v in f)
+                mask = occlusion(fw, bw)
+                if self.is_cut(xi, self.prev_in, mask):
+                    self.cuts += 1
+                    res = yi
+                else:
+                    warped, _ = warp(self.prev_out, fw)
+                    a = self.strength * mask
+                    res = yi * (1 - a) + warped * a
+            out.append(res)
+            self.prev_in, self.prev_out = xi, res
+        return torch.cat(out).to(y.dtype)
