@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Trains the bundled styles on the CPU (2 cores): lite network, 128 px, 500 steps, temporal loss on.
+# Trains the bundled styles on the CPU (2 cores): lite network, 128 px, 300 steps, temporal loss on.
 # On a GPU drop --arch lite/--size/--steps/--batch-size for the full recipe (see docs/MODELS.md).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 for s in starry_night great_wave_off_kanagawa udnie the_scream; do
+  resume=(); [ -f runs/$s/checkpoint.safetensors ] && resume=(--resume runs/$s/checkpoint.safetensors)
   /usr/bin/time -f "$s %e s" .venv/bin/vidstyle train "$DATA/style/$s.jpg" --data "$DATA/content" \
-    --arch lite --size 128 --batch-size 2 --steps 500 --lr 2e-3 --seed 0 \
-    --output samples/models/$s.safetensors --run-dir runs/$s --preview-every 100 --checkpoint-every 100 --json
+    --arch lite --size 128 --batch-size 2 --steps 300 --lr 2e-3 --seed 0 \
+    --output samples/models/$s.safetensors --run-dir runs/$s --preview-every 100 --checkpoint-every 100 --json "${resume[@]}"
 done
 # control for docs/QUALITY.md: the same recipe without the temporal loss
 .venv/bin/vidstyle train "$DATA/style/starry_night.jpg" --data "$DATA/content" --arch lite --size 128 \
-  --batch-size 2 --steps 500 --lr 2e-3 --seed 0 --temporal-loss none \
+  --batch-size 2 --steps 300 --lr 2e-3 --seed 0 --temporal-loss none \
   --output runs/starry_night_no_temporal.safetensors --run-dir runs/starry_night_no_temporal --json

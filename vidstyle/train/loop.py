@@ -266,6 +266,7 @@ class Trainer:
                         if new_log:
                             writer.writeheader()
                     writer.writerow({"step": self.step, "seconds": round(time.perf_counter() - t0, 2), **last})
+                    fh.flush()
                     if self.progress:
                         self.progress(self.step, cfg.steps, last)
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:

