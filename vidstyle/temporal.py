@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .flow import DISFlow, RAFTFlow, make_flow, to_tensor
+from .flow import RAFTFlow, make_flow, to_tensor
 from .warp import occlusion, warp
 
 

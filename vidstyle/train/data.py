@@ -29,10 +29,8 @@ def _load(path: Path, short_side: int) -> np.ndarray | None:
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         return None
-    h, w = bgr.shape[:2]
-    s = short_side / min(h, w)
-    bgr = cv2.resize(bgr, (max(short_side, round(w * s)), max(short_side, round(h * s))),
-                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    size = _fit(bgr.shape, short_side)
+    bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if size[0] < bgr.shape[1] else cv2.INTER_LINEAR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
