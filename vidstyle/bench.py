@@ -102,7 +102,10 @@ def bench(
     codec: Optional[str] = typer.Option(None, "--codec"),
     preset: Optional[str] = typer.Option(None, "--preset"),
     max_side: Optional[int] = typer.Option(None, "--max-side"),
-    live: bool = typer.Option(False, "--live", help="Benchmark live mode instead (file source, no window)."),
+    live: bool = typer.Option(False, "--live", help="Benchmark live mode instead (file source, no window): "
+                              "fps and capture-to-output latency."),
+    source_fps: int = typer.Option(60, "--source-fps", min=1, help="With --live: the rate the source delivers "
+                                   "frames at, like a camera."),
     json_out: bool = typer.Option(False, "--json"),
 ):
     """Measure decode, model, encode and end-to-end frames per second (not a test: numbers for docs/PERFORMANCE.md)."""
@@ -110,7 +113,7 @@ def bench(
         wh = parse_size(size)
         if live:
             from .live.loop import bench_live
-            res = bench_live(wh, frames, style, device.value, max_side)
+            res = bench_live(wh, frames, style, device.value, max_side, source_fps)
         else:
             res = bench_pipeline(wh, frames, style, device.value, batch_size, codec, preset, max_side)
         if json_out:

@@ -1,0 +1,350 @@
+"""vidstyle live: recording, the UDP feed, the virtual camera, keys, newest-frame capture, the window under Xvfb."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import frames_rgb, make_clip, pattern, video_times
+from vidstyle.cli import app
+from vidstyle.live.capture import Capture, Latest
+from vidstyle.live.keys import LiveState, handle_key
+from vidstyle.live.loop import LiveOptions, run_live
+from vidstyle.live.sinks import missing_backend_message
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def live_clip(tmp_path) -> Path:
+    return make_clip(tmp_path / "cam.mp4", w=64, h=48, n=12, fps=12, audio=None)
+
+
+def test_record_twenty_frames_at_the_asked_size(tmp_path, live_clip, model_file):
+    out = tmp_path / "rec.mp4"
+    r = runner.invoke(app, ["live", "--source", str(live_clip), "--loop", "--no-preview", "--frames", "20",
+                            "--record", str(out), "--width", "80", "--height", "60", "--style", str(model_file),
+                            "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["frames"] == 20 and res["recordings"] == [str(out)]
+    frames = frames_rgb(out)
+    assert len(frames) == 20
+    assert {f.shape for f in frames} == {(60, 80, 3)}
+    times = video_times(out)
+    assert all(b > a for a, b in zip(times, times[1:]))  # capture times, strictly increasing
+    assert 0.5 < times[-1] < 10  # 20 frames from a 12 fps source take more than a second and a half
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_recording_is_finalised_when_the_source_fails(tmp_path, live_clip, model_file, monkeypatch):
+    """An error in the middle still leaves a complete, playable recording of what was painted."""
+    import vidstyle.live.loop as loop
+
+    calls = {"n": 0}
+    real = loop.LiveSession._paint
+
+    def flaky(self, rgb):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # what Ctrl-C does in the middle of a frame
+        return real(self, rgb)
+
+    monkeypatch.setattr(loop.LiveSession, "_paint", flaky)
+    out = tmp_path / "rec.mp4"
+    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                             record=out, frames=50))
+    assert r.frames == 5 and r.recordings == [str(out)]
+    assert len(frames_rgb(out)) == 5
+
+
+def test_existing_record_target_refused(tmp_path, live_clip, model_file):
+    out = tmp_path / "rec.mp4"
+    out.write_bytes(b"precious")
+    r = runner.invoke(app, ["live", "--source", str(live_clip), "--no-preview", "--frames", "2", "--record", str(out),
+                            "--style", str(model_file)])
+    assert r.exit_code == 2
+    assert "exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("source,message", [("/nonexistent/clip.mp4", "source not found"),
+                                            ("9", "cannot open camera 9")])
+def test_bad_source_is_one_line(source, message, model_file):
+    r = runner.invoke(app, ["live", "--source", source, "--no-preview", "--frames", "1", "--style", str(model_file)])
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+    assert r.stderr.strip().startswith("error:") and "Traceback" not in r.output
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_udp_read_back_on_loopback(live_clip, model_file):
+    port = _free_udp_port()
+    got, errors, ready = [], [], threading.Event()
+
+    def receive():
+        try:
+            with av.open(f"udp://127.0.0.1:{port}?timeout=4000000&fifo_size=100000&overrun_nonfatal=1",
+                         timeout=10) as c:
+                ready.set()
+                for f in c.decode(video=0):
+                    got.append(f.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError as e:  # the timeout after the sender stops ends the read
+            errors.append(e)
+        finally:
+            ready.set()
+
+    t = threading.Thread(target=receive, daemon=True)
+    t.start()
+    time.sleep(0.3)  # the receiver binds the port before the sender starts
+    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                             frames=36, strength=0.5, serve=f"udp://127.0.0.1:{port}"))
+    t.join(timeout=20)
+    assert r.served_frames == 36
+    assert len(got) >= 12, (len(got), errors)  # a keyframe each second: decoding starts within the first 12
+    assert {g.shape for g in got} == {(48, 64, 3)}
+    assert np.std(got[-1]) > 5  # a real picture (half input, half style), not a blank
+
+
+def test_virtual_camera_through_a_fake_backend(live_clip, model_file):
+    pyvirtualcam = pytest.importorskip("pyvirtualcam")
+    received = []
+
+    class FakeBackend:
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            self.info = {"width": width, "height": height, "fps": fps, "fourcc": fourcc, "device": device}
+            received.append(self.info)
+
+        def send(self, frame):
+            received.append(frame.copy())
+
+        def close(self):
+            received.append("closed")
+
+        def device(self):
+            return self.info["device"] or "fake0"
+
+        def native_fourcc(self):
+            return None
+
+    pyvirtualcam.register_backend("vidstyle-test", FakeBackend)
+    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                             frames=8, virtual_cam=True, cam_backend="vidstyle-test", cam_device="fake7"))
+    info, frames, last = received[0], received[1:-1], received[-1]
+    assert info["width"] == 64 and info["height"] == 48 and info["device"] == "fake7"
+    assert info["fps"] == pytest.approx(12)
+    from pyvirtualcam.util import encode_fourcc
+    assert info["fourcc"] == encode_fourcc(pyvirtualcam.PixelFormat.RGB.value)
+    assert len(frames) == 8 == r.virtual_cam_frames
+    assert all(f.dtype == np.uint8 and f.size == 64 * 48 * 3 for f in frames)
+    assert last == "closed"
+    # what the camera got is the stylized picture, not the input
+    first = frames[0].reshape(48, 64, 3).astype(int)
+    assert np.abs(first - pattern(0, 64, 48).astype(int)).mean() > 10
+
+
+def test_missing_virtual_camera_backend_stops_at_once(live_clip, model_file, monkeypatch, tmp_path):
+    pyvirtualcam = pytest.importorskip("pyvirtualcam")
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {})
+    out = tmp_path / "rec.mp4"
+    t0 = time.perf_counter()
+    r = runner.invoke(app, ["live", "--source", str(live_clip), "--no-preview", "--virtual-cam", "--loop",
+                            "--record", str(out), "--style", str(model_file), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no virtual camera" in lines[0]
+    if sys.platform.startswith("linux"):
+        assert "v4l2loopback" in lines[0]
+    assert time.perf_counter() - t0 < 30 and not out.exists()
+
+
+def test_missing_backend_message_per_os(monkeypatch):
+    assert "v4l2loopback" in missing_backend_message(system="Linux")
+    assert "OBS" in missing_backend_message(system="Darwin")
+    assert "OBS" in missing_backend_message(system="Windows")
+    assert "\n" not in missing_backend_message("line one\nline two", system="Linux")
+    from vidstyle.errors import VidstyleError
+    from vidstyle.live.sinks import VirtualCam
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # not installed
+    with pytest.raises(VidstyleError, match="pip install pyvirtualcam"):
+        VirtualCam((64, 48), 30)
+
+
+def test_keys_pure_function():
+    s = LiveState(n_styles=3)
+    assert handle_key(s, -1) is s
+    assert handle_key(s, ord("n")).style == 1
+    assert handle_key(handle_key(s, ord("n")), ord("n")).style == 2
+    assert handle_key(s, ord("p")).style == 2  # wraps
+    assert handle_key(s, ord("3")).style == 2
+    assert handle_key(s, ord("9")) == s  # no ninth style
+    assert handle_key(s, ord("[")).strength == 0.9
+    assert handle_key(s, ord("]")).strength == 1.0  # clamped
+    low = s
+    for _ in range(15):
+        low = handle_key(low, ord("["))
+    assert low.strength == 0.0
+    assert handle_key(s, ord("c")).preserve_color is True
+    assert handle_key(handle_key(s, ord("c")), ord("c")).preserve_color is False
+    assert handle_key(s, ord("t")).temporal and handle_key(s, ord("r")).recording
+    assert handle_key(s, ord("f")).fullscreen and handle_key(s, ord("h")).show_help
+    assert handle_key(s, ord("b")).side_by_side
+    assert handle_key(handle_key(s, ord("s")), ord("s")).snapshots == 2
+    assert handle_key(s, ord("q")).quit and handle_key(s, 27).quit and handle_key(s, ord("Q")).quit
+    assert handle_key(s, ord("x")) == s
+    assert s == LiveState(n_styles=3)  # the input state is never changed
+
+
+def test_scripted_keys_drive_the_session(tmp_path, live_clip, model_file):
+    """Snapshot, a recording started and stopped by r, and q, through the same key path as the window."""
+    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                             frames=40, snapshot_dir=tmp_path, keys={1: "s", 3: "r", 8: "r", 10: "q"}))
+    assert r.frames == 11  # q after frame 11
+    assert len(r.snapshots) == 1 and Path(r.snapshots[0]).parent == tmp_path
+    from vidstyle.io.images import read_image
+    assert read_image(r.snapshots[0]).shape == (48, 64, 3)
+    assert len(r.recordings) == 1 and Path(r.recordings[0]).exists()
+    assert len(frames_rgb(Path(r.recordings[0]))) == 5  # frames 4..8 (r pressed after frames 4 and 9)
+    for p in r.recordings:
+        os.unlink(p)
+
+
+def test_capture_keeps_only_the_newest_frame():
+    n = 60
+    produced = []
+
+    def fast_source(stop):
+        for i in range(n):
+            time.sleep(0.002)
+            produced.append(i)
+            yield np.full((4, 4, 3), i, np.uint8)
+
+    taken = []
+    with Capture(fast_source) as cap:
+        while True:
+            g = cap.latest.get(timeout=5)
+            if g is None:
+                break
+            assert g.seq == len(produced) - 1 or g.seq >= produced[-1] - 1  # the newest when taken
+            assert int(g.rgb[0, 0, 0]) == g.seq
+            taken.append(g.seq)
+            time.sleep(0.03)  # a slow painter
+    assert taken == sorted(set(taken))  # never the same frame twice, never older
+    assert taken[-1] == n - 1  # the last frame still arrives
+    assert len(taken) < n / 3  # most frames were skipped, not queued
+    assert cap.latest.dropped == n - len(taken)  # every frame was either taken or dropped: nothing piles up
+
+
+def test_latest_slot_waits_and_ends():
+    from vidstyle.live.capture import Grab
+    slot = Latest()
+    assert slot.get(timeout=0.05) is None
+    slot.put(Grab(np.zeros(1), 0.0, 0))
+    slot.put(Grab(np.zeros(1), 0.0, 1))
+    assert slot.get().seq == 1 and slot.dropped == 1
+    slot.close()
+    assert slot.get(timeout=1) is None
+
+
+# -- the real window, under Xvfb ------------------------------------------------------------------
+
+def _xwd_rgb(path: Path) -> np.ndarray:
+    """Read Xvfb's framebuffer file (XWD, 32 bits per pixel, LSB first) as (H, W, 3) RGB."""
+    b = path.read_bytes()
+    hdr = np.frombuffer(b[:100], ">u4")
+    header_size, width, height, bpp, bpl, ncolors = hdr[0], hdr[4], hdr[5], hdr[11], hdr[12], hdr[19]
+    assert bpp == 32, bpp
+    off = int(header_size + ncolors * 12)
+    img = np.frombuffer(b[off:off + int(bpl * height)], np.uint8).reshape(int(height), int(bpl) // 4, 4)
+    return np.ascontiguousarray(img[:, :int(width), [2, 1, 0]])
+
+
+@pytest.fixture
+def xvfb(tmp_path):
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb is not installed (.ci/run installs it with apt-get when it can)")
+    fb = tmp_path / "fb"
+    fb.mkdir()
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "640x480x24", "-fbdir", str(fb),
+                             "-nolisten", "tcp"], pass_fds=(w,), stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        display = f.readline().strip()
+    if not display:
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    yield f":{display}", fb / "Xvfb_screen0"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_preview_window_shows_the_stylized_frame(tmp_path, xvfb):
+    """A real OpenCV window on a virtual screen: its pixels are the painted frame, and Ctrl-C finalises the recording."""
+    import cv2
+
+    from vidstyle.api import load_model
+    from vidstyle.stylizer import Stylizer
+
+    display, screen = xvfb
+    w, h = 160, 120
+    still = pattern(3, w, h)
+    src = tmp_path / "still.mp4"
+    with av.open(str(src), "w") as out:  # a still scene: every frame the same picture
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.options = w, h, "yuv444p", {"qp": "0", "preset": "ultrafast"}
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(still, format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 10)
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    decoded = frames_rgb(src)[0]
+    expected = Stylizer(load_model("starry_night"), "cpu")(decoded[None])[0]
+    assert np.abs(expected.astype(int) - decoded.astype(int)).mean() > 20  # the style changes the picture
+
+    rec = tmp_path / "rec.mp4"
+    env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    proc = subprocess.Popen([sys.executable, "-m", "vidstyle", "live", "--source", str(src), "--loop",
+                             "--style", "starry_night", "--device", "cpu", "--duration", "60", "--record", str(rec),
+                             "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tmpl = expected[h // 2:]  # the lower half: the HUD sits at the top
+    best_err, deadline = None, time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(1.0)
+            shot = _xwd_rgb(screen)
+            res = cv2.matchTemplate(shot, tmpl, cv2.TM_SQDIFF)
+            _, _, (x, y), _ = cv2.minMaxLoc(res)
+            err = np.abs(shot[y:y + tmpl.shape[0], x:x + w].astype(int) - tmpl.astype(int)).mean()
+            best_err = err if best_err is None else min(best_err, err)
+            if err < 3:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err_text = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert best_err is not None and best_err < 3, (best_err, err_text[-2000:])
+    # the unpainted picture is not what the window shows
+    inp = decoded[h // 2:].astype(int)
+    assert np.abs(shot[y:y + tmpl.shape[0], x:x + w].astype(int) - inp).mean() > 20
+    assert proc.returncode in (0, 130), err_text
+    assert len(frames_rgb(rec)) > 0 and not list(tmp_path.glob(".*partial*"))

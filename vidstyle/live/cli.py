@@ -1,0 +1,89 @@
+"""``vidstyle live``: the command-line face of :mod:`vidstyle.live.loop`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..cli import ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, StrengthOpt, StyleOpt, app, user_errors
+
+
+@app.command()
+def live(
+    source: str = typer.Option("0", "--source", help="Camera index (0, 1, ...), or a video file or URL, "
+                               "played at its own frame rate."),
+    style: Optional[str] = StyleOpt,
+    mix: Optional[str] = MixOpt,
+    width: Optional[int] = typer.Option(None, "--width", min=16, help="Frame width to ask the camera for "
+                                        "(other sources are scaled to it)."),
+    height: Optional[int] = typer.Option(None, "--height", min=16, help="Frame height, as --width."),
+    fps: Optional[float] = typer.Option(None, "--fps", min=1, help="Frame rate to ask the camera for; also the "
+                                        "virtual camera's and the feed's rate."),
+    device: Device = DeviceOpt,
+    max_side: Optional[int] = MaxSideOpt,
+    strength: float = StrengthOpt,
+    preserve_color: bool = ColorOpt,
+    temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided smoothing against "
+                                  "flicker (the t key toggles it)."),
+    temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0),
+    flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),
+    side_by_side: bool = typer.Option(False, "--side-by-side", help="Show the input beside the output."),
+    preview: bool = typer.Option(True, "--preview/--no-preview", help="Show the preview window."),
+    virtual_cam: bool = typer.Option(False, "--virtual-cam", help="Send the output to a virtual camera "
+                                     "(OBS Virtual Camera, v4l2loopback) through pyvirtualcam."),
+    cam_device: Optional[str] = typer.Option(None, "--cam-device", help="Which virtual camera, e.g. "
+                                             "/dev/video10 or 'OBS Virtual Camera'."),
+    serve: Optional[str] = typer.Option(None, "--serve", help="Low-latency MPEG-TS feed (H.264) to "
+                                        "udp://HOST:PORT or srt://HOST:PORT, for OBS or ffplay."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Record the output to this MP4 from the "
+                                          "start (the r key starts and stops recordings)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --record file."),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Stop after N frames."),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="Stop after S seconds."),
+    loop: bool = typer.Option(False, "--loop", help="Restart a file source at its end."),
+    snapshot_dir: Path = typer.Option(Path("."), "--snapshot-dir", help="Where the s key saves PNGs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the results at the end."),
+):
+    """Paint a camera (or a file) live: preview window, virtual camera, network feed, recording.
+
+    Keys in the window: n/p next/previous style, 1-9 pick a style, [ ] strength,
+    c colours, t temporal smoothing, b side by side, s snapshot, r record,
+    f full screen, h help, q or Esc quit.
+
+    Examples:
+
+      vidstyle live --style udnie --width 1280 --height 720
+
+      vidstyle live --virtual-cam --no-preview
+
+      vidstyle live --source clip.mp4 --loop --serve udp://127.0.0.1:5000
+    """
+    from .loop import LiveOptions, run_live
+
+    def notify(msg: str) -> None:
+        if not quiet:
+            typer.echo(msg, err=True)
+
+    with user_errors():
+        if snapshot_dir and not snapshot_dir.is_dir():
+            from ..errors import VidstyleError
+            raise VidstyleError(f"--snapshot-dir does not exist: {snapshot_dir}")
+        if (width is None) != (height is None):
+            from ..errors import VidstyleError
+            raise VidstyleError("give both --width and --height, or neither")
+        opts = LiveOptions(source=source, style=style, mix=mix, width=width, height=height, fps=fps,
+                           device=device.value, max_side=max_side, strength=strength, preserve_color=preserve_color,
+                           temporal=temporal, temporal_strength=temporal_strength, flow=flow,
+                           side_by_side=side_by_side, preview=preview, virtual_cam=virtual_cam,
+                           cam_device=cam_device, serve=serve, record=record, overwrite=overwrite, frames=frames,
+                           duration=duration, loop=loop, snapshot_dir=snapshot_dir)
+        r = run_live(opts, notify)
+        if json_out:
+            typer.echo(json.dumps(r.to_dict()))
+        elif not quiet:
+            typer.echo(f"{r.frames} frames in {r.seconds:.1f} s ({r.fps:.1f} fps), latency median "
+                       f"{r.latency_ms_median:.0f} ms, p95 {r.latency_ms_p95:.0f} ms, {r.dropped} camera frames "
+                       f"skipped, style {r.style} on {r.device}", err=True)

@@ -1,0 +1,375 @@
+"""The live session: newest captured frame -> painter (-> stabiliser) -> window and sinks, one frame at a time.
+
+Latency is measured from the moment the capture thread had the frame to the
+moment it was on screen (or, without a window, ready for the sinks).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import VidstyleError
+from ..io.images import write_image
+from ..io.writer import check_target
+from ..models import files, registry
+from ..stylizer import Stylizer, pick_device
+from .capture import Capture, open_source
+from .keys import LiveState, handle_key
+from .preview import Preview, compose, draw_hud
+from .sinks import NetworkFeed, Recorder, VirtualCam
+
+log = logging.getLogger("vidstyle")
+
+
+@dataclass
+class LiveOptions:
+    source: str = "0"
+    style: str | None = None
+    mix: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    device: str = "auto"
+    max_side: int | None = None
+    strength: float = 1.0
+    preserve_color: bool = False
+    temporal: bool = False
+    temporal_strength: float = 0.7
+    flow: str = "auto"
+    side_by_side: bool = False
+    preview: bool = True
+    virtual_cam: bool = False
+    cam_device: str | None = None
+    cam_backend: str | None = None
+    serve: str | None = None
+    record: Path | None = None
+    overwrite: bool = False
+    frames: int | None = None
+    duration: float | None = None
+    loop: bool = False
+    pace: bool = True
+    snapshot_dir: Path = Path(".")
+    warmup: int = 0  # frames left out of the latency statistics (benchmarks)
+    keys: dict[int, str] = field(default_factory=dict)  # scripted key presses by frame number (tests, demos)
+
+
+@dataclass
+class LiveResult:
+    frames: int
+    seconds: float
+    fps: float
+    latency_ms_median: float
+    latency_ms_p95: float
+    dropped: int
+    style: str
+    device: str
+    width: int
+    height: int
+    recordings: list[str] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+    served_frames: int = 0
+    virtual_cam_frames: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StyleBank:
+    """Every bundled and user style (each style of a multi-style model too), loaded on first use and kept.
+
+    The style asked for with ``--style`` (and ``--mix``) comes first when it is not one of them.
+    """
+
+    def __init__(self, first: str | None, mix: str | None, device, **stylizer_options):
+        self.device = device
+        self.options = stylizer_options
+        names: list[str] = []
+        for e in registry.list_styles():
+            try:
+                inner = json.loads(files.read_metadata(e.path).get("styles", "[]"))
+            except (VidstyleError, ValueError):
+                continue
+            names += [f"{e.name}:{s}" for s in inner] if len(inner) > 1 else [e.name]
+        self.specs: list[tuple[str, str | None]] = [(n, None) for n in names]
+        first = first or (names[0] if names else registry.default_style())
+        key = (first, mix)
+        if key not in self.specs:
+            self.specs.insert(0, key)
+        self.start = self.specs.index(key)
+        self._cache: dict[int, Stylizer] = {}
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, i: int) -> Stylizer:
+        if i not in self._cache:
+            from ..api import load_model
+            spec, mix = self.specs[i]
+            model = load_model(spec, mix=mix)
+            self._cache[i] = Stylizer(model, self.device, **self.options)
+        return self._cache[i]
+
+    def label(self, i: int) -> str:
+        st = self[i]
+        return getattr(st.model, "label", None) or st.name
+
+
+class Stats:
+    """Frame rate (smoothed) and latency samples."""
+
+    def __init__(self, keep: int = 20000):
+        self.latencies: deque[float] = deque(maxlen=keep)
+        self.fps = 0.0  # smoothed, for the HUD
+        self._last: float | None = None
+        self.counted = 0
+        self.t_first = self.t_last = 0.0
+
+    def add(self, now: float, latency: float, count: bool = True) -> None:
+        if self._last is not None:
+            inst = 1.0 / max(1e-6, now - self._last)
+            self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
+        self._last = now
+        if count:
+            self.latencies.append(latency)
+            self.t_first = now if self.counted == 0 else self.t_first
+            self.t_last = now
+            self.counted += 1
+
+    @property
+    def mean_fps(self) -> float:
+        """Frames per second over the counted frames."""
+        span = self.t_last - self.t_first
+        return (self.counted - 1) / span if self.counted > 1 and span > 0 else 0.0
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000 * self.latencies[-1] if self.latencies else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        return round(1000 * float(np.percentile(self.latencies, q)), 2) if self.latencies else 0.0
+
+
+class LiveSession:
+    """One run of ``vidstyle live``. ``run()`` returns a LiveResult; Ctrl-C ends it cleanly."""
+
+    def __init__(self, opts: LiveOptions, notify: Callable[[str], None] | None = None):
+        self.opts = opts
+        self.notify = notify or (lambda msg: log.warning("%s", msg))
+        if opts.record is not None:
+            check_target(Path(opts.record), opts.overwrite)
+        if opts.frames is not None and opts.frames < 1:
+            raise VidstyleError("--frames must be at least 1")
+        device = pick_device(opts.device)
+        self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side)
+        self.bank[self.bank.start]  # load (and check) the first style before opening anything
+        self.source = open_source(opts.source, opts.width, opts.height, opts.fps, loop=opts.loop, pace=opts.pace)
+        src_size = getattr(self.source, "size", None)
+        if opts.width and opts.height:
+            self.size = (opts.width, opts.height)
+        elif src_size:
+            self.size = src_size
+        else:
+            self.size = None
+        self.rate = float(opts.fps or getattr(self.source, "rate", 30) or 30)
+        self.stabilizer = None
+        self.state = LiveState(style=self.bank.start, n_styles=len(self.bank), strength=opts.strength,
+                               preserve_color=opts.preserve_color, temporal=opts.temporal,
+                               side_by_side=opts.side_by_side, recording=opts.record is not None)
+        self.recorder: Recorder | None = None
+        self.recordings: list[str] = []
+        self.snapshots: list[str] = []
+        self.sinks: list = []
+        self.feed = self.vcam = self.preview = None
+
+    # -- sinks -----------------------------------------------------------------
+    def _open_sinks(self, size: tuple[int, int]) -> None:
+        o = self.opts
+        try:
+            if o.virtual_cam:
+                self.vcam = VirtualCam(size, self.rate, device=o.cam_device, backend=o.cam_backend)
+                self.sinks.append(self.vcam)
+                self.notify(f"virtual camera: {self.vcam.device}")
+            if o.serve:
+                self.feed = NetworkFeed(o.serve, size, self.rate)
+                self.sinks.append(self.feed)
+                self.notify(f"serving MPEG-TS on {o.serve}")
+            if self.state.recording:
+                self._start_recording(size, o.record)
+        except BaseException:
+            self._close_sinks()
+            raise
+
+    def _record_path(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(self.opts.record).with_suffix("") if self.opts.record else Path(f"vidstyle-{stamp}")
+        for i in range(1, 1000):
+            p = Path(f"{base}-{i}.mp4") if self.opts.record or i > 1 else Path(f"{base}.mp4")
+            if not p.exists():
+                return p
+        raise VidstyleError(f"too many recordings named {base}-N.mp4")
+
+    def _start_recording(self, size: tuple[int, int], path: Path | None = None) -> None:
+        path = Path(path) if path is not None else self._record_path()
+        self.recorder = Recorder(path, size, self.rate, overwrite=self.opts.overwrite)
+        self.notify(f"recording to {path}")
+
+    def _stop_recording(self) -> None:
+        rec, self.recorder = self.recorder, None
+        if rec is not None:
+            done = rec.close()
+            if done is not None:
+                self.recordings.append(str(done))
+                self.notify(f"recording saved: {done} ({rec.frames} frames)")
+
+    def _close_sinks(self) -> None:
+        errors = []
+        for close in [self._stop_recording] + [s.close for s in self.sinks]:
+            try:
+                close()
+            except Exception as e:  # close the rest anyway
+                errors.append(str(e))
+        self.sinks.clear()
+        if errors:
+            raise VidstyleError(f"while closing: {errors[0]}")
+
+    # -- the loop --------------------------------------------------------------
+    def _apply(self, old: LiveState, new: LiveState, out: np.ndarray) -> None:
+        """Side effects of a state change made by a key."""
+        if new.style != old.style:
+            self.notify(f"style {new.style + 1}/{len(self.bank)}: {self.bank.label(new.style)}")
+        if new.style != old.style or (new.temporal and not old.temporal):
+            if self.stabilizer is not None:
+                self.stabilizer.reset()
+        if new.recording != old.recording:
+            if new.recording:
+                self._start_recording((out.shape[1], out.shape[0]))
+            else:
+                self._stop_recording()
+        if new.snapshots != old.snapshots:
+            folder = Path(self.opts.snapshot_dir)
+            name = f"vidstyle-{time.strftime('%Y%m%d-%H%M%S')}-{len(self.snapshots) + 1}.png"
+            path = write_image(folder / name, out, overwrite=False)
+            self.snapshots.append(str(path))
+            self.notify(f"snapshot: {path}")
+        if self.preview is not None and new.fullscreen != old.fullscreen:
+            self.preview.set_fullscreen(new.fullscreen)
+
+    def _paint(self, rgb: np.ndarray) -> np.ndarray:
+        s = self.state
+        st = self.bank[s.style]
+        st.strength, st.preserve_color = s.strength, s.preserve_color
+        if s.temporal and self.stabilizer is None:
+            from ..temporal import Stabilizer
+            self.stabilizer = Stabilizer(strength=self.opts.temporal_strength, flow=self.opts.flow)
+            self.stabilizer.device = st.device
+        frames = rgb[None]
+        pending = self.stabilizer.begin(frames) if s.temporal else None  # flow overlaps the network
+        x = st.upload(frames)
+        y = st.paint(x)
+        if s.temporal:
+            y = self.stabilizer(x, y, pending)
+        elif self.stabilizer is not None:
+            self.stabilizer.reset()
+        return st.download(y)[0]
+
+    def run(self) -> LiveResult:
+        o = self.opts
+        stats = Stats()
+        frames = 0
+        t_start = time.perf_counter()
+        capture = Capture(self.source, self.size)
+        try:
+            if self.size is not None:
+                self._open_sinks(self.size)
+            if o.preview:
+                self.preview = Preview(f"vidstyle - {o.source}")
+            capture.start()
+            while True:
+                grab = capture.latest.get(timeout=30.0)
+                if grab is None:
+                    if capture.latest.error:
+                        raise VidstyleError(capture.latest.error)
+                    if not capture.latest.closed:
+                        raise VidstyleError(f"no frame from {o.source} for 30 s")
+                    break  # the source ended
+                if self.size is None:  # a source that could not say its size before the first frame
+                    self.size = (grab.rgb.shape[1], grab.rgb.shape[0])
+                    self._open_sinks(self.size)
+                out = self._paint(grab.rgb)
+                key = -1
+                if self.preview is not None:
+                    label = self.bank.label(self.state.style)
+                    extra = ("REC " if self.recorder else "") + ("temporal" if self.state.temporal else "")
+                    img = compose(out, grab.rgb if self.state.side_by_side else None)
+                    key = self.preview.show(draw_hud(img, stats.fps, stats.latency_ms, label, extra,
+                                                     self.state.show_help))
+                if frames in o.keys:
+                    key = ord(o.keys[frames][0]) if o.keys[frames] != "esc" else 27
+                now = time.perf_counter()
+                stats.add(now, now - grab.t, count=frames >= o.warmup)
+                for sink in self.sinks:
+                    sink.send(out, grab.t)
+                if self.recorder is not None:
+                    self.recorder.send(out, grab.t)
+                frames += 1
+                new = handle_key(self.state, key)
+                if new != self.state:
+                    old, self.state = self.state, new
+                    self._apply(old, new, out)
+                if self.state.quit or (self.preview is not None and self.preview.closed):
+                    break
+                if o.frames and frames >= o.frames:
+                    break
+                if o.duration and now - t_start >= o.duration:
+                    break
+        except KeyboardInterrupt:
+            self.notify("interrupted; finishing cleanly")
+        finally:
+            capture.stop()
+            if self.preview is not None:
+                self.preview.close()
+            self._close_sinks()
+        seconds = time.perf_counter() - t_start
+        w, h = self.size or (0, 0)
+        return LiveResult(frames=frames, seconds=round(seconds, 3), fps=round(stats.mean_fps, 2),
+                          latency_ms_median=stats.percentile_ms(50), latency_ms_p95=stats.percentile_ms(95),
+                          dropped=capture.latest.dropped, style=self.bank.label(self.state.style),
+                          device=str(self.bank.device), width=w, height=h, recordings=self.recordings,
+                          snapshots=self.snapshots, served_frames=self.feed.frames if self.feed else 0,
+                          virtual_cam_frames=self.vcam.frames if self.vcam else 0)
+
+
+def run_live(opts: LiveOptions, notify=None) -> LiveResult:
+    return LiveSession(opts, notify).run()
+
+
+def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "auto", max_side=None,
+               source_fps: int = 60) -> dict:
+    """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window: fps and latency."""
+    import torch
+
+    from ..bench import synthetic_clip
+
+    w, h = size
+    warmup = min(10, max(1, frames // 5))
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = synthetic_clip(Path(tmp) / "live.mp4", w, h, max(30, source_fps), fps=source_fps)
+        opts = LiveOptions(source=str(clip), style=style, device=device, max_side=max_side, preview=False,
+                           loop=True, frames=frames + warmup, warmup=warmup)
+        session = LiveSession(opts, notify=lambda m: None)
+        r = session.run()
+    st = session.bank[session.state.style]
+    gpu = torch.cuda.get_device_name(0) if st.device.type == "cuda" else None
+    return {"mode": "live", "resolution": f"{w}x{h}", "source_fps": source_fps, "frames": r.frames - warmup,
+            "warmup_frames": warmup, "device": r.device, "gpu": gpu, "style": r.style,
+            "arch": st.model.net.config.arch, "half": st.half, "fps": r.fps,
+            "latency_ms_median": r.latency_ms_median, "latency_ms_p95": r.latency_ms_p95,
+            "dropped_frames": r.dropped, "cpu_threads": torch.get_num_threads()}
