@@ -151,3 +151,16 @@ def test_run_with_temporal_keeps_frames(tmp_path, model_file):
                               "-q", "--device", "cpu", "--batch-size", "4"])
     assert res.exit_code == 0, res.output
     assert video_pts(tmp_path / "o.mp4") == video_pts(clip)
+
+
+def test_frame_folder_ignores_flow_side_files(tmp_path):
+    """Ruder et al.'s layout puts reliable_*.png masks beside the frames: they are not frames."""
+    import cv2
+
+    from vidstyle.evaluate import load_frames
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"clip_{i + 1:02d}.jpg"), np.full((8, 10, 3), 40 * i, np.uint8))
+    for name in ("reliable_1_2.png", "reliable_2_1.png", "reliable_2_3.png", "reliable_3_2.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 10), np.uint8))
+    frames = load_frames(tmp_path)
+    assert len(frames) == 3 and [int(f.mean()) for f in frames] == [0, 40, 80]

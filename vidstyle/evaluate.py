@@ -45,13 +45,26 @@ class EvalResult:
         return d
 
 
+_NOT_FRAMES = ("reliable_", "forward_", "backward_", "occlusion", "mask")  # Ruder et al.'s side files
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The frames of a folder, in name order: its images, minus flow-reliability masks, of the commonest type."""
+    files = [f for f in find_images(folder) if not f.stem.lower().startswith(_NOT_FRAMES)]
+    if not files:
+        return []
+    suffixes = [f.suffix.lower() for f in files]
+    main = max(set(suffixes), key=suffixes.count)
+    return [f for f in files if f.suffix.lower() == main]
+
+
 def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
     """A video file or a folder of frames -> list of (H, W, 3) uint8."""
     import cv2
 
     p = Path(src)
     if p.is_dir():
-        files = find_images(p)
+        files = frame_files(p)
         if len(files) < 2:
             raise VidstyleError(f"{p}: a folder of frames needs at least two images")
         frames = [read_image(f) for f in files[:max_frames]]

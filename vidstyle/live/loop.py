@@ -262,6 +262,15 @@ class LiveSession:
         if self.preview is not None and new.fullscreen != old.fullscreen:
             self.preview.set_fullscreen(new.fullscreen)
 
+    def _on_key(self, key: int, out: np.ndarray | None) -> None:
+        new = handle_key(self.state, key)
+        if new == self.state:
+            return
+        if out is None:  # nothing painted yet: only quitting makes sense
+            new = replace(self.state, quit=new.quit)
+        old, self.state = self.state, new
+        self._apply(old, new, out)
+
     def _paint(self, rgb: np.ndarray) -> np.ndarray:
         s = self.state
         st = self.bank[s.style]
@@ -284,6 +293,7 @@ class LiveSession:
         o = self.opts
         stats = Stats()
         frames = 0
+        last = None  # the last painted frame
         t_start = time.perf_counter()
         capture = Capture(self.source, self.size)
         try:
@@ -293,13 +303,20 @@ class LiveSession:
                 self.preview = Preview(f"vidstyle - {o.source}")
             capture.start()
             while True:
-                grab = capture.latest.get(timeout=30.0)
+                grab = capture.latest.get(timeout=0.1)
                 if grab is None:
                     if capture.latest.error:
                         raise VidstyleError(capture.latest.error)
-                    if not capture.latest.closed:
-                        raise VidstyleError(f"no frame from {o.source} for 30 s")
-                    break  # the source ended
+                    if capture.latest.closed:
+                        break  # the source ended
+                    # no new frame yet (a slow or reconnecting camera): keep the window responsive
+                    if self.preview is not None:
+                        self._on_key(self.preview.poll(), last)
+                        if self.state.quit or self.preview.closed:
+                            break
+                    if o.duration and time.perf_counter() - t_start >= o.duration:
+                        break
+                    continue
                 if self.size is None:  # a source that could not say its size before the first frame
                     self.size = (grab.rgb.shape[1], grab.rgb.shape[0])
                     self._open_sinks(self.size)
@@ -320,10 +337,8 @@ class LiveSession:
                 if self.recorder is not None:
                     self.recorder.send(out, grab.t)
                 frames += 1
-                new = handle_key(self.state, key)
-                if new != self.state:
-                    old, self.state = self.state, new
-                    self._apply(old, new, out)
+                last = out
+                self._on_key(key, out)
                 if self.state.quit or (self.preview is not None and self.preview.closed):
                     break
                 if o.frames and frames >= o.frames:

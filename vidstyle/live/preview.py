@@ -66,6 +66,10 @@ class Preview:
         cv2.imshow(self.title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         return cv2.waitKey(1)
 
+    def poll(self) -> int:
+        """Process window events without a new picture; the key pressed or -1."""
+        return cv2.waitKey(1)
+
     @property
     def closed(self) -> bool:
         try:
