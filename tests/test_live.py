@@ -348,3 +348,52 @@ def test_preview_window_shows_the_stylized_frame(tmp_path, xvfb):
     assert np.abs(shot[y:y + tmpl.shape[0], x:x + w].astype(int) - inp).mean() > 20
     assert proc.returncode in (0, 130), err_text
     assert len(frames_rgb(rec)) > 0 and not list(tmp_path.glob(".*partial*"))
+
+
+def test_camera_that_disappears_is_reopened(monkeypatch, caplog):
+    """A camera that stops delivering is released, waited for, reopened, and frames flow again."""
+    import cv2
+
+    import vidstyle.live.capture as capture
+    opened = []
+
+    class FakeCamera:  # the second camera object is the camera plugged back in
+        def __init__(self, index):
+            self.index, self.n, self.props = index, 0, {}
+            self.works = len(opened) != 1  # the first reopening attempt finds nothing
+            opened.append(self)
+
+        def isOpened(self):
+            return self.works
+
+        def set(self, prop, value):
+            self.props[prop] = value
+            return True
+
+        def get(self, prop):
+            return {cv2.CAP_PROP_FRAME_WIDTH: 8, cv2.CAP_PROP_FRAME_HEIGHT: 6}.get(prop, 0)
+
+        def read(self):
+            self.n += 1
+            if len(opened) == 1 and self.n > 3:  # unplugged after 3 frames
+                return False, None
+            return True, np.full((6, 8, 3), len(opened) * 10, np.uint8)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(capture.cv2, "VideoCapture", FakeCamera)
+    cam = capture.CameraFrames(0, 8, 6, 30)
+    first = opened[0].props
+    assert first[cv2.CAP_PROP_BUFFERSIZE] == 1 and first[cv2.CAP_PROP_FOURCC] == cv2.VideoWriter_fourcc(*"MJPG")
+    assert first[cv2.CAP_PROP_FRAME_WIDTH] == 8 and first[cv2.CAP_PROP_FPS] == 30
+    stop = threading.Event()
+    got = []
+    with caplog.at_level("WARNING", logger="vidstyle"):
+        for rgb in cam(stop):
+            got.append(int(rgb[0, 0, 0]))
+            if len(got) == 6:
+                stop.set()
+    assert got[:3] == [10, 10, 10] and got[3:] == [30, 30, 30]  # back on the third camera object
+    assert cam.retries == 2 and len(opened) == 3
+    assert "retrying in 1 s" in caplog.text and "retrying in 2 s" in caplog.text and "is back" in caplog.text

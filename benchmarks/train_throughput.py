@@ -1,0 +1,95 @@
+"""Training throughput: vidstyle's loop against a plain fp32 loop, same network, losses and batches.
+
+    python benchmarks/train_throughput.py --data ../shared/data/content --size 256 --steps 50   # on a GPU
+
+"plain" is the way pytorch/examples' fast_neural_style trains: fp32, contiguous tensors, Adam, one
+process. "vidstyle" is `Trainer.train_step` (bf16 autocast and channels_last on CUDA, AdamW). Both leave
+out the temporal loss so that the work is the same; both read the same photos with the same seeds.
+The issue's target (GPU, 256 px): vidstyle >= 2x plain. On a CPU both run fp32 and the ratio is about 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidstyle.models.transformer import TransformerNet, arch_config  # noqa: E402
+from vidstyle.train import losses as L  # noqa: E402
+from vidstyle.train.loop import TrainConfig, Trainer  # noqa: E402
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "content"))
+    ap.add_argument("--style", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "style" /
+                                           "starry_night.jpg"))
+    ap.add_argument("--arch", default="transformer")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--loss-net", default="auto")
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args()
+
+    cfg = TrainConfig(styles=[a.style], data=a.data, arch=a.arch, size=a.size, batch_size=a.batch_size,
+                      steps=10 ** 9, temporal="none", loss_net=a.loss_net, device=a.device, checkpoint_every=0,
+                      preview_every=0, run_dir="/tmp/vidstyle-throughput", data_limit=512)
+    tr = Trainer(cfg)
+    dev = tr.device
+
+    # vidstyle's loop
+    for _ in range(a.warmup):
+        tr.train_step()
+    sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        tr.train_step()
+    sync(dev)
+    ours = a.steps * a.batch_size / (time.perf_counter() - t0)
+
+    # the plain loop: fp32, contiguous, Adam
+    torch.manual_seed(0)
+    net = TransformerNet(arch_config(a.arch, 1)).to(dev)
+    vgg = tr.vgg.to(memory_format=torch.contiguous_format).float()
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    grams = tr.grams[0]
+
+    def plain_step(step: int) -> None:
+        gen = torch.Generator().manual_seed(step)
+        x = tr.photos.batch(a.batch_size, gen).to(dev)
+        opt.zero_grad()
+        y = net(x)
+        fy, fx = vgg(y), vgg(x)
+        loss = (cfg.content_weight * L.content_loss(fy, fx) + cfg.style_weight * L.style_loss(fy, grams)
+                + cfg.tv_weight * L.tv_loss(y))
+        loss.backward()
+        opt.step()
+
+    for i in range(a.warmup):
+        plain_step(i)
+    sync(dev)
+    t0 = time.perf_counter()
+    for i in range(a.steps):
+        plain_step(i)
+    sync(dev)
+    plain = a.steps * a.batch_size / (time.perf_counter() - t0)
+    gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else None
+    print(json.dumps({"device": str(dev), "gpu": gpu, "arch": a.arch, "size": a.size, "batch_size": a.batch_size,
+                      "steps": a.steps, "vidstyle_images_per_s": round(ours, 2), "plain_fp32_images_per_s":
+                      round(plain, 2), "ratio": round(ours / plain, 3), "loss_net": tr.vgg.source,
+                      "cpu_threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
