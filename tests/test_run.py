@@ -165,3 +165,52 @@ def test_image_command_on_folder(tmp_path, model_file):
     files = sorted(p.name for p in out.iterdir())
     assert files == ["a.random_lite.png", "b.random_lite.png"]
     assert cv2.imread(str(out / "b.random_lite.png")).shape == (29, 41, 3)
+
+
+def _clip_with_subtitles(tmp_path):
+    """An MKV with 12 video frames and an SRT subtitle track (demuxed from a .srt file: PyAV has no SRT encoder)."""
+    import av
+    from fractions import Fraction
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,200\nHello there\n\n2\n00:00:00,250 --> 00:00:00,400\nGeneral Kenobi\n")
+    path = tmp_path / "subs.mkv"
+    with av.open(str(srt)) as sub, av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        s = out.add_stream_from_template(sub.streams[0])
+        s.metadata["language"] = "fra"
+        from conftest import pattern
+        for i in range(12):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for p in sub.demux(sub.streams[0]):
+            if p.dts is not None:
+                p.stream = s
+                out.mux(p)
+    return path
+
+
+def _subtitle_packets(path):
+    import av
+    with av.open(str(path)) as c:
+        if not c.streams.subtitles:
+            return None, []
+        s = c.streams.subtitles[0]
+        return s.metadata.get("language"), [(bytes(p), float(p.pts * p.time_base)) for p in c.demux(s)
+                                            if p.dts is not None]
+
+
+def test_subtitles_copied_untouched(tmp_path, model_file):
+    src = _clip_with_subtitles(tmp_path)
+    lang, packets = _subtitle_packets(src)
+    assert lang == "fra" and [t for t, _ in packets] == [b"Hello there", b"General Kenobi"]
+    dst = tmp_path / "out.mkv"
+    r = stylize_video(src, dst, style=model_file, device="cpu")
+    assert r.frames == 12 and not r.notes
+    assert _subtitle_packets(dst) == (lang, packets)  # same text, same times
+    # MP4 holds only mov_text: an SRT track is dropped, and the user is told
+    r = stylize_video(src, tmp_path / "out.mp4", style=model_file, device="cpu")
+    assert any("subtitle" in n and "dropped" in n for n in r.notes)
+    assert _subtitle_packets(tmp_path / "out.mp4") == (None, [])

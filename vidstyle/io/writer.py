@@ -38,7 +38,8 @@ _AUDIO_OK = {
 }
 _SUBS_OK = {
     "mp4": {"mov_text"}, "m4v": {"mov_text"}, "mov": {"mov_text"},
-    "webm": {"webvtt"}, "mkv": {"subrip", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "text"},
+    "webm": {"webvtt"},
+    "mkv": {"subrip", "srt", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "text"},
 }
 
 
