@@ -397,3 +397,16 @@ def test_camera_that_disappears_is_reopened(monkeypatch, caplog):
     assert got[:3] == [10, 10, 10] and got[3:] == [30, 30, 30]  # back on the third camera object
     assert cam.retries == 2 and len(opened) == 3
     assert "retrying in 1 s" in caplog.text and "retrying in 2 s" in caplog.text and "is back" in caplog.text
+
+
+def test_keys_switch_style_strength_and_smoothing(live_clip, model_file):
+    """n moves to the next model in the list, ] [ change the strength, t turns the stabiliser on."""
+    from vidstyle.live.loop import LiveSession
+    session = LiveSession(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                      loop=True, frames=12, keys={1: "n", 3: "[", 4: "[", 5: "t"}))
+    first = session.bank.label(session.state.style)
+    assert len(session.bank) >= 2  # the given model and the bundled ones
+    r = session.run()
+    assert r.style != first and r.style == session.bank.label((session.bank.start + 1) % len(session.bank))
+    assert session.state.strength == 0.8 and session.state.temporal
+    assert session.stabilizer is not None and session.stabilizer.prev_out is not None  # it ran on frames 7-12
