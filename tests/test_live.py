@@ -410,3 +410,20 @@ def test_keys_switch_style_strength_and_smoothing(live_clip, model_file):
     assert r.style != first and r.style == session.bank.label((session.bank.start + 1) % len(session.bank))
     assert session.state.strength == 0.8 and session.state.temporal
     assert session.stabilizer is not None and session.stabilizer.prev_out is not None  # it ran on frames 7-12
+
+
+def test_no_display_is_a_clear_error_not_an_abort(live_clip, model_file, tmp_path):
+    """Without a display OpenCV's Qt would abort the process; we stop first with one line, and record nothing."""
+    from vidstyle.live.preview import display_problem
+    assert display_problem({}, "linux") and display_problem({"DISPLAY": ":0"}, "linux") is None
+    assert display_problem({}, "darwin") is None and display_problem({}, "win32") is None
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    out = tmp_path / "rec.mp4"
+    p = subprocess.run([sys.executable, "-m", "vidstyle", "live", "--source", str(live_clip), "--frames", "3",
+                        "--style", str(model_file), "--record", str(out)], env=env, capture_output=True, text=True,
+                       timeout=120)
+    if sys.platform.startswith("linux"):
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--no-preview" in lines[0]
+        assert not out.exists() and not list(tmp_path.glob(".*partial*"))

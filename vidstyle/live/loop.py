@@ -23,7 +23,7 @@ from ..models import files, registry
 from ..stylizer import Stylizer, pick_device
 from .capture import Capture, open_source
 from .keys import LiveState, handle_key
-from .preview import Preview, compose, draw_hud
+from .preview import Preview, check_display, compose, draw_hud
 from .sinks import NetworkFeed, Recorder, VirtualCam
 
 log = logging.getLogger("vidstyle")
@@ -167,6 +167,8 @@ class LiveSession:
             check_target(Path(opts.record), opts.overwrite)
         if opts.frames is not None and opts.frames < 1:
             raise VidstyleError("--frames must be at least 1")
+        if opts.preview:
+            check_display()  # before anything is opened: OpenCV's Qt would abort the process
         device = pick_device(opts.device)
         self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side)
         self.bank[self.bank.start]  # load (and check) the first style before opening anything
@@ -297,10 +299,10 @@ class LiveSession:
         t_start = time.perf_counter()
         capture = Capture(self.source, self.size)
         try:
-            if self.size is not None:
-                self._open_sinks(self.size)
             if o.preview:
                 self.preview = Preview(f"vidstyle - {o.source}")
+            if self.size is not None:
+                self._open_sinks(self.size)
             capture.start()
             while True:
                 grab = capture.latest.get(timeout=0.1)

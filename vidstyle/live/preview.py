@@ -1,6 +1,9 @@
 """The preview window (OpenCV highgui) and its heads-up display."""
 from __future__ import annotations
 
+import os
+import sys
+
 import cv2
 import numpy as np
 
@@ -44,11 +47,34 @@ def draw_hud(img: np.ndarray, fps: float, latency_ms: float, style: str, extra: 
     return out
 
 
+def display_problem(env=None, platform: str | None = None) -> str | None:
+    """Why no window can be opened here, or None.
+
+    OpenCV's Qt build aborts the whole process when it cannot reach a display,
+    so on Linux we look for one first.
+    """
+    env = os.environ if env is None else env
+    platform = platform or sys.platform
+    if platform.startswith("linux") and not env.get("DISPLAY") and not env.get("QT_QPA_PLATFORM"):
+        return "no display for the preview window (DISPLAY is not set)"
+    return None
+
+
+def check_display() -> None:
+    """Raise a one-line VidstyleError when no window can be opened here."""
+    problem = display_problem()
+    if problem:
+        from ..errors import VidstyleError
+        raise VidstyleError(f"{problem}; use --no-preview (with --virtual-cam, --serve or --record), "
+                            "or run inside a desktop session")
+
+
 class Preview:
     """A resizable window; ``show`` returns the key pressed (or -1) and ``closed`` says if the user shut it."""
 
     def __init__(self, title: str = "vidstyle"):
         self.title = title
+        check_display()
         flags = cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | getattr(cv2, "WINDOW_GUI_NORMAL", 0)
         try:
             cv2.namedWindow(title, flags)
