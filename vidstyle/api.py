@@ -93,16 +93,8 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
                              copy_streams=reader.other_streams, overwrite=overwrite, src=src)
         bs = batch_size or stylizer.auto_batch(info.height, info.width)
 
-        if stabilizer is not None and getattr(stabilizer, "device", False) is None:
-            stabilizer.device = stylizer.device
-
         def paint(batch):
-            rgb = np.stack([f.rgb for f in batch])
-            pending = stabilizer.begin(rgb) if hasattr(stabilizer, "begin") else None  # flows overlap painting
-            x = stylizer.upload(rgb)
-            out = stylizer.paint(x)
-            if stabilizer is not None:
-                out = stabilizer(x, out, pending) if pending is not None else stabilizer(x, out)
+            out = stylizer.paint_frames(np.stack([f.rgb for f in batch]), stabilizer)
             return list(stylizer.download(stylizer.finish(out)))
 
         try:

@@ -24,6 +24,7 @@ import torch
 from .errors import VidstyleError
 from .flow import DISFlow, read_flo, to_tensor
 from .io.images import find_images, read_image
+from .stylizer import scaled_size
 from .warp import occlusion, warp
 
 
@@ -76,11 +77,10 @@ def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | 
                 frames.append(fr.rgb)
                 if max_frames and len(frames) >= max_frames:
                     break
-    if max_side:
-        h, w = frames[0].shape[:2]
-        s = max_side / max(h, w)
-        if s < 1:
-            frames = [cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) for f in frames]
+    h, w = frames[0].shape[:2]
+    hh, ww = scaled_size(h, w, max_side)
+    if (hh, ww) != (h, w):
+        frames = [cv2.resize(f, (ww, hh), interpolation=cv2.INTER_AREA) for f in frames]
     if len({f.shape for f in frames}) != 1:
         raise VidstyleError(f"{src}: frames differ in size")
     return frames
@@ -153,14 +153,7 @@ def stylize_frames(frames: list[np.ndarray], stylizer, stabilizer=None, batch_si
     outs = []
     t0 = time.perf_counter()
     for i in range(0, len(frames), batch_size):
-        rgb = np.stack(frames[i:i + batch_size])
-        pending = stabilizer.begin(rgb) if stabilizer is not None else None
-        with torch.inference_mode():
-            x = stylizer.upload(rgb)
-            y = stylizer.paint(x)
-            if stabilizer is not None:
-                y = stabilizer(x, y, pending)
-            outs += list(stylizer.download(y))
+        outs += list(stylizer.download(stylizer.paint_frames(np.stack(frames[i:i + batch_size]), stabilizer)))
     return outs, (time.perf_counter() - t0) / len(frames)
 
 
@@ -242,8 +235,6 @@ def eval_cmd(
             settings = [False, True] if compare else [temporal]
             for tmp in settings:
                 stab = Stabilizer(temporal_strength, flow) if tmp else None
-                if stab is not None:
-                    stab.device = stylizer.device
                 rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if tmp else ""), stabilizer=stab,
                                      bank=bank, long_k=long_k, loss_net=loss_net, style_rgb=pic))
         if plot_path:

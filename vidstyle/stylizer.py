@@ -120,10 +120,28 @@ class Stylizer:
             y = resize(y, (self.out_size[1], self.out_size[0]))
         return y
 
+    def paint_frames(self, frames: np.ndarray, stabilizer=None) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float stylized on the device, then stabilised.
+
+        ``stabilizer`` is a callable (inputs, outputs) -> outputs. When it has ``begin``
+        (``temporal.Stabilizer``), its flows are started first so that they overlap the
+        network, and it is called as (inputs, outputs, pending).
+        """
+        begin = getattr(stabilizer, "begin", None)
+        if begin is not None and getattr(stabilizer, "device", None) is None:
+            stabilizer.device = self.device  # RAFT runs where the painter does
+        pending = begin(frames) if begin is not None else None
+        with torch.inference_mode():
+            x = self.upload(frames)
+            y = self.paint(x)
+            if stabilizer is None:
+                return y
+            return stabilizer(x, y, pending) if begin is not None else stabilizer(x, y)
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, H', W', 3) uint8 stylized."""
         with torch.inference_mode():
-            return self.download(self.finish(self.paint(self.upload(frames))))
+            return self.download(self.finish(self.paint_frames(frames)))
 
     def auto_batch(self, h: int, w: int) -> int:
         """A batch size that keeps the device busy without running out of memory."""

@@ -280,16 +280,8 @@ class LiveSession:
         if s.temporal and self.stabilizer is None:
             from ..temporal import Stabilizer
             self.stabilizer = Stabilizer(strength=self.opts.temporal_strength, flow=self.opts.flow)
-            self.stabilizer.device = st.device
-        frames = rgb[None]
-        pending = self.stabilizer.begin(frames) if s.temporal else None  # flow overlaps the network
-        x = st.upload(frames)
-        y = st.paint(x)
-        if s.temporal:
-            y = self.stabilizer(x, y, pending)
-        elif self.stabilizer is not None:
-            self.stabilizer.reset()
-        return st.download(y)[0]
+        # the history is reset when t turns smoothing back on (_apply)
+        return st.download(st.paint_frames(rgb[None], self.stabilizer if s.temporal else None))[0]
 
     def run(self) -> LiveResult:
         o = self.opts

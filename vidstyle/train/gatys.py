@@ -10,16 +10,16 @@ import cv2
 import numpy as np
 import torch
 
-from ..stylizer import pick_device
+from ..stylizer import pick_device, scaled_size
 from . import losses as L
 from .lossnet import load_loss_net
 
 
 def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
     h, w = rgb.shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    if s < 1:
-        rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    hh, ww = scaled_size(h, w, max_side)
+    if (hh, ww) != (h, w):
+        rgb = cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255).contiguous().to(device)
 
 
