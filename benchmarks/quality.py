@@ -128,8 +128,6 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     results = json.loads(OUT_JSON.read_text()) if args.render_only else run(args)
-    for res in results.values():  # older runs wrote absolute paths
-        res["command"] = res["command"].replace("../main/", "")
     OUT_MD.write_text(render(results, args))
     print(f"wrote {OUT_MD}", file=sys.stderr)
 

@@ -90,16 +90,16 @@ class CameraFrames:
 
     def __init__(self, index: int, width: int | None = None, height: int | None = None, fps: float | None = None):
         self.index, self.width, self.height, self.fps = index, width, height, fps
+        try:  # our own messages say what happened; OpenCV's per-backend warnings would only add noise
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:
+            pass
         self.cap = self._open()
         if self.cap is None:
             raise VidstyleError(f"cannot open camera {index}: no such camera, or it is in use by another program")
         self.retries = 0
 
     def _open(self):
-        try:
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        except AttributeError:
-            pass
         cap = cv2.VideoCapture(self.index)
         if not cap.isOpened():
             cap.release()

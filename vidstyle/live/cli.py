@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..cli import ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, StrengthOpt, StyleOpt, app, user_errors
+from ..errors import VidstyleError
 
 
 @app.command()
@@ -69,10 +70,8 @@ def live(
 
     with user_errors():
         if snapshot_dir and not snapshot_dir.is_dir():
-            from ..errors import VidstyleError
             raise VidstyleError(f"--snapshot-dir does not exist: {snapshot_dir}")
         if (width is None) != (height is None):
-            from ..errors import VidstyleError
             raise VidstyleError("give both --width and --height, or neither")
         opts = LiveOptions(source=source, style=style, mix=mix, width=width, height=height, fps=fps,
                            device=device.value, max_side=max_side, strength=strength, preserve_color=preserve_color,

@@ -115,6 +115,7 @@ class Trainer:
             self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
         self.step = 0
         self.seconds = 0.0  # training time before this run (restored by --resume)
+        self._t0: float | None = None  # when this run's train() started
         name = "+".join(self.names)
         self.run_dir = Path(cfg.run_dir or Path("runs") / name)
         self.output = Path(cfg.output) if cfg.output else None
@@ -249,8 +250,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------
     def _elapsed(self) -> float:
         """Training seconds so far, across resumed runs."""
-        t0 = getattr(self, "_t0", None)
-        return self.seconds + (time.perf_counter() - t0 if t0 is not None else 0.0)
+        return self.seconds + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
     def _trim_log(self, log_path: Path) -> None:
         """On resume, drop log rows after the checkpoint's step (they are about to be trained again)."""
