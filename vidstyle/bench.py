@@ -5,19 +5,15 @@ end-to-end / slowest stage shows how well the threads overlap (1.0 = perfectly).
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
 
 import av
 import numpy as np
 import torch
-import typer
 
-from .cli import Device, app, parse_size, user_errors
 
 
 def synthetic_clip(path: Path, w: int, h: int, n: int, fps: int = 30) -> Path:
@@ -90,34 +86,3 @@ def bench_pipeline(size=(640, 360), frames: int = 60, style=None, device: str = 
             **{k: round(v, 2) for k, v in fps.items()},
             "ratio_end_to_end_over_slowest": round(fps["end_to_end_fps"] / slowest, 3),
             "cpu_threads": torch.get_num_threads()}
-
-
-@app.command()
-def bench(
-    size: str = typer.Option("640x360", "--size", help="Resolution WIDTHxHEIGHT of the synthetic clip."),
-    frames: int = typer.Option(60, "--frames", min=4),
-    style: Optional[str] = typer.Option(None, "--style", "-s"),
-    device: Device = typer.Option(Device.auto, "--device"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-    codec: Optional[str] = typer.Option(None, "--codec"),
-    preset: Optional[str] = typer.Option(None, "--preset"),
-    max_side: Optional[int] = typer.Option(None, "--max-side"),
-    live: bool = typer.Option(False, "--live", help="Benchmark live mode instead (file source, no window): "
-                              "fps and capture-to-output latency."),
-    source_fps: int = typer.Option(60, "--source-fps", min=1, help="With --live: the rate the source delivers "
-                                   "frames at, like a camera."),
-    json_out: bool = typer.Option(False, "--json"),
-):
-    """Measure decode, model, encode and end-to-end frames per second (not a test: numbers for docs/PERFORMANCE.md)."""
-    with user_errors():
-        wh = parse_size(size)
-        if live:
-            from .live.loop import bench_live
-            res = bench_live(wh, frames, style, device.value, max_side, source_fps)
-        else:
-            res = bench_pipeline(wh, frames, style, device.value, batch_size, codec, preset, max_side)
-        if json_out:
-            typer.echo(json.dumps(res))
-        else:
-            for k, v in res.items():
-                typer.echo(f"{k:<32} {v}")

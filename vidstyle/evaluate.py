@@ -12,11 +12,9 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 import numpy as np
 import torch
@@ -183,69 +181,3 @@ def plot(results: list[EvalResult], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-# -- command line ----------------------------------------------------------------
-import typer  # noqa: E402
-
-from .cli import ColorOpt, Device, DeviceOpt, MaxSideOpt, StrengthOpt, app, user_errors  # noqa: E402
-
-
-@app.command("eval")
-def eval_cmd(
-    input: Path = typer.Argument(..., help="A video file or a folder of frames."),
-    style: Optional[List[str]] = typer.Option(None, "--style", "-s", help="Style name or model file; repeat to compare models."),
-    mix: Optional[str] = typer.Option(None, "--mix"),
-    device: Device = DeviceOpt,
-    max_side: Optional[int] = MaxSideOpt,
-    strength: float = StrengthOpt,
-    preserve_color: bool = ColorOpt,
-    temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Evaluate with flow-guided stabilisation."),
-    temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0),
-    flow: str = typer.Option("auto", "--flow", help="Flow for --temporal: dis, raft or auto."),
-    compare: bool = typer.Option(False, "--compare", help="Rows for per-frame and --temporal of every --style, side by side."),
-    long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=2),
-    flo_dir: Optional[Path] = typer.Option(None, "--flo-dir", help="Ground-truth flows (backward_T_S.flo) instead of DIS."),
-    style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for the style loss (default: the one stored in the model)."),
-    loss_net: str = typer.Option("auto", "--loss-net"),
-    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Draw the per-frame warping error of each row (needs matplotlib)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object (a list with --compare) on stdout."),
-):
-    """Measure flicker (warping error) and style/content losses of a stylization.
-
-    Example: vidstyle eval frames/ --style starry_night --compare
-    """
-    from .api import make_stylizer
-    from .temporal import Stabilizer
-
-    with user_errors():
-        if not input.exists():
-            raise VidstyleError(f"input not found: {input}")
-        frames = load_frames(input, max_frames, max_side)
-        bank = FlowBank(frames, flo_dir)
-        rows = []
-        for st in (style or [None]):
-            stylizer = make_stylizer(st, mix=mix, device=device.value, strength=strength, preserve_color=preserve_color)
-            label = getattr(stylizer.model, "label", stylizer.name)
-            pic = read_image(style_image) if style_image else None
-            if pic is None and stylizer.model.style_images:
-                pic = stylizer.model.style_images.get(label.split("+")[0].split(":")[0])
-                pic = pic.numpy() if pic is not None else next(iter(stylizer.model.style_images.values())).numpy()
-            settings = [False, True] if compare else [temporal]
-            for tmp in settings:
-                stab = Stabilizer(temporal_strength, flow) if tmp else None
-                rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if tmp else ""), stabilizer=stab,
-                                     bank=bank, long_k=long_k, loss_net=loss_net, style_rgb=pic))
-        if plot_path:
-            plot(rows, plot_path)
-        if json_out:
-            data = [r.to_dict() for r in rows]
-            typer.echo(json.dumps(data if compare or len(data) > 1 else data[0]))
-            return
-        head = f"{'setting':<32} {'frames':>6} {'warp err':>10} {'warp err k=' + str(long_k):>13} {'style':>10} {'content':>9} {'s/frame':>8}"
-        typer.echo(head)
-        for r in rows:
-            sl = f"{r.style_loss:.3e}" if r.style_loss is not None else "-"
-            typer.echo(f"{r.label:<32} {r.frames:>6} {r.warp_error:>10.5f} {r.warp_error_long:>13.5f} {sl:>10} "
-                       f"{r.content_loss:>9.4f} {r.seconds_per_frame:>8.3f}")

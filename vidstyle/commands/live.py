@@ -7,11 +7,10 @@ from typing import Optional
 
 import typer
 
-from ..cli import ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, StrengthOpt, StyleOpt, app, user_errors
+from .common import ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, StrengthOpt, StyleOpt, user_errors
 from ..errors import VidstyleError
 
 
-@app.command()
 def live(
     source: str = typer.Option("0", "--source", help="Camera index (0, 1, ...), or a video file or URL, "
                                "played at its own frame rate."),
@@ -62,7 +61,7 @@ def live(
 
       vidstyle live --source clip.mp4 --loop --serve udp://127.0.0.1:5000
     """
-    from .loop import LiveOptions, run_live
+    from ..live.loop import LiveOptions, run_live
 
     def notify(msg: str) -> None:
         if not quiet:

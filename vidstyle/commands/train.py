@@ -7,11 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from ..cli import app, user_errors
+from .common import user_errors
 from ..errors import VidstyleError
 
 
-@app.command()
 def train(
     style_images: Optional[List[Path]] = typer.Argument(None, help="Style image(s); same as --style."),
     style: Optional[List[Path]] = typer.Option(None, "--style", help="A style image; give it several times to train one multi-style network."),
@@ -21,6 +20,7 @@ def train(
     flow: str = typer.Option("dis", "--flow", help="Flow for --video-data: dis (OpenCV) or raft (torchvision, needs cached weights)."),
     arch: str = typer.Option("transformer", "--arch", help="transformer (Johnson et al.) or lite (for CPUs and laptops)."),
     size: int = typer.Option(256, "--size", min=32, help="Training crop size (px)."),
+    photo_size: Optional[int] = typer.Option(None, "--photo-size", min=32, help="Short side the photos are scaled to before the --size crop (default 1.15 x --size). Larger: bigger brush strokes."),
     style_size: int = typer.Option(256, "--style-size", min=64, help="Longer side of the style image for its Gram matrices."),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     steps: int = typer.Option(2000, "--steps", min=1),
@@ -39,6 +39,8 @@ def train(
     preview_every: int = typer.Option(100, "--preview-every", min=0),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint.safetensors."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16. auto: bf16 autocast on CUDA and on CPUs with bf16 maths (AVX-512 BF16, AMX), else fp32."),
+    loss_padding: str = typer.Option("reflect", "--loss-padding", help="Conv padding of the loss network: reflect (no bands along the edges) or zeros (as VGG was trained)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ):
@@ -46,7 +48,7 @@ def train(
 
     Example: vidstyle train starry_night.jpg --data photos/ --steps 2000 --size 256
     """
-    from .loop import TrainConfig, Trainer
+    from ..train.loop import TrainConfig, Trainer
 
     with user_errors():
         styles = [str(p) for p in (style_images or [])] + [str(p) for p in (style or [])]
@@ -58,12 +60,13 @@ def train(
             raise VidstyleError(f"--output is a folder: {output}")
         cfg = TrainConfig(styles=styles, data=str(data), output=str(output) if output else None,
                           video_data=str(video_data) if video_data else None, flow=flow, arch=arch, size=size,
-                          style_size=style_size, batch_size=batch_size, steps=steps, lr=lr, seed=seed,
+                          photo_size=photo_size, style_size=style_size, batch_size=batch_size, steps=steps, lr=lr, seed=seed,
                           content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
                           temporal=temporal_loss, temporal_weight=temporal_weight,
                           feature_temporal_weight=feature_temporal_weight, loss_net=loss_net, device=device,
                           run_dir=str(run_dir) if run_dir else None, checkpoint_every=checkpoint_every,
-                          preview_every=preview_every, resume=str(resume) if resume else None, threads=threads)
+                          preview_every=preview_every, resume=str(resume) if resume else None, threads=threads,
+                          precision=precision, loss_padding=loss_padding)
         bar = None
         if not quiet and not json_out:
             from rich.console import Console
@@ -95,13 +98,12 @@ def train(
                        f"final total loss {fl.get('total', float('nan')):.4g} (loss net {summary['loss_net']})", err=True)
 
 
-@app.command("export-loss-net")
 def export_loss_net(
     output: Path = typer.Argument(..., help="Where to write the .safetensors file."),
     loss_net: str = typer.Option("auto", "--loss-net", help="auto, torchvision or hed."),
 ):
     """Write the loss network's conv1_1..conv4_3 as fp16 safetensors (about 15 MB), usable as --loss-net PATH."""
-    from .lossnet import export_safetensors, load_loss_net
+    from ..train.lossnet import export_safetensors, load_loss_net
 
     with user_errors():
         export_safetensors(load_loss_net(loss_net), output)

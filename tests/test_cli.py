@@ -1,0 +1,47 @@
+"""The command line: every command registered once, and the library never imports the CLI layer."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import vidstyle
+
+COMMANDS = ["run", "image", "styles", "train", "export-loss-net", "eval", "live", "bench"]
+PKG = Path(vidstyle.__file__).parent
+
+
+def test_python_m_vidstyle_cli_lists_every_command():
+    for entry in (["-m", "vidstyle.cli"], ["-m", "vidstyle"]):
+        out = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        listed = [c for c in COMMANDS if f" {c} " in out.stdout]
+        assert listed == COMMANDS, out.stdout
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the modules a vidstyle source file imports (relative imports resolved)."""
+    pkg = list(path.relative_to(PKG.parent).parts[:-1])  # the package a relative import starts from
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = pkg[: len(pkg) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            names.add(mod)
+            names |= {f"{mod}.{a.name}" for a in node.names}
+    return names
+
+
+def test_library_never_imports_the_command_line():
+    offenders = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] in ("commands",) or rel.name in ("cli.py", "__main__.py"):
+            continue
+        bad = {n for n in _imports(path) if n.startswith(("vidstyle.commands", "vidstyle.cli")) or n == "typer"}
+        if bad:
+            offenders[str(rel)] = sorted(bad)
+    assert not offenders, offenders

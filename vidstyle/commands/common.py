@@ -1,0 +1,90 @@
+"""What every command shares: the typer app, error handling, option declarations, the progress bar."""
+from __future__ import annotations
+
+import contextlib
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from ..errors import IncompleteInput, VidstyleError
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+
+
+@contextlib.contextmanager
+def user_errors():
+    """VidstyleError -> one line on stderr and exit 2; Ctrl-C -> exit 130. No tracebacks."""
+    try:
+        yield
+    except IncompleteInput as e:
+        typer.echo(f"warning: {e}", err=True)
+        raise typer.Exit(3)
+    except VidstyleError as e:
+        _err(str(e))
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        _err("interrupted; nothing was written at the target")
+        raise typer.Exit(130)
+
+
+def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+    if not text:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        assert w > 0 and h > 0
+        return w, h
+    except (ValueError, AssertionError):
+        raise VidstyleError(f"--out-size wants WIDTHxHEIGHT, e.g. 1280x720, not {text!r}") from None
+
+
+# Shared option declarations (typer reads the defaults as the option definitions).
+StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle styles`), MODEL:STYLE, or a "
+                        ".safetensors path. Default: the bundled default style.")
+MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. a:0.5,b:0.5.")
+DeviceOpt = typer.Option(Device.auto, "--device", help="Where the network runs.")
+MaxSideOpt = typer.Option(None, "--max-side", min=16, help="Stylize at this longer side (px), "
+                          "then scale back: larger strokes and faster.")
+StrengthOpt = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="Blend with the original: 0 = input, 1 = full style.")
+ColorOpt = typer.Option(False, "--preserve-color", help="Keep the input's colours; take only luminance from the style.")
+
+
+class Progress:
+    """A rich progress bar on stderr (frames, fps, ETA), or nothing when quiet."""
+
+    def __init__(self, quiet: bool, label: str):
+        self.bar = None
+        if not quiet:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RP, TaskProgressColumn,
+                                       TextColumn, TimeRemainingColumn)
+            self.bar = RP(TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                          TextColumn("{task.fields[fps]} fps"), TimeRemainingColumn(),
+                          console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task(label, total=None, fps="-")
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar:
+            t = self.bar.tasks[0]
+            fps = f"{done / t.elapsed:.1f}" if t.elapsed else "-"
+            self.bar.update(self.task, completed=done, total=total or None, fps=fps)
+
+
