@@ -289,3 +289,49 @@ def test_gatys_optimisation_lowers_the_loss_and_paints(tmp_path):
     assert read_image(dst).shape == (43, 48, 3)
     r = runner.invoke(app, ["image", str(tmp_path / "c" / "img00.jpg"), "--optimize"])
     assert r.exit_code == 2 and "--style-image" in r.stderr
+
+
+# -- precision, loss-net padding, photo scale -------------------------------------------------
+def test_precision_choices():
+    from vidstyle import precision
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert precision.resolve("fp32", cpu) is None
+    assert precision.resolve("bf16", cpu) is torch.bfloat16
+    assert precision.resolve("auto", cuda) is torch.float16
+    assert precision.resolve("auto", cpu) is (torch.bfloat16 if precision.cpu_has_bf16() else None)
+    with pytest.raises(VidstyleError, match="needs a CUDA GPU"):
+        precision.resolve("fp16", cpu)
+    with pytest.raises(VidstyleError, match="--precision must be"):
+        precision.resolve("int4", cpu)
+
+
+@needs_hed
+@pytest.mark.parametrize("prec", ["fp32", "bf16"])
+def test_both_precisions_lower_the_loss(tmp_path, prec):
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path, precision=prec, steps=20))
+    assert (t.amp is None) == (prec == "fp32")
+    totals = [t.train_step()["total"] for _ in range(20)]
+    assert np.mean(totals[-4:]) < 0.8 * np.mean(totals[:4]), totals
+
+
+@needs_hed
+def test_reflect_padding_removes_the_border_in_loss_features():
+    """On a flat picture, a zero-padded VGG sees a frame at the border; a reflect-padded one sees none."""
+    flat = torch.full((1, 3, 48, 48), 0.6)
+    for mode, bordered in (("zeros", True), ("reflect", False)):
+        f = lossnet.load_loss_net("hed", padding_mode=mode)(flat)["relu2_2"][0]
+        inside, edge = f[:, 6:-6, 6:-6], f[:, 0]
+        spread = float((edge - inside.mean((1, 2))[:, None]).abs().max())
+        assert (spread > 1e-2) == bordered, (mode, spread)
+    with pytest.raises(VidstyleError):
+        lossnet.load_loss_net("hed", padding_mode="circular")
+
+
+def test_photo_size_sets_the_scale_before_the_crop(tmp_path):
+    from vidstyle.train.data import Photos
+    folder = write_images(tmp_path / "p", 2, size=(200, 100))
+    near, far = Photos(folder, 32), Photos(folder, 32, short_side=96)
+    assert near.get(0).shape[:2] == (37, 74)  # default: 1.15 x the crop
+    assert far.get(0).shape[:2] == (96, 192)
+    assert far.batch(3, torch.Generator().manual_seed(0)).shape == (3, 3, 32, 32)

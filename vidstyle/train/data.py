@@ -35,9 +35,11 @@ def _load(path: Path, short_side: int) -> np.ndarray | None:
 
 
 class Photos:
-    """Every image below a folder, decoded on demand, scaled so the short side is ``size`` * 1.15."""
+    """Every image below a folder, decoded on demand, scaled so the short side is ``short_side``
+    (default ``size`` * 1.15), then cropped to ``size``. A larger ``short_side`` shows the network
+    less of each photo per crop, so it learns larger brush strokes relative to the picture."""
 
-    def __init__(self, folder: str | Path, size: int, limit: int | None = None):
+    def __init__(self, folder: str | Path, size: int, limit: int | None = None, short_side: int | None = None):
         folder = Path(folder)
         if not folder.is_dir():
             raise VidstyleError(f"data folder not found: {folder}")
@@ -47,6 +49,7 @@ class Photos:
         if not self.files:
             raise VidstyleError(f"no images in data folder {folder}")
         self.size = size
+        self.short_side = max(size, short_side or math.ceil(size * 1.15))
         self.skipped: set[Path] = set()
         self.cache: dict[int, np.ndarray] = {}
 
@@ -56,7 +59,7 @@ class Photos:
     def get(self, i: int) -> np.ndarray | None:
         img = self.cache.get(i)
         if img is None and self.files[i] not in self.skipped:
-            img = _load(self.files[i], math.ceil(self.size * 1.15))
+            img = _load(self.files[i], self.short_side)
             if img is None:
                 self.skipped.add(self.files[i])
                 log.warning("skipping unreadable image %s", self.files[i])

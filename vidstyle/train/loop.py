@@ -21,6 +21,7 @@ from ..io.images import read_image
 from ..io.writer import AtomicPath
 from ..models.files import save_model
 from ..models.transformer import TransformerNet, arch_config
+from .. import precision
 from . import losses as L
 from .data import Photos, VideoPairs, synthetic_pair
 from .lossnet import load_loss_net
@@ -37,6 +38,7 @@ class TrainConfig:
     flow: str = "dis"
     arch: str = "transformer"
     size: int = 256
+    photo_size: int | None = None          # photos scaled to this short side before cropping; default size*1.15
     style_size: int = 256
     batch_size: int = 4
     steps: int = 2000
@@ -55,11 +57,13 @@ class TrainConfig:
     preview_every: int = 100
     resume: str | None = None
     threads: int | None = None
+    precision: str = "auto"                # auto | fp32 | bf16 (auto: bf16 on CUDA and on CPUs with bf16 maths)
+    loss_padding: str = "reflect"          # the loss network's conv padding: reflect (no border bands) or zeros
     data_limit: int | None = None
     names: list[str] = field(default_factory=list)  # style names; default the image stems
 
     # options a resumed run must share with the checkpoint
-    MATCH = ("arch", "size", "style_size", "batch_size", "seed", "content_weight", "style_weight", "tv_weight",
+    MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "style_weight", "tv_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -102,12 +106,16 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
         self.style_pictures = [(s[0].permute(1, 2, 0) * 255).round().byte() for s in style_imgs]
-        self.photos = Photos(cfg.data, cfg.size, cfg.data_limit)
+        self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size)
         self.video = VideoPairs(cfg.video_data, cfg.size) if cfg.video_data else None
-        self.vgg = load_loss_net(cfg.loss_net, self.device)
+        self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
+        # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
+        dtype = precision.resolve(cfg.precision, self.device)
+        self.amp = torch.bfloat16 if dtype is not None else None
         torch.manual_seed(cfg.seed)  # same seed, same initial network
         self.net = TransformerNet(arch_config(cfg.arch, len(cfg.styles))).to(self.device)
-        if self.cuda:
+        self.channels_last = self.cuda  # on the CPU, channels_last measured slightly slower (oneDNN bf16)
+        if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
             self.vgg = self.vgg.to(memory_format=torch.channels_last)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -142,9 +150,9 @@ class Trainer:
                 xt, flow, mask = synthetic_pair(x, gen)
             x = torch.cat([xp, xt])
         x = x.to(self.device, non_blocking=True)
-        if self.cuda:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
             y, feats = self.net(x, mix, return_features=True)
             fy = self.vgg(y)
             with torch.no_grad():

