@@ -258,7 +258,7 @@ def test_resume_log_continues_without_duplicate_rows(tmp_path):
     t = Trainer(config(tmp_path, steps=4, checkpoint_every=2))
     t.cfg.steps = 3  # stop at step 3: the checkpoint is from step 2
     t.train()
-    resumed = Trainer(config(tmp_path, steps=5, resume=str(tmp_path / "run" / "checkpoint.safetensors")))
+    resumed = Trainer(config(tmp_path, steps=5, resume=str(tmp_path / "run" / "checkpoint.safetensors"), overwrite=True))
     assert resumed.step == 3 and resumed.seconds > 0  # the final checkpoint (step 3) carries the time so far
     resumed.train()
     import csv
@@ -335,3 +335,57 @@ def test_photo_size_sets_the_scale_before_the_crop(tmp_path):
     assert near.get(0).shape[:2] == (37, 74)  # default: 1.15 x the crop
     assert far.get(0).shape[:2] == (96, 192)
     assert far.batch(3, torch.Generator().manual_seed(0)).shape == (3, 3, 32, 32)
+
+
+# -- a run a user can trust: defaults, overwrite, previews by time --------------------------------
+def test_cli_defaults_are_the_recipe():
+    """`vidstyle train` and TrainConfig share one recipe (the bundled models')."""
+    import dataclasses
+    import inspect
+
+    from vidstyle.commands.train import train
+    from vidstyle.train.loop import TrainConfig
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    cli = {n: p.default.default for n, p in inspect.signature(train).parameters.items()}
+    renamed = {"temporal_loss": "temporal"}
+    checked = 0
+    for name, opt in cli.items():
+        key = renamed.get(name, name)
+        if key in fields and key not in ("styles", "output", "run_dir", "resume", "video_data") and opt is not ...:
+            assert opt == fields[key], (name, opt, fields[key])
+            checked += 1
+    assert checked >= 15
+    assert fields["style_weight"] == 1e5 and fields["size"] == 128
+
+
+@needs_hed
+def test_existing_model_is_not_overwritten(tmp_path):
+    from vidstyle.train.loop import Trainer
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"precious")
+    with pytest.raises(VidstyleError, match="--overwrite"):
+        Trainer(config(tmp_path, steps=2))
+    assert out.read_bytes() == b"precious"
+    res = runner.invoke(app, ["train", str(style_picture(tmp_path / "s.png")), "--data", str(tmp_path / "photos"),
+                              "--output", str(out), "--steps", "1", "--loss-net", "hed", "--arch", "lite",
+                              "--size", "32", "--run-dir", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--overwrite" in res.output and out.read_bytes() == b"precious"
+    Trainer(config(tmp_path, steps=2, overwrite=True)).train()
+    assert out.read_bytes() != b"precious"
+
+
+@needs_hed
+def test_previews_by_time_and_eta(tmp_path, caplog):
+    import logging
+
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path, steps=3, preview_minutes=1e-9, names=["a"]))
+    with caplog.at_level(logging.INFO, logger="vidstyle"):
+        t.train()
+    shots = sorted((tmp_path / "run").glob("preview_*.png"))
+    assert [p.name for p in shots] == ["preview_000001.png", "preview_000002.png", "preview_000003.png"]
+    img = cv2.imread(str(shots[-1]))
+    assert img.shape[0] == 2 * 64  # the photos, then one row per style
+    assert sum("ETA" in r.message for r in caplog.records) == 3
+    t.step = 1
+    assert t.eta(2, 10.0) == pytest.approx(10.0)  # 2 steps left at 5 s each

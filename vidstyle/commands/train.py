@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,29 +21,31 @@ def train(
     video_data: Optional[Path] = typer.Option(None, "--video-data", help="Folder of frame folders or videos: real frame pairs for the temporal loss (flow cached beside the data)."),
     flow: str = typer.Option("dis", "--flow", help="Flow for --video-data: dis (OpenCV) or raft (torchvision, needs cached weights)."),
     arch: str = typer.Option("transformer", "--arch", help="transformer (Johnson et al.) or lite (for CPUs and laptops)."),
-    size: int = typer.Option(256, "--size", min=32, help="Training crop size (px)."),
-    photo_size: Optional[int] = typer.Option(None, "--photo-size", min=32, help="Short side the photos are scaled to before the --size crop (default 1.15 x --size). Larger: bigger brush strokes."),
-    style_size: int = typer.Option(256, "--style-size", min=64, help="Longer side of the style image for its Gram matrices."),
-    batch_size: int = typer.Option(4, "--batch-size", min=1),
-    steps: int = typer.Option(2000, "--steps", min=1),
+    size: int = typer.Option(128, "--size", min=32, help="Training crop size (px)."),
+    photo_size: Optional[int] = typer.Option(256, "--photo-size", min=32, help="Short side the photos are scaled to before the --size crop (at least --size). Recorded in the model as its scale: `run` paints at about this size, so strokes look as in training."),
+    style_size: int = typer.Option(384, "--style-size", min=64, help="Longer side of the style image for its Gram matrices."),
+    batch_size: int = typer.Option(2, "--batch-size", min=1, help="Photos per step (with the temporal loss, each comes with a moved copy: twice as many images)."),
+    steps: int = typer.Option(40000, "--steps", min=1, help="Optimiser steps. Multi-style models share them: each step trains one style in turn."),
     lr: float = typer.Option(1e-3, "--lr"),
     seed: int = typer.Option(0, "--seed", help="Same seed, same data order and losses."),
     content_weight: float = typer.Option(1.0, "--content-weight"),
-    style_weight: float = typer.Option(5e3, "--style-weight"),
-    tv_weight: float = typer.Option(0.0, "--tv-weight"),
+    style_weight: float = typer.Option(1e5, "--style-weight"),
+    tv_weight: float = typer.Option(0.2, "--tv-weight", help="Total variation: against pixel-grid artefacts."),
     temporal_loss: str = typer.Option("output", "--temporal-loss", help="output (Ruder et al.), reconet (Gao et al.) or none."),
-    temporal_weight: float = typer.Option(500.0, "--temporal-weight"),
+    temporal_weight: float = typer.Option(30.0, "--temporal-weight"),
     feature_temporal_weight: float = typer.Option(0.0, "--feature-temporal-weight", help="Temporal term on the encoder output."),
     loss_net: str = typer.Option("auto", "--loss-net", help="auto, torchvision, hed, or a loss-network .safetensors file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints, log.csv and previews (default runs/<style>)."),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=0),
-    preview_every: int = typer.Option(100, "--preview-every", min=0),
+    preview_every: int = typer.Option(0, "--preview-every", min=0, help="Also write a preview every N steps (0: only by time)."),
+    preview_minutes: float = typer.Option(10.0, "--preview-minutes", min=0, help="Write RUN_DIR/preview.png (one row per style) and print the ETA every N minutes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output model."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint.safetensors."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16. auto: bf16 autocast on CUDA and on CPUs with bf16 maths (AVX-512 BF16, AMX), else fp32."),
     loss_padding: str = typer.Option("reflect", "--loss-padding", help="Conv padding of the loss network: reflect (no bands along the edges) or zeros (as VGG was trained)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no status lines."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ):
     """Train a style network on photos with perceptual and optical-flow temporal losses.
@@ -65,10 +69,12 @@ def train(
                           temporal=temporal_loss, temporal_weight=temporal_weight,
                           feature_temporal_weight=feature_temporal_weight, loss_net=loss_net, device=device,
                           run_dir=str(run_dir) if run_dir else None, checkpoint_every=checkpoint_every,
-                          preview_every=preview_every, resume=str(resume) if resume else None, threads=threads,
+                          preview_every=preview_every, preview_minutes=preview_minutes, overwrite=overwrite, resume=str(resume) if resume else None, threads=threads,
                           precision=precision, loss_padding=loss_padding)
         bar = None
-        if not quiet and not json_out:
+        if not quiet:  # status lines (step, s/step, ETA, preview) every --preview-minutes
+            logging.getLogger("vidstyle").setLevel(logging.INFO)
+        if not quiet and not json_out and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
             bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,24 +38,27 @@ class TrainConfig:
     video_data: str | None = None          # folder of frame folders / videos for real frame pairs
     flow: str = "dis"
     arch: str = "transformer"
-    size: int = 256
-    photo_size: int | None = None          # photos scaled to this short side before cropping; default size*1.15
-    style_size: int = 256
-    batch_size: int = 4
-    steps: int = 2000
+    # The defaults are the recipe of the bundled models (docs/MODELS.md); the CLI shares them (tested).
+    size: int = 128
+    photo_size: int | None = 256           # photos scaled to this short side before cropping (None: size*1.15)
+    style_size: int = 384
+    batch_size: int = 2
+    steps: int = 40000
     lr: float = 1e-3
     seed: int = 0
     content_weight: float = 1.0
-    style_weight: float = 5e3
-    tv_weight: float = 0.0
+    style_weight: float = 1e5
+    tv_weight: float = 0.2
     temporal: str = "output"               # output | reconet | none
-    temporal_weight: float = 500.0
+    temporal_weight: float = 30.0
     feature_temporal_weight: float = 0.0
     loss_net: str = "auto"
     device: str = "auto"
     run_dir: str | None = None             # checkpoints, CSV log, previews
     checkpoint_every: int = 200
-    preview_every: int = 100
+    preview_every: int = 0                 # steps between previews (0: only by time)
+    preview_minutes: float = 10.0          # minutes between previews and status lines (0: only by steps)
+    overwrite: bool = False                # replace an existing output model
     resume: str | None = None
     threads: int | None = None
     precision: str = "auto"                # auto | fp32 | bf16 (auto: bf16 on CUDA and on CPUs with bf16 maths)
@@ -82,6 +86,12 @@ def _style_image(path: str, max_side: int) -> torch.Tensor:
     s = max_side / max(h, w)
     rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def _grid(images: torch.Tensor) -> np.ndarray:
@@ -127,6 +137,9 @@ class Trainer:
         name = "+".join(self.names)
         self.run_dir = Path(cfg.run_dir or Path("runs") / name)
         self.output = Path(cfg.output) if cfg.output else None
+        out = self.output_path()
+        if out.exists() and not cfg.overwrite:
+            raise VidstyleError(f"{out} exists; pass --overwrite to replace it, or choose another --output")
         if cfg.resume:
             self._load_checkpoint(Path(cfg.resume))
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,20 +148,36 @@ class Trainer:
         self.skipped_before = 0
 
     # -- one step ----------------------------------------------------------------
-    def losses(self, step: int) -> dict[str, torch.Tensor]:
+    @property
+    def temporal(self) -> bool:
+        cfg = self.cfg
+        return cfg.temporal != "none" and (cfg.temporal_weight > 0 or cfg.feature_temporal_weight > 0)
+
+    def batch(self, step: int) -> tuple:
+        """The CPU-side inputs of ``step``: (x (B or 2B, 3, S, S), flow, mask), a pure function of (seed, step).
+
+        With the temporal loss, x is frames t-1 then frames t, and flow/mask (B, 2|1, S, S) map t-1 onto t.
+        """
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        k = step % len(self.grams)
-        mix = F.one_hot(torch.tensor(k), len(self.grams)).float().to(self.device)
         x = self.photos.batch(cfg.batch_size, gen)
-        temporal = cfg.temporal != "none" and (cfg.temporal_weight > 0 or cfg.feature_temporal_weight > 0)
-        if temporal:
+        flow = mask = None
+        if self.temporal:
             if self.video is not None and step % 2 == 1:
                 xp, xt, flow, mask = self.video.batch(cfg.batch_size, gen)
             else:
                 xp = x
                 xt, flow, mask = synthetic_pair(x, gen)
             x = torch.cat([xp, xt])
+        return x, flow, mask
+
+    def losses(self, step: int, data: tuple | None = None) -> dict[str, torch.Tensor]:
+        """The weighted losses of ``step`` (``data``: ``batch(step)``, made here when not given)."""
+        cfg = self.cfg
+        k = step % len(self.grams)
+        mix = F.one_hot(torch.tensor(k), len(self.grams)).float().to(self.device)
+        x, flow, mask = data if data is not None else self.batch(step)
+        temporal = self.temporal
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -178,10 +207,10 @@ class Trainer:
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
 
-    def train_step(self) -> dict[str, float]:
+    def train_step(self, data: tuple | None = None) -> dict[str, float]:
         self.net.train()
         self.opt.zero_grad(set_to_none=True)
-        out = self.losses(self.step)
+        out = self.losses(self.step, data)
         out["total"].backward()
         self.opt.step()
         self.step += 1
@@ -268,9 +297,16 @@ class Trainer:
         with open(log_path, "w", newline="") as fh:
             csv.writer(fh).writerows(keep)
 
-    def train(self) -> dict:
+    def output_path(self) -> Path:
         from ..models.registry import user_dir
 
+        return self.output or user_dir() / f"{'+'.join(self.names)}.safetensors"
+
+    def eta(self, steps_done: int, seconds: float) -> float:
+        """Seconds left at the pace of this run so far."""
+        return (self.cfg.steps - self.step) * seconds / max(1, steps_done)
+
+    def train(self) -> dict:
         cfg = self.cfg
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
@@ -280,11 +316,18 @@ class Trainer:
         start = self.step
         last: dict[str, float] = {}
         first: dict[str, float] | None = None
+        last_preview = t0
+        # the next step's photos are decoded and cropped in a thread while this step runs
+        pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-data")
+        ahead = pool.submit(self.batch, self.step)
         with open(log_path, "w" if new_log else "a", newline="") as fh:
             writer = None
             try:
                 while self.step < cfg.steps:
-                    last = self.train_step()
+                    data = ahead.result()
+                    if self.step + 1 < cfg.steps:
+                        ahead = pool.submit(self.batch, self.step + 1)
+                    last = self.train_step(data)
                     first = first or dict(last)
                     if writer is None:
                         writer = csv.DictWriter(fh, ["step", "seconds", *last.keys()], extrasaction="ignore")
@@ -296,22 +339,32 @@ class Trainer:
                         self.progress(self.step, cfg.steps, last)
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()
-                    if cfg.preview_every and self.step % cfg.preview_every == 0:
-                        self.preview()
+                    now = time.perf_counter()
+                    due = cfg.preview_minutes and now - last_preview >= cfg.preview_minutes * 60
+                    if due or (cfg.preview_every and self.step % cfg.preview_every == 0):
+                        last_preview = now
+                        shown = self.preview()
+                        spent = now - t0
+                        log.info("step %d/%d, %.2f s/step, ETA %s, preview %s", self.step, cfg.steps,
+                                 spent / (self.step - start), _hms(self.eta(self.step - start, spent)), shown)
             except KeyboardInterrupt:
                 ck = self.save_checkpoint()
                 raise VidstyleError(f"interrupted at step {self.step}; checkpoint saved: continue with "
                                     f"--resume {ck}") from None
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         seconds = time.perf_counter() - t0
         total_seconds = self._elapsed()
         self.save_checkpoint()
         self.preview()
-        out = self.output or user_dir() / f"{'+'.join(self.names)}.safetensors"
+        out = self.output_path()
         out.parent.mkdir(parents=True, exist_ok=True)
         training = {
             "style_images": [Path(s).name for s in cfg.styles],
             "style_sha256": [_file_hash(s) for s in cfg.styles],
             "loss_net": self.vgg.source, "steps": self.step, "size": cfg.size, "batch_size": cfg.batch_size,
+            # the short side of the pictures the network learnt on: brush strokes are painting-sized at it
+            "scale": self.photos.short_side, "style_size": cfg.style_size, "precision": precision.name(self.amp),
             "data": str(cfg.data), "video_data": cfg.video_data, "images": len(self.photos),
             "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                         "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
