@@ -164,3 +164,18 @@ def test_frame_folder_ignores_flow_side_files(tmp_path):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 10), np.uint8))
     frames = load_frames(tmp_path)
     assert len(frames) == 3 and [int(f.mean()) for f in frames] == [0, 40, 80]
+
+
+def test_colour_distance_follows_the_palette():
+    from vidstyle.evaluate import colour_distance, lab_stats
+    rng = np.random.default_rng(0)
+    painting = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    assert colour_distance(painting, painting) == 0.0
+    assert colour_distance(painting[:, ::-1], painting) < 1e-3  # statistics ignore where colours are
+    grey = np.full_like(painting, 128)
+    blue = painting.copy()
+    blue[..., 2] = np.clip(blue[..., 2].astype(int) + 60, 0, 255)
+    assert colour_distance(blue, painting) > 3
+    assert colour_distance(grey, painting) > colour_distance(blue, painting)
+    white = lab_stats(np.full((4, 4, 3), 255, np.uint8))
+    assert abs(white[0] - 100) < 0.5 and np.abs(white[3:]).max() < 1e-3

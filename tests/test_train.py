@@ -389,3 +389,35 @@ def test_previews_by_time_and_eta(tmp_path, caplog):
     assert sum("ETA" in r.message for r in caplog.records) == 3
     t.step = 1
     assert t.eta(2, 10.0) == pytest.approx(10.0)  # 2 steps left at 5 s each
+
+
+# -- DistributedDataParallel (gloo on the CPU) -----------------------------------------------------
+@needs_hed
+def test_two_process_ddp_writes_one_model(tmp_path):
+    """`vidstyle train --nproc 2`: torchrun, gloo, 2 ranks; rank 0 alone writes the log and the model."""
+    import subprocess
+    import sys
+
+    from vidstyle.models.files import read_metadata
+    photos = write_images(tmp_path / "photos", 8)
+    out = tmp_path / "m.safetensors"
+    cmd = [sys.executable, "-m", "vidstyle", "train", str(style_picture(tmp_path / "s.png")), "--data", str(photos),
+           "--output", str(out), "--run-dir", str(tmp_path / "run"), "--steps", "4", "--batch-size", "2",
+           "--arch", "lite", "--size", "32", "--photo-size", "40", "--style-size", "64", "--loss-net", "hed",
+           "--device", "cpu", "--threads", "1", "--nproc", "2", "--json", "--checkpoint-every", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summaries = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and summaries[0]["world_size"] == 2 and summaries[0]["steps"] == 4
+    meta = json.loads(read_metadata(out)["training"])
+    assert meta["world_size"] == 2 and meta["steps"] == 4
+    rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]  # one row per step, not per rank
+    assert list(tmp_path.glob("*.safetensors")) == [out]
+
+
+def test_batch_must_split_over_ranks(tmp_path, monkeypatch):
+    from vidstyle.train.loop import Trainer
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(VidstyleError, match="does not split"):
+        Trainer(config(tmp_path, batch_size=3))

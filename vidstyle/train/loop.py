@@ -1,10 +1,12 @@
 """The training loop: one or several styles, perceptual + temporal losses, checkpoints and exact resume."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -99,11 +101,28 @@ def _grid(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
 
 
+def _world() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from torchrun's environment; (1, 0, 0) in a plain process."""
+    env = os.environ
+    return int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0"))
+
+
 class Trainer:
+    """Trains one network on one or several styles.
+
+    Under torchrun (``WORLD_SIZE`` > 1) it trains with DistributedDataParallel: NCCL on GPUs, gloo on CPUs.
+    ``batch_size`` stays the global batch, split evenly over the ranks; each rank draws from its own shard
+    of the photos; rank 0 alone writes the log, previews, checkpoints and the model.
+    """
+
     def __init__(self, cfg: TrainConfig, progress: Callable[[int, int, dict], None] | None = None):
         from ..stylizer import pick_device
 
         self.cfg = cfg
+        self.world, self.rank, local_rank = _world()
+        self.main = self.rank == 0
+        if cfg.batch_size % self.world:
+            raise VidstyleError(f"--batch-size {cfg.batch_size} does not split over {self.world} processes")
         self.progress = progress
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -114,9 +133,21 @@ class Trainer:
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
         self.device = pick_device(cfg.device)
         self.cuda = self.device.type == "cuda"
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if self.cuda:
+                self.device = torch.device("cuda", local_rank)
+                torch.cuda.set_device(self.device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if self.cuda else "gloo")
         style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
         self.style_pictures = [(s[0].permute(1, 2, 0) * 255).round().byte() for s in style_imgs]
         self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size)
+        gen = torch.Generator().manual_seed(12345)
+        self.preview_x = self.photos.batch(4, gen)  # the same 4 photos whatever the world size
+        if self.world > 1:
+            self.photos.files = self.photos.files[self.rank::self.world]  # this rank's shard
         self.video = VideoPairs(cfg.video_data, cfg.size) if cfg.video_data else None
         self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
         # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
@@ -129,6 +160,11 @@ class Trainer:
             self.net = self.net.to(memory_format=torch.channels_last)
             self.vgg = self.vgg.to(memory_format=torch.channels_last)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.model = self.net  # what the forward pass calls: the net, or its DDP wrapper
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.cuda else None)
         with torch.no_grad():
             self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
         self.step = 0
@@ -142,10 +178,8 @@ class Trainer:
             raise VidstyleError(f"{out} exists; pass --overwrite to replace it, or choose another --output")
         if cfg.resume:
             self._load_checkpoint(Path(cfg.resume))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        gen = torch.Generator().manual_seed(12345)
-        self.preview_x = self.photos.batch(4, gen)
-        self.skipped_before = 0
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
 
     # -- one step ----------------------------------------------------------------
     @property
@@ -159,12 +193,12 @@ class Trainer:
         With the temporal loss, x is frames t-1 then frames t, and flow/mask (B, 2|1, S, S) map t-1 onto t.
         """
         cfg = self.cfg
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        x = self.photos.batch(cfg.batch_size, gen)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + self.rank * 1_000_000_007)
+        x = self.photos.batch(cfg.batch_size // self.world, gen)
         flow = mask = None
         if self.temporal:
             if self.video is not None and step % 2 == 1:
-                xp, xt, flow, mask = self.video.batch(cfg.batch_size, gen)
+                xp, xt, flow, mask = self.video.batch(cfg.batch_size // self.world, gen)
             else:
                 xp = x
                 xt, flow, mask = synthetic_pair(x, gen)
@@ -182,7 +216,7 @@ class Trainer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
-            y, feats = self.net(x, mix, return_features=True)
+            y, feats = self.model(x, mix, return_features=True)
             fy = self.vgg(y)
             with torch.no_grad():
                 fx = self.vgg(x, upto="relu2_2")
@@ -214,7 +248,13 @@ class Trainer:
         out["total"].backward()
         self.opt.step()
         self.step += 1
-        return {k: float(v.detach()) for k, v in out.items()}
+        values = torch.stack([v.detach().float() for v in out.values()])
+        if self.world > 1:  # log the global batch's losses, as one process would
+            import torch.distributed as dist
+
+            dist.all_reduce(values)
+            values /= self.world
+        return dict(zip(out.keys(), values.tolist()))
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -310,7 +350,7 @@ class Trainer:
         cfg = self.cfg
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
-        if not new_log:
+        if not new_log and self.main:
             self._trim_log(log_path)
         t0 = self._t0 = time.perf_counter()
         start = self.step
@@ -320,7 +360,7 @@ class Trainer:
         # the next step's photos are decoded and cropped in a thread while this step runs
         pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-data")
         ahead = pool.submit(self.batch, self.step)
-        with open(log_path, "w" if new_log else "a", newline="") as fh:
+        with open(log_path, "w" if new_log else "a", newline="") if self.main else contextlib.nullcontext() as fh:
             writer = None
             try:
                 while self.step < cfg.steps:
@@ -329,6 +369,8 @@ class Trainer:
                         ahead = pool.submit(self.batch, self.step + 1)
                     last = self.train_step(data)
                     first = first or dict(last)
+                    if not self.main:
+                        continue
                     if writer is None:
                         writer = csv.DictWriter(fh, ["step", "seconds", *last.keys()], extrasaction="ignore")
                         if new_log:
@@ -348,6 +390,8 @@ class Trainer:
                         log.info("step %d/%d, %.2f s/step, ETA %s, preview %s", self.step, cfg.steps,
                                  spent / (self.step - start), _hms(self.eta(self.step - start, spent)), shown)
             except KeyboardInterrupt:
+                if not self.main:
+                    raise
                 ck = self.save_checkpoint()
                 raise VidstyleError(f"interrupted at step {self.step}; checkpoint saved: continue with "
                                     f"--resume {ck}") from None
@@ -355,9 +399,15 @@ class Trainer:
                 pool.shutdown(wait=True, cancel_futures=True)
         seconds = time.perf_counter() - t0
         total_seconds = self._elapsed()
+        out = self.output_path()
+        summary = {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
+                   "seconds": round(seconds, 1), "total_seconds": round(total_seconds, 1), "first_losses": first,
+                   "final_losses": last, "skipped_images": len(self.photos.skipped), "loss_net": self.vgg.source,
+                   "run_dir": str(self.run_dir), "world_size": self.world}
+        if not self.main:
+            return summary
         self.save_checkpoint()
         self.preview()
-        out = self.output_path()
         out.parent.mkdir(parents=True, exist_ok=True)
         training = {
             "style_images": [Path(s).name for s in cfg.styles],
@@ -369,10 +419,7 @@ class Trainer:
             "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                         "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
             "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
-            "seconds": round(total_seconds, 1), "device": str(self.device),
+            "seconds": round(total_seconds, 1), "device": str(self.device), "world_size": self.world,
         }
         save_model(out, self.net.eval(), self.names, training, style_images=self.style_pictures)
-        return {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
-                "seconds": round(seconds, 1), "total_seconds": round(total_seconds, 1), "first_losses": first, "final_losses": last,
-                "skipped_images": len(self.photos.skipped), "loss_net": self.vgg.source,
-                "run_dir": str(self.run_dir)}
+        return summary
