@@ -21,7 +21,8 @@ import torch
 
 from .errors import VidstyleError
 from .flow import DISFlow, read_flo, to_tensor
-from .io.images import find_images, read_image
+from .frames import frame_files
+from .io.images import read_image
 from .stylizer import scaled_size
 from .warp import occlusion, warp
 
@@ -42,19 +43,6 @@ class EvalResult:
         if not per_frame:
             d.pop("per_frame_warp_error")
         return d
-
-
-_NOT_FRAMES = ("reliable_", "forward_", "backward_", "occlusion", "mask")  # Ruder et al.'s side files
-
-
-def frame_files(folder: Path) -> list[Path]:
-    """The frames of a folder, in name order: its images, minus flow-reliability masks, of the commonest type."""
-    files = [f for f in find_images(folder) if not f.stem.lower().startswith(_NOT_FRAMES)]
-    if not files:
-        return []
-    suffixes = [f.suffix.lower() for f in files]
-    main = max(set(suffixes), key=suffixes.count)
-    return [f for f in files if f.suffix.lower() == main]
 
 
 def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:

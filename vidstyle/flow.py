@@ -4,51 +4,58 @@ and Middlebury ``.flo`` files.
 Flows here are numpy float32 (H, W, 2) in pixels or torch (N, 2, H, W); the
 convention is the one of ``warp.py``: ``flow(prev_to_next)`` computed with
 ``estimate(target, source)`` warps ``source`` onto ``target``.
+
+Every estimator has a ``tag``: a short string naming the method and the settings that change
+its result, used in cache keys.
 """
 from __future__ import annotations
 
-import struct
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import VidstyleError
 
-FLO_MAGIC = 202021.25
+RAFT_MIN_SIDE = 128          # torchvision's RAFT needs feature maps of 16 px: frames of 128 px at least
+RAFT_MAX_PIXELS = 1280 * 720  # RAFT's all-pairs correlation grows with the square of this: about 720p at most
 
 
 def read_flo(path: str | Path) -> np.ndarray:
-    """Middlebury .flo -> (H, W, 2) float32."""
-    with open(path, "rb") as f:
-        magic = struct.unpack("<f", f.read(4))[0]
-        if abs(magic - FLO_MAGIC) > 1e-3:
-            raise VidstyleError(f"{path} is not a .flo file (bad magic {magic})")
-        w, h = struct.unpack("<ii", f.read(8))
-        data = np.frombuffer(f.read(w * h * 8), dtype="<f4")
-    if data.size != w * h * 2:
-        raise VidstyleError(f"{path} is truncated")
-    return data.reshape(h, w, 2).astype(np.float32)
+    """Middlebury .flo -> (H, W, 2) float32 (OpenCV's reader)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VidstyleError(f"flow file not found: {path}")
+    flow = cv2.readOpticalFlow(str(path))
+    if flow is None or flow.size == 0:
+        raise VidstyleError(f"{path} is not a .flo file (bad header or truncated)")
+    return flow
 
 
 def write_flo(path: str | Path, flow: np.ndarray) -> None:
-    flow = np.asarray(flow, dtype="<f4")
-    h, w = flow.shape[:2]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<f", FLO_MAGIC))
-        f.write(struct.pack("<ii", w, h))
-        f.write(flow.tobytes())
+    """(H, W, 2) flow -> Middlebury .flo (OpenCV's writer, float32)."""
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise VidstyleError(f"a .flo file holds an (H, W, 2) flow, not {flow.shape}")
+    if not cv2.writeOpticalFlow(str(path), flow):
+        raise VidstyleError(f"cannot write {path}")
 
 
 class DISFlow:
     """OpenCV's Dense Inverse Search flow on grey images; ``scale`` < 1 computes at reduced size."""
 
+    PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
     def __init__(self, preset: str = "medium", scale: float = 1.0):
-        presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-        self.dis = cv2.DISOpticalFlow_create(presets[preset])
+        if preset not in self.PRESETS:
+            raise VidstyleError(f"DIS preset must be one of {', '.join(self.PRESETS)}, not {preset!r}")
+        self.dis = cv2.DISOpticalFlow_create(self.PRESETS[preset])
         self.scale = scale
+        self.tag = f"dis-{preset}-x{scale:g}"
 
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB frames -> (H, W, 2) float32 flow warping ``source`` onto ``target``."""
@@ -63,41 +70,108 @@ class DISFlow:
         return f.astype(np.float32)
 
 
-def raft_available() -> bool:
-    """True when torchvision's RAFT (large) weights are already in the torch hub cache."""
+def raft_weights_path(variant: str = "large") -> Path:
+    """Where torchvision caches RAFT ``large`` or ``small`` weights (the torch hub checkpoints folder)."""
+    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
+
+    weights = {"large": Raft_Large_Weights, "small": Raft_Small_Weights}[variant].DEFAULT
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+
+
+def raft_available(variant: str = "large") -> bool:
+    """True when torchvision's RAFT weights are already in the torch hub cache."""
     try:
-        from torchvision.models.optical_flow import Raft_Large_Weights
+        return raft_weights_path(variant).is_file()
     except ImportError:
         return False
-    url = Raft_Large_Weights.DEFAULT.url
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-    return cache.is_file()
+
+
+def raft_work_size(h: int, w: int, max_side: int | None = None,
+                   max_pixels: int = RAFT_MAX_PIXELS) -> tuple[int, int]:
+    """(h, w) of a frame -> (h', w') RAFT runs at: at most ``max_pixels`` and ``max_side`` (the
+    longer side), never under 128 px on the shorter side, both multiples of 8."""
+    s = min(1.0, math.sqrt(max_pixels / (h * w)))
+    if max_side:
+        s = min(s, max_side / max(h, w))
+    s = max(s, RAFT_MIN_SIDE / min(h, w))
+    return max(RAFT_MIN_SIDE, round(h * s / 8) * 8), max(RAFT_MIN_SIDE, round(w * s / 8) * 8)
+
+
+def _load_raft(variant: str) -> torch.nn.Module:
+    """torchvision's RAFT with the cached weights, read as tensors only (no pickle)."""
+    from torchvision.models.optical_flow import raft_large, raft_small
+
+    path = raft_weights_path(variant)
+    if not path.is_file():
+        raise VidstyleError(f"RAFT weights are not cached ({path}); use --flow dis (or run once with internet)")
+    model = {"large": raft_large, "small": raft_small}[variant](weights=None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:  # not a tensor-only file, or not these weights
+        raise VidstyleError(f"{path} is not torchvision's RAFT-{variant} weights "
+                            f"({str(e).splitlines()[0][:120]}); delete it or use --flow dis") from None
+    return model
 
 
 class RAFTFlow:
-    """torchvision RAFT-large on a device (needs cached weights; never downloads here)."""
+    """torchvision RAFT on a device (needs cached weights; never downloads here).
 
-    def __init__(self, device: str | torch.device = "cuda"):
-        if not raft_available():
-            raise VidstyleError("RAFT weights are not cached; use --flow dis (or run once with internet)")
-        from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
+    ``model``: ``large`` or ``small`` (the cached torchvision weights), or a RAFT module to use as is.
+    Each pair runs on its own (the correlation volume of one 720p pair is about 1 GB), at
+    ``raft_work_size`` of the frames, and the flow is scaled back to the frame size.
+    """
+
+    def __init__(self, device: str | torch.device = "cuda", model: str | torch.nn.Module = "large",
+                 num_flow_updates: int = 12, max_pixels: int = RAFT_MAX_PIXELS):
         self.device = torch.device(device)
-        self.model = raft_large(weights=Raft_Large_Weights.DEFAULT).eval().to(self.device)
+        if isinstance(model, str):
+            if model not in ("large", "small"):
+                raise VidstyleError(f"RAFT model must be large or small, not {model!r}")
+            name, model = model, _load_raft(model)
+        else:
+            name = "custom"
+        self.model = model.eval().to(self.device)
+        self.num_flow_updates = num_flow_updates
+        self.max_pixels = max_pixels
+        self.tag = f"raft-{name}-u{num_flow_updates}-p{max_pixels}"
 
     @torch.inference_mode()
-    def batch(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) [0, 1] -> (N, 2, H, W)."""
-        h, w = target.shape[-2:]
-        ph, pw = (-h) % 8, (-w) % 8
-        pad = lambda x: torch.nn.functional.pad(x * 2 - 1, (0, pw, 0, ph), mode="replicate")  # noqa: E731
-        return self.model(pad(target), pad(source), num_flow_updates=12)[-1][..., :h, :w]
+    def batch(self, target: torch.Tensor, source: torch.Tensor, max_side: int | None = None) -> torch.Tensor:
+        """(N, 3, H, W) [0, 1] -> (N, 2, H, W) float32 flows warping ``source`` onto ``target``.
+
+        RAFT runs pair by pair at ``raft_work_size(H, W, max_side)``; N may be 0.
+        """
+        n, _, h, w = target.shape
+        if n == 0:
+            return target.new_zeros((0, 2, h, w), dtype=torch.float32)
+        rh, rw = raft_work_size(h, w, max_side, self.max_pixels)
+        # per-axis factors from the work size back to the frame size: (1, 2, 1, 1) as (x, y)
+        back = torch.tensor([w / rw, h / rh], device=self.device).view(1, 2, 1, 1)
+        out = []
+        for i in range(n):
+            a, b = (v[i:i + 1].to(self.device, torch.float32) for v in (target, source))  # (1, 3, H, W)
+            if (rh, rw) != (h, w):
+                a, b = (F.interpolate(v, size=(rh, rw), mode="bilinear", align_corners=False,
+                                      antialias=rh < h) for v in (a, b))
+            f = self.model(a * 2 - 1, b * 2 - 1, num_flow_updates=self.num_flow_updates)[-1]  # (1, 2, rh, rw)
+            if (rh, rw) != (h, w):
+                f = F.interpolate(f, size=(h, w), mode="bilinear", align_corners=False) * back
+            out.append(f.to(target.device))
+        return torch.cat(out)
 
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
-        t = lambda x: torch.from_numpy(x).to(self.device).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+        """(H, W, 3) uint8 RGB frames -> (H, W, 2) float32 flow warping ``source`` onto ``target``."""
+        t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
         return self.batch(t(target), t(source))[0].permute(1, 2, 0).cpu().numpy()
 
 
-def make_flow(kind: str = "auto", device: str | torch.device = "cpu", scale: float = 1.0, preset: str = "medium"):
+def make_flow(kind="auto", device: str | torch.device = "cpu", scale: float = 1.0, preset: str = "medium"):
+    """``dis``, ``raft``, ``auto`` (RAFT on CUDA when cached, else DIS) or a flow object (returned as is)."""
+    if not isinstance(kind, str):
+        if not callable(kind):
+            raise VidstyleError(f"a flow must be dis, raft, auto or a flow estimator, not {kind!r}")
+        return kind
     kind = kind.lower()
     if kind == "auto":
         kind = "raft" if torch.device(device).type == "cuda" and raft_available() else "dis"

@@ -46,7 +46,8 @@ def run_stages(source: Iterable[T], process: Callable[[list[T]], list[U]], batch
                depth: int = 3) -> Iterator[tuple[T, U]]:
     """Yield (input, output) pairs in order while ``source`` and ``process`` run in their own threads.
 
-    ``process`` takes a list of up to ``batch_size`` items and returns one output per item.
+    ``process`` takes a list of up to ``batch_size`` items and returns one output per item;
+    any other count is a RuntimeError raised here (never frames dropped in silence).
     """
     batch_size = max(1, int(batch_size))
     q_in: queue.Queue = queue.Queue(maxsize=depth * batch_size)
@@ -77,7 +78,11 @@ def run_stages(source: Iterable[T], process: Callable[[list[T]], list[U]], batch
                         break
                     batch.append(item)
                 if batch:
-                    _put(q_out, (batch, process(batch)), stop)
+                    outputs = list(process(batch))
+                    if len(outputs) != len(batch):  # zip would drop frames without a word
+                        raise RuntimeError(f"the processing stage returned {len(outputs)} outputs for a batch "
+                                           f"of {len(batch)} inputs: every input needs exactly one output")
+                    _put(q_out, (batch, outputs), stop)
             _put(q_out, _END, stop)
         except _Stop:
             pass
@@ -98,7 +103,7 @@ def run_stages(source: Iterable[T], process: Callable[[list[T]], list[U]], batch
             if got is _END:
                 break
             batch, outputs = got
-            for pair in zip(batch, outputs):
+            for pair in zip(batch, outputs, strict=True):
                 yield pair
     finally:
         stop.set()

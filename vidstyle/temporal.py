@@ -7,7 +7,9 @@ previous one only where the pixel was visible in both frames. A scene cut (most
 pixels occluded, or a large colour change) resets the history.
 
 Flows for a batch are computed on a worker thread while the network paints it
-(OpenCV releases the GIL), then the blend runs sequentially on the device.
+(OpenCV releases the GIL), then the blend runs sequentially on the device. RAFT
+runs on the device instead, pair by pair, at the painting size (at most about 720p).
+No flow is computed while the stabiliser is off (disabled or strength 0).
 """
 from __future__ import annotations
 
@@ -25,14 +27,18 @@ class Stabilizer:
     """Stateful: call it on consecutive batches of one video.
 
     ``strength``: weight of the warped previous output where it is visible (0 = off).
-    ``flow``: dis | raft | auto; ``flow_scale``: DIS runs at this fraction of the size.
+    ``flow``: dis | raft | auto, or a flow estimator (``flow.DISFlow``, ``flow.RAFTFlow``);
+    ``flow_scale``: DIS runs at this fraction of the size.
+    ``max_side``: the longer side the network paints at (None: full size); RAFT computes the flow
+    at most at that size, and at most about 720p.
     ``warp_mode``: how the previous output is resampled. Bicubic, because the history is warped
     again every frame and bilinear resampling would blur the brush strokes a little more each time
     (on davis2016/blackswan the style loss rose 23% with bilinear and 7% with bicubic).
     """
 
-    def __init__(self, strength: float = 0.7, flow: str = "auto", flow_scale: float = 0.5,
-                 cut_occluded: float = 0.5, cut_colour: float = 0.15, warp_mode: str = "bicubic"):
+    def __init__(self, strength: float = 0.7, flow="auto", flow_scale: float = 0.5,
+                 cut_occluded: float = 0.5, cut_colour: float = 0.15, warp_mode: str = "bicubic",
+                 max_side: int | None = None):
         self.strength = float(strength)
         self.flow_kind = flow
         self.flow_scale = flow_scale
@@ -41,6 +47,7 @@ class Stabilizer:
         self.warp_mode = warp_mode
         self.enabled = True
         self.device: torch.device | None = None  # where RAFT runs; set by the caller (the painter's device)
+        self.max_side = max_side  # the painting size; may be set by the caller like ``device``
         self._flow = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-flow")
         self.reset()
@@ -56,30 +63,46 @@ class Stabilizer:
             self._flow = make_flow(self.flow_kind, device, scale=self.flow_scale, preset="medium")
         return self._flow
 
+    @property
+    def active(self) -> bool:
+        """False while stabilisation is off: no flow is computed then."""
+        return self.enabled and self.strength > 0
+
     def _flows_host(self, frames: np.ndarray, prev: np.ndarray | None) -> list:
-        """[(fw, bw) or None] per frame: fw warps frame t-1 onto t; bw the other way."""
+        """[(fw, bw) or None] per frame of (N, H, W, 3) uint8: fw (H, W, 2) warps frame t-1 onto t; bw the other way."""
         est = self._flow
         out = []
         for rgb in frames:
-            out.append(None if prev is None else (est(rgb, prev), est(prev, rgb)))
+            same = prev is not None and prev.shape == rgb.shape
+            out.append((est(rgb, prev), est(prev, rgb)) if same else None)
             prev = rgb
         return out
 
-    def begin(self, frames: np.ndarray) -> Future | list:
-        """Start the flows of a batch ((N, H, W, 3) uint8) before the network paints it."""
-        est = self._estimator(self.device or torch.device("cpu"))
+    def begin(self, frames: np.ndarray) -> Future | str | None:
+        """Start the flows of a batch ((N, H, W, 3) uint8) before the network paints it.
+
+        Returns what ``__call__`` takes as ``pending``: a Future of the host (DIS) flows, ``"device"``
+        when RAFT will run on the device in ``__call__``, or None when stabilisation is off.
+        """
         prev, self.prev_rgb = self.prev_rgb, frames[-1].copy()
+        if not self.active:
+            return None
+        est = self._estimator(self.device or torch.device("cpu"))
         if isinstance(est, RAFTFlow):
-            return [frames, prev]
+            return "device"
         return self._pool.submit(self._flows_host, frames, prev)
 
     def _flows_device(self, x: torch.Tensor) -> list:
-        """RAFT on the device for a batch (N, 3, H, W)."""
-        prev = torch.cat([self.prev_in, x[:-1]]) if self.prev_in is not None else x[:-1]
-        cur = x if self.prev_in is not None else x[1:]
-        fw, bw = self._flow.batch(cur, prev), self._flow.batch(prev, cur)
-        pairs = [(fw[i:i + 1], bw[i:i + 1]) for i in range(len(cur))]
-        return pairs if self.prev_in is not None else [None] + pairs
+        """RAFT for a batch (N, 3, H, W): [(fw, bw) (1, 2, H, W) each, or None] per frame."""
+        if self.prev_in is not None and self.prev_in.shape[1:] == x.shape[1:]:
+            prev, cur, first = torch.cat([self.prev_in, x[:-1]]), x, []
+        else:  # first frame of a video (or a new frame size): no flow for it
+            prev, cur, first = x[:-1], x[1:], [None]
+        if len(cur) == 0:
+            return first
+        fw = self._flow.batch(cur, prev, self.max_side)  # (N', 2, H, W)
+        bw = self._flow.batch(prev, cur, self.max_side)
+        return first + [(fw[i:i + 1], bw[i:i + 1]) for i in range(len(cur))]
 
     def is_cut(self, x: torch.Tensor, prev: torch.Tensor, mask: torch.Tensor) -> bool:
         occluded = 1.0 - float(mask.mean())
@@ -90,12 +113,14 @@ class Stabilizer:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor, y: torch.Tensor, pending=None) -> torch.Tensor:
         """x: inputs (N, 3, H, W) [0, 1]; y: stylized (N, 3, H, W) -> stabilized (N, 3, H, W)."""
-        if not self.enabled or self.strength <= 0:
+        if not self.active:
+            if isinstance(pending, Future) and not pending.cancel():
+                pending.result()  # started before stabilisation was turned off: never leave it behind
             self.prev_in, self.prev_out = x[-1:].clone(), y[-1:].clone()
             return y
         if pending is None:
             pending = self.begin((x.permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy())
-        flows = self._flows_device(x) if isinstance(pending, list) else pending.result()
+        flows = pending.result() if isinstance(pending, Future) else self._flows_device(x)
         out = []
         for i in range(len(x)):
             xi, yi = x[i:i + 1], y[i:i + 1].float()

