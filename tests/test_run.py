@@ -67,20 +67,24 @@ def test_rotation_90_preserved(tmp_path, model_file):
         assert f.rotation == 90 and (f.width, f.height) == (64, 48)
 
 
-def test_rotation_in_mkv_output_is_applied_to_pixels(tmp_path, model_file):
+def test_rotation_in_mkv_output_is_kept_as_metadata(tmp_path, model_file):
+    import av
     src = make_clip(tmp_path / "rot.mp4", rotation=90, audio=None)
     dst = tmp_path / "out.mkv"
     r = stylize_video(src, dst, style=model_file, device="cpu")
-    assert (r.width, r.height) == (48, 64) and any("rotation" in n for n in r.notes)
-    assert frames_rgb(dst)[0].shape == (64, 48, 3)
+    assert (r.width, r.height) == (64, 48) and not any("rotation" in n for n in r.notes)
+    with av.open(str(dst)) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and (f.width, f.height) == (64, 48)
 
 
-def test_odd_size_comes_out_exact(tmp_path, model_file):
+def test_odd_size_is_padded_to_even_420(tmp_path, model_file):
     src = make_clip(tmp_path / "odd.mp4", w=63, h=47, pix_fmt="yuv444p")
     dst = tmp_path / "out.mp4"
-    stylize_video(src, dst, style=model_file, device="cpu")
+    r = stylize_video(src, dst, style=model_file, device="cpu")
     fr = frames_rgb(dst)
-    assert len(fr) == 12 and fr[0].shape == (47, 63, 3)
+    assert len(fr) == 12 and fr[0].shape == (48, 64, 3) and (r.width, r.height) == (64, 48)
+    assert any("padded to 64x48" in n for n in r.notes)
 
 
 def test_ten_bit_input(tmp_path, model_file):

@@ -71,7 +71,8 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
                   mix: str | dict | None = None, batch_size: int | None = None, device: str = "auto",
                   max_side: int | None = None, out_size: tuple[int, int] | None = None, strength: float = 1.0,
                   preserve_color: bool = False, codec: str | None = None, crf: int | None = None,
-                  preset: str | None = None, overwrite: bool = False, stabilizer=None,
+                  preset: str | None = None, overwrite: bool = False, stabilizer=None, chroma: str = "420",
+                  deinterlace: bool = True, allow_protocols: tuple[str, ...] | list[str] = (),
                   progress: Callable[[int, int], None] | None = None, stylizer: Stylizer | None = None
                   ) -> RunResult:
     """Stylize a video file or URL; audio, subtitles, timestamps, rotation and metadata are kept.
@@ -86,11 +87,11 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     dst = Path(dst) if dst is not None else default_output(src, label)
     check_target(dst, overwrite, src)
     t0 = time.perf_counter()
-    with VideoReader(src) as reader:
+    with VideoReader(src, deinterlace=deinterlace, allow_protocols=allow_protocols) as reader:
         info = reader.info
         size = out_size or (info.width, info.height)
         writer = VideoWriter(dst, info, size=size, codec=codec, crf=crf, preset=preset,
-                             copy_streams=reader.other_streams, overwrite=overwrite, src=src)
+                             copy_streams=reader.other_streams, overwrite=overwrite, src=src, chroma=chroma)
         bs = batch_size or stylizer.auto_batch(info.height, info.width)
 
         def paint(batch):

@@ -1,4 +1,7 @@
-"""The one exception type for problems a user can fix."""
+"""The exception types for problems a user can fix, and for a run stopped by a signal."""
+from __future__ import annotations
+
+import signal
 
 
 class VidstyleError(Exception):
@@ -10,4 +13,17 @@ class VidstyleError(Exception):
 
 
 class IncompleteInput(VidstyleError):
-    """The input ended early (truncated or corrupt); what could be decoded was written."""
+    """The input ended early (truncated); what could be decoded was written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while a video was being written; the partial file is removed.
+
+    It is a KeyboardInterrupt, so everything that cleans up after Ctrl-C cleans up after it too.
+    ``exit_code`` is what a shell reports for a process killed by that signal (128 + number).
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import IncompleteInput, VidstyleError
+from ..errors import IncompleteInput, Terminated, VidstyleError
 
 
 class Device(str, Enum):
@@ -31,6 +31,9 @@ def user_errors():
     except VidstyleError as e:
         _err(str(e))
         raise typer.Exit(2)
+    except Terminated as e:
+        _err(f"{e}; nothing was written at the target")
+        raise typer.Exit(e.exit_code)
     except KeyboardInterrupt:
         _err("interrupted; nothing was written at the target")
         raise typer.Exit(130)

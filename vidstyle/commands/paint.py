@@ -29,6 +29,9 @@ def run(
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided stabilisation against flicker."),
     temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0, help="How much of the warped previous output to keep where it is visible."),
     flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),
+    chroma: str = typer.Option("420", "--chroma", help="Chroma subsampling: 420 plays everywhere (odd sizes are padded by one pixel); 444 keeps full colour detail and exact odd sizes (not every player)."),
+    deinterlace: bool = typer.Option(True, "--deinterlace/--no-deinterlace", help="Deinterlace interlaced input (FFmpeg's bwdif) before painting."),
+    allow_protocol: Optional[List[str]] = typer.Option(None, "--allow-protocol", help="Also allow this FFmpeg input protocol (repeatable), e.g. --allow-protocol concat. By default only files and http(s), hls, rtmp(s), rtsp, srt, udp are read."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
@@ -49,7 +52,8 @@ def run(
                 r = stylize_video(input, output, style, mix=mix, batch_size=batch_size, device=device.value,
                                   max_side=max_side, out_size=parse_size(out_size), strength=strength,
                                   preserve_color=preserve_color, codec=codec, crf=crf, preset=preset,
-                                  overwrite=overwrite, stabilizer=stab, progress=bar)
+                                  overwrite=overwrite, stabilizer=stab, progress=bar, chroma=chroma,
+                                  deinterlace=deinterlace, allow_protocols=allow_protocol or ())
             except IncompleteInput as e:
                 _report(e.result, quiet, json_out)
                 raise

@@ -1,9 +1,13 @@
-"""Read and write the video track's display matrix in MP4/MOV files.
+"""Read and write the video track's display matrix in MP4/MOV files by patching the ``tkhd`` box.
 
-PyAV (18.x) reads the rotation of decoded frames but cannot write a display
-matrix, so the writer carries it by patching the ``tkhd`` box of the finished
-file. The matrix is nine big-endian 32-bit numbers (a b u / c d v / x y w;
-16.16 fixed point except u, v, w in 2.30), as ISO/IEC 14496-12 defines it.
+The library no longer uses this module: the reader takes the display matrix from the
+decoded frames' side data and the writer stores it with ``VideoStream.set_display_matrix``
+(PyAV 18), which also works for MKV and WebM. It is kept only because the test helper
+``tests/conftest.py:make_clip(rotation=...)`` still imports it; once that helper calls
+``stream.set_display_rotation(rotation)`` instead, this file can be deleted.
+
+The matrix is nine big-endian 32-bit numbers (a b u / c d v / x y w; 16.16 fixed
+point except u, v, w in 2.30), as ISO/IEC 14496-12 defines it.
 """
 from __future__ import annotations
 

@@ -1,24 +1,42 @@
 """Video source: PyAV demux + threaded decode into RGB frames with their timestamps.
 
-Frames come out exactly as stored (no auto-rotation); the stream's rotation is
-reported in ``VideoInfo`` so the writer can carry it. Packets of the other
+Frames come out exactly as stored (no auto-rotation); the stream's rotation and
+display matrix, pixel aspect ratio and colour tags are reported in ``VideoInfo``
+so the writer can carry them. Interlaced video is deinterlaced with FFmpeg's
+``bwdif`` filter (one output frame per input frame). Packets of the other
 streams (audio, subtitles) are handed to a callback untouched, for remuxing.
+
+Inputs are opened with an FFmpeg protocol whitelist: local files may use only
+``file``, URLs only the network protocols in ``NETWORK_PROTOCOLS``, unless the
+caller widens the list (``allow_protocols``).
 """
 from __future__ import annotations
 
 import logging
+import re
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import av
+import av.filter
 import numpy as np
 
 from ..errors import VidstyleError
-from . import mp4
 
 log = logging.getLogger("vidstyle")
+
+# What a URL input may use: the protocols named by the URL and those FFmpeg opens for them inside
+# (tcp and tls under http(s) and rtmp(s), udp and rtp under rtsp, crypto and data in HLS playlists).
+NETWORK_PROTOCOLS = ("http", "https", "tls", "tcp", "udp", "rtp", "rtmp", "rtmps", "rtsp", "srt", "hls",
+                     "crypto", "data", "httpproxy")
+# What a local file may use ("crypto" for an encrypted HLS playlist on disk).
+LOCAL_PROTOCOLS = ("file", "crypto")
+# How many skipped packets are logged one by one before only the count is kept.
+_LOGGED_ERRORS = 5
+_INTERLACED_FIELD_ORDERS = {2, 3, 4, 5}  # AV_FIELD_TT, BB, TB, BT
 
 
 @dataclass
@@ -37,7 +55,11 @@ class Frame:
 
 @dataclass
 class VideoInfo:
-    """What a sink needs to know about the source."""
+    """What a sink needs to know about the source.
+
+    Colour tags are FFmpeg's enum values (AVColorPrimaries, AVColorTransferCharacteristic,
+    AVColorSpace, AVColorRange); the defaults mean "unspecified".
+    """
 
     width: int
     height: int
@@ -46,30 +68,99 @@ class VideoInfo:
     frames: int  # from the container header; 0 when unknown
     duration: float | None  # seconds, None when unknown
     rotation: int = 0  # degrees, as VideoFrame.rotation reports it
-    display_matrix: tuple[int, ...] | None = None  # raw tkhd matrix for MP4/MOV inputs
+    display_matrix: tuple[int, ...] | None = None  # 9 ints in FFmpeg's AV_FRAME_DATA_DISPLAYMATRIX layout
     pix_fmt: str = "yuv420p"
     codec: str = ""
     metadata: dict = field(default_factory=dict)  # container metadata
     stream_metadata: dict = field(default_factory=dict)
+    sar: Fraction | None = None  # pixel (sample) aspect ratio; None for square pixels or unknown
+    color_primaries: int = 2
+    color_trc: int = 2
+    colorspace: int = 2
+    color_range: int = 0
+    interlaced: bool = False  # the source is interlaced (the frames come out deinterlaced unless turned off)
+    timestamps: bool = True  # False: the container has none; pts are counted at ``fps``
+    notes: list[str] = field(default_factory=list)  # things the user should know about the source
 
 
-def _is_url(src: str) -> bool:
-    return "://" in src
+def input_protocol(src: str) -> str | None:
+    """The FFmpeg protocol that ``src`` names ('https', 'concat', 'subfile', ...), or None for a local path.
+
+    FFmpeg reads a name before ':' (or before ',' for protocols with options) as a protocol.
+    An existing file wins, and one letter is a Windows drive, not a protocol.
+    """
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)[:,]", src)
+    if m is None or len(m.group(1)) == 1 or Path(src).exists():
+        return None
+    return m.group(1).lower()
 
 
-def open_container(src: str | Path):
-    """av.open with the user-facing checks: missing file, folder, not a media file."""
+def _allowed_protocols(protocol: str | None, extra: Iterable[str]) -> set[str]:
+    """The whitelist for an input with ``protocol`` (None: a local path), widened by ``extra``."""
+    base = LOCAL_PROTOCOLS if protocol in (None, "file") else NETWORK_PROTOCOLS
+    return set(base) | {p.strip().lower() for p in extra if p.strip()}
+
+
+def open_container(src: str | Path, allow_protocols: Iterable[str] = ()):
+    """av.open with the user-facing checks: missing file, folder, not a media file, protocol not allowed.
+
+    ``allow_protocols`` adds FFmpeg protocols to the whitelist (e.g. ``["concat", "file"]``).
+    """
     s = str(src)
-    if not _is_url(s):
+    protocol = input_protocol(s)
+    allowed = _allowed_protocols(protocol, allow_protocols)
+    if protocol is None:
         p = Path(s)
         if not p.exists():
             raise VidstyleError(f"input not found: {s}")
         if p.is_dir():
             raise VidstyleError(f"input is a directory, not a video file: {s}")
+        target = f"file:{p}"  # never read a path such as 'concat:x' as a protocol
+    else:
+        if protocol not in allowed:
+            raise VidstyleError(f"input protocol {protocol!r} is not allowed ({s}); allowed: "
+                                f"{', '.join(sorted(allowed))}")
+        target = s
     try:
-        return av.open(s, mode="r", timeout=(10.0, 10.0) if _is_url(s) else None)
+        return av.open(target, mode="r", container_options={"protocol_whitelist": ",".join(sorted(allowed))},
+                       timeout=(10.0, 10.0) if protocol is not None else None)
     except av.error.FFmpegError as e:
         raise VidstyleError(f"cannot read {s}: not a video file FFmpeg understands ({e.strerror or e})") from None
+
+
+def frame_display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The frame's display matrix (9 ints, FFmpeg layout) from its side data, or None."""
+    data = frame.side_data.get("DISPLAYMATRIX")
+    return struct.unpack("9i", bytes(data)) if data is not None else None
+
+
+def filter_frames(graph: av.filter.Graph, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+    """Push ``frame`` (None: end of stream) through a one-sink filter graph; the frames it gives back now."""
+    graph.push(frame)
+    out = []
+    while True:
+        try:
+            out.append(graph.pull())
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return out
+
+
+def deinterlace_graph(frame: av.VideoFrame, time_base: Fraction) -> av.filter.Graph:
+    """A filter graph (buffer -> bwdif -> buffersink) for frames like ``frame``.
+
+    One progressive frame comes out per frame in (pts kept, in a halved time base); only
+    frames flagged interlaced are deinterlaced, in the field order each frame carries.
+    """
+    graph = av.filter.Graph()
+    src = graph.add("buffer", video_size=f"{frame.width}x{frame.height}", pix_fmt=frame.format.name,
+                    time_base=str(time_base), pixel_aspect="1/1", colorspace=str(int(frame.colorspace)),
+                    range=str(int(frame.color_range)))
+    bwdif = graph.add("bwdif", mode="send_frame", parity="auto", deint="interlaced")
+    sink = graph.add("buffersink")
+    src.link_to(bwdif)
+    bwdif.link_to(sink)
+    graph.configure()
+    return graph
 
 
 class VideoReader:
@@ -78,19 +169,36 @@ class VideoReader:
     >>> with VideoReader("in.mp4") as r:
     ...     for frame in r.frames():
     ...         frame.rgb  # (H, W, 3) uint8
+
+    ``deinterlace``: run interlaced input through bwdif (default); False gives the frames as stored.
+    ``allow_protocols``: FFmpeg protocols to allow beyond the default whitelist.
+    A corrupt packet is skipped with a warning (``decode_errors`` counts them); ``incomplete``
+    says why reading stopped early, when it did (a truncated file).
     """
 
-    def __init__(self, src: str | Path, threads: bool = True):
+    def __init__(self, src: str | Path, threads: bool = True, *, deinterlace: bool = True,
+                 allow_protocols: Iterable[str] = ()):
         self.src = str(src)
-        self.container = open_container(self.src)
+        self.container = open_container(self.src, allow_protocols)
         if not self.container.streams.video:
             self.container.close()
             raise VidstyleError(f"{self.src} has no video stream")
         self.stream = self.container.streams.video[0]
         if threads:
             self.stream.thread_type = "AUTO"
+        self.deinterlace = deinterlace
         self.decoded = 0
+        self.decode_errors = 0  # corrupt packets skipped
         self.incomplete: str | None = None  # why reading stopped early, if it did
+        self.info = self._header_info()
+        self._graph: av.filter.Graph | None = None
+        self._last_pts: int | None = None
+        self._source = self._events()
+        self._buffer: list = []
+        self._prime()
+
+    def _header_info(self) -> VideoInfo:
+        """What the container header says about the video stream."""
         st = self.stream
         cc = st.codec_context
         duration = None
@@ -98,23 +206,24 @@ class VideoReader:
             duration = float(st.duration * st.time_base)
         elif self.container.duration:
             duration = self.container.duration / av.time_base
-        fps = st.average_rate or st.guessed_rate or Fraction(30)
-        self.info = VideoInfo(
+        timestamps = not (self.container.format.flags & av.format.Flags.no_timestamps.value)
+        # a raw stream's average rate is the demuxer's default (25); the guess reads the codec's timing
+        rates = (st.average_rate, st.guessed_rate) if timestamps else (st.guessed_rate, st.average_rate)
+        fps = Fraction(rates[0] or rates[1] or Fraction(30))
+        return VideoInfo(
             width=cc.width,
             height=cc.height,
-            time_base=st.time_base or Fraction(1, 90000),
-            fps=Fraction(fps),
+            # without timestamps, frames are numbered at the frame rate
+            time_base=(st.time_base or Fraction(1, 90000)) if timestamps else 1 / fps,
+            fps=fps,
             frames=int(st.frames or 0),
             duration=duration,
-            display_matrix=mp4.read_display_matrix(self.src) if not _is_url(self.src) else None,
             pix_fmt=cc.pix_fmt or "yuv420p",
             codec=cc.name,
             metadata=dict(self.container.metadata),
             stream_metadata=dict(st.metadata),
+            timestamps=timestamps,
         )
-        self._source = self._events()
-        self._buffer: list = []
-        self._prime()
 
     @property
     def other_streams(self) -> list:
@@ -124,31 +233,92 @@ class VideoReader:
     def _events(self):
         """Yield the other streams' packets and the decoded video frames, in demux order.
 
-        A demux or decode error ends the stream early and sets ``incomplete``.
+        A corrupt video packet is skipped; a demux error (a truncated or unreadable file)
+        ends the stream, sets ``incomplete`` and flushes the frames the decoder still holds.
         """
         demux = self.container.demux(self.stream, *self.other_streams)
         while True:
             try:
                 packet = next(demux)
-                if packet.stream is not self.stream:
-                    if packet.dts is not None:
-                        yield packet
-                    continue
-                decoded = packet.decode()
             except StopIteration:
                 return
             except av.error.FFmpegError as e:
                 self.incomplete = f"{e.strerror or e} after frame {self.decoded}"
+                yield from self._decode(None)
                 return
-            yield from decoded
+            if packet.stream is not self.stream:
+                if packet.dts is not None:
+                    yield packet
+                continue
+            yield from self._decode(packet)
+
+    def _decode(self, packet) -> list:
+        """Decode one video packet (None: flush); a packet the decoder rejects is counted and skipped."""
+        try:
+            return self.stream.decode(packet)
+        except av.error.FFmpegError as e:
+            self.decode_errors += 1
+            if self.decode_errors <= _LOGGED_ERRORS:
+                more = "; further ones are only counted" if self.decode_errors == _LOGGED_ERRORS else ""
+                log.warning("%s: skipped a corrupt video packet at %s (%s)%s", self.src, self._where(packet),
+                            e.strerror or e, more)
+            return []
+
+    def _where(self, packet) -> str:
+        """A packet's place for a message: its time, or the frame count so far."""
+        if packet is not None and packet.pts is not None and packet.time_base:
+            return f"{float(packet.pts * packet.time_base):.3f} s"
+        return f"frame {self.decoded}"
 
     def _prime(self) -> None:
-        """Read up to the first frame now, so the rotation is known before any sink is set up."""
+        """Read up to the first frame now, so rotation, colour and interlacing are known before any sink is set up."""
         for item in self._source:
             self._buffer.append(item)
             if isinstance(item, av.VideoFrame):
-                self.info.rotation = int(round(item.rotation or 0))
+                self._inspect(item)
                 break
+
+    def _inspect(self, frame: av.VideoFrame) -> None:
+        """Fill in ``info`` from the first decoded frame."""
+        info, st = self.info, self.stream
+        info.rotation = int(round(frame.rotation or 0))
+        info.display_matrix = frame_display_matrix(frame)
+        info.width, info.height = frame.width, frame.height
+        sar = st.sample_aspect_ratio or st.codec_context.sample_aspect_ratio
+        info.sar = Fraction(sar) if sar and sar != 1 else None
+        info.color_primaries = int(frame.color_primaries)
+        info.color_trc = int(frame.color_trc)
+        info.colorspace = int(frame.colorspace)
+        info.color_range = int(frame.color_range)
+        info.interlaced = bool(frame.interlaced_frame) or st.codec_context.field_order in _INTERLACED_FIELD_ORDERS
+        if info.interlaced and self.deinterlace:
+            info.notes.append("interlaced input: deinterlaced with bwdif")
+        elif info.interlaced:
+            info.notes.append("interlaced input painted as it is (deinterlacing is off)")
+        if not info.timestamps:
+            info.notes.append(f"the input has no timestamps: frames are timed at {float(info.fps):g} fps")
+
+    def _progressive(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """Frames ready to paint for one decoded frame (None: the end), through bwdif when deinterlacing."""
+        if not (self.info.interlaced and self.deinterlace):
+            return [] if frame is None else [frame]
+        if self._graph is None:
+            if frame is None:
+                return []
+            self._graph = deinterlace_graph(frame, self.stream.time_base or Fraction(1, 90000))
+        return filter_frames(self._graph, frame)
+
+    def _timestamp(self, frame: av.VideoFrame) -> int:
+        """The frame's pts in ``info.time_base``; counted at the frame rate when the input has none."""
+        if not self.info.timestamps:
+            return self.decoded
+        if frame.pts is not None:  # bwdif hands frames back in its own (halved) time base
+            tb = frame.time_base or self.info.time_base
+            self._last_pts = frame.pts if tb == self.info.time_base else round(frame.pts * tb / self.info.time_base)
+        else:  # one frame after the last known one
+            step = max(1, round(1 / (self.info.fps * self.info.time_base)))
+            self._last_pts = self.decoded * step if self._last_pts is None else self._last_pts + step
+        return self._last_pts
 
     def frames(self, on_packet: Callable | None = None) -> Iterator[Frame]:
         """Decode the video stream; packets of ``other_streams`` go to ``on_packet`` as they are demuxed."""
@@ -158,15 +328,24 @@ class VideoReader:
             while self._buffer:
                 yield self._buffer.pop(0)
             yield from self._source
+            yield None  # the end: flush the deinterlacer
 
         for item in items():
-            if isinstance(item, av.VideoFrame):
-                yield Frame(item.to_ndarray(format="rgb24"), item.pts, tb, self.decoded)
-                self.decoded += 1
+            if item is None or isinstance(item, av.VideoFrame):
+                for vf in self._progressive(item):
+                    yield Frame(vf.to_ndarray(format="rgb24"), self._timestamp(vf), tb, self.decoded)
+                    self.decoded += 1
             elif on_packet is not None:
                 on_packet(item)
+        self._finish()
+
+    def _finish(self) -> None:
+        """After the last frame: the skipped-packet count, and whether the file ended early."""
+        if self.decode_errors:
+            n = self.decode_errors
+            self.info.notes.append(f"skipped {n} corrupt video packet{'s' if n > 1 else ''} in {self.src}")
         expected = self.info.frames
-        if self.incomplete is None and expected and self.decoded < expected * 0.98 - 1:
+        if self.incomplete is None and expected and self.decoded + self.decode_errors < expected * 0.98 - 1:
             self.incomplete = f"the file ended after frame {self.decoded} of {expected}"
 
     def close(self) -> None:

@@ -1,27 +1,45 @@
 """Video sink: encode RGB frames with PyAV and remux the source's other streams.
 
 * every frame keeps the timestamp it came with (variable frame rate stays variable);
+* the codec follows the container (H.264 for MP4/MOV/MKV/TS, VP9 for WebM, GIF with a
+  palette per frame for .gif); a codec the container cannot hold is a one-line error;
 * audio and subtitle packets are copied untouched when the container takes the
   codec, audio is re-encoded (AAC, or Opus for WebM) otherwise, with a note;
-* container and stream metadata are copied, rotation is carried (display matrix
-  in MP4/MOV, pixels rotated elsewhere), MP4 gets faststart;
-* everything goes to a temporary file beside the target, renamed at the end:
-  an error or Ctrl-C never leaves a half-written file at the target.
+* container and stream metadata, pixel aspect ratio and colour tags are copied; rotation
+  is written as a display matrix (MP4, MOV, MKV, WebM), pixels are rotated elsewhere;
+* 4:2:0 by default: odd sizes are padded by one pixel for the codecs that need even ones;
+* everything goes to a hidden temporary file beside the target (``AtomicPath``), renamed
+  at the end: an error, Ctrl-C, SIGTERM or SIGHUP never leaves a half-written file, and
+  the partial files of a killed run are removed by the next run to the same target.
 """
 from __future__ import annotations
 
 import collections
+import errno
+import glob
 import logging
 import os
+import re
+import signal
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.filter
 import numpy as np
 
-from ..errors import VidstyleError
-from . import mp4
-from .reader import VideoInfo
+from ..errors import Terminated, VidstyleError
+from .reader import VideoInfo, filter_frames
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: partial files are judged by their PID only
+    fcntl = None
 
 log = logging.getLogger("vidstyle")
 
@@ -30,21 +48,59 @@ CODECS = {  # what users type -> FFmpeg encoder
     "hevc": "libx265", "h265": "libx265", "libx265": "libx265", "x265": "libx265",
     "vp9": "libvpx-vp9", "libvpx-vp9": "libvpx-vp9",
     "h264_nvenc": "h264_nvenc", "nvenc": "h264_nvenc", "hevc_nvenc": "hevc_nvenc",
+    "gif": "gif",
 }
-_MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac", "mp2"}
-_AUDIO_OK = {
-    "mp4": _MP4_AUDIO, "m4v": _MP4_AUDIO, "mov": _MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_s16be"},
-    "webm": {"opus", "vorbis"}, "mkv": None,  # None: anything
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """What one kind of output file takes."""
+
+    muxer: str  # FFmpeg muxer name
+    codec: str  # default video codec (a CODECS key)
+    audio: frozenset | None  # audio codecs copied as they are; None: any
+    audio_encoder: str | None  # what other audio is re-encoded to; None: audio is dropped
+    subtitles: frozenset  # subtitle codecs copied; others are dropped
+    display_matrix: bool = True  # rotation kept as metadata; False: the pixels are rotated
+    faststart: bool = False
+
+
+_MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac", "mp2"})
+_MOV_TEXT = frozenset({"mov_text"})
+_MKV_SUBS = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "text"})
+FORMATS = {
+    ".mp4": OutputFormat("mp4", "libx264", _MP4_AUDIO, "aac", _MOV_TEXT, faststart=True),
+    ".m4v": OutputFormat("mp4", "libx264", _MP4_AUDIO, "aac", _MOV_TEXT, faststart=True),
+    ".mov": OutputFormat("mov", "libx264", _MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_s16be"}, "aac", _MOV_TEXT,
+                         faststart=True),
+    ".mkv": OutputFormat("matroska", "libx264", None, "aac", _MKV_SUBS),
+    ".webm": OutputFormat("webm", "vp9", frozenset({"opus", "vorbis"}), "libopus", frozenset({"webvtt"})),
+    ".ts": OutputFormat("mpegts", "libx264", frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "opus"}), "aac",
+                        frozenset({"dvb_subtitle"}), display_matrix=False),
+    ".gif": OutputFormat("gif", "gif", frozenset(), None, frozenset(), display_matrix=False),
 }
-_SUBS_OK = {
-    "mp4": {"mov_text"}, "m4v": {"mov_text"}, "mov": {"mov_text"},
-    "webm": {"webvtt"},
-    "mkv": {"subrip", "srt", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "text"},
-}
+# The old per-kind tables, still read by vidstyle.segments.join_parts; new code: output_format(dst).
+_AUDIO_OK = {suffix[1:]: fmt.audio for suffix, fmt in FORMATS.items()}
+_SUBS_OK = {suffix[1:]: fmt.subtitles for suffix, fmt in FORMATS.items()}
+# Encoders that take odd sizes in 4:2:0; the others get one pixel of padding.
+_ODD_SIZES_OK = {"libvpx-vp9", "gif"}
+# AVColorSpace -> the swscale matrix that converts RGB to it.
+_SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020"}
+_IDENTITY = (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def output_format(dst: Path) -> OutputFormat:
+    """The OutputFormat for ``dst``'s suffix; a VidstyleError naming the suffixes that work."""
+    fmt = FORMATS.get(dst.suffix.lower())
+    if fmt is None:
+        raise VidstyleError(f"cannot write {dst.suffix or 'a file without a suffix'} files: "
+                            f"the output must end in {', '.join(FORMATS)}")
+    return fmt
 
 
 def default_codec(dst: Path) -> str:
-    return "vp9" if dst.suffix.lower() == ".webm" else "libx264"
+    fmt = FORMATS.get(dst.suffix.lower())
+    return fmt.codec if fmt else "libx264"
 
 
 def resolve_codec(name: str) -> str:
@@ -76,91 +132,287 @@ def check_target(dst: Path, overwrite: bool, src: str | None = None) -> None:
         raise VidstyleError(f"{dst} exists; pass --overwrite to replace it")
 
 
+# -- partial files -------------------------------------------------------------
+STALE_AFTER = 10 * 60  # seconds untouched after which an unlocked partial file of a running PID is stale
+
+
+def _partial_prefix(dst: Path) -> str:
+    return f".{dst.stem}.partial-"
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _locked(path: Path) -> bool | None:
+    """Whether a process holds the lock of a partial file: True, False, or None when it cannot be told."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _is_stale(path: Path, pid: int) -> bool:
+    """A partial file is stale when no process holds its lock and its writer is gone or it has sat untouched."""
+    if pid == os.getpid():
+        return False
+    locked = _locked(path)
+    if locked:
+        return False
+    if not _pid_running(pid):
+        return True
+    try:
+        old = time.time() - path.stat().st_mtime > STALE_AFTER
+    except OSError:
+        return False
+    return locked is False and old
+
+
+def remove_stale_partials(dst: Path) -> list[Path]:
+    """Delete the partial files that killed runs left for ``dst``; returns the paths removed.
+
+    Only hidden files named exactly like this module's partial files for this very target
+    (``.NAME.partial-PID-XXXXXXXX.SUFFIX``) are considered, and only stale ones are removed.
+    """
+    dst = Path(dst)
+    name = re.compile(re.escape(_partial_prefix(dst)) + r"(\d+)-[a-z0-9_]{8}" + re.escape(dst.suffix))
+    removed = []
+    for p in dst.parent.glob(glob.escape(_partial_prefix(dst)) + "*"):
+        m = name.fullmatch(p.name)
+        if m and p.is_file() and not p.is_symlink() and _is_stale(p, int(m.group(1))):
+            try:
+                p.unlink()
+            except OSError:
+                continue
+            removed.append(p)
+            log.info("removed %s, left by a run that was killed", p)
+    return removed
+
+
+def _drop(tmp: Path, fd: int) -> None:
+    """Remove a partial file and release its lock."""
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class AtomicPath:
-    """A temporary path beside ``dst`` (same suffix, hidden) that becomes ``dst`` on commit."""
+    """A hidden temporary file beside ``dst`` that becomes ``dst`` on commit.
+
+    The name, ``.NAME.partial-PID-XXXXXXXX.SUFFIX``, is made by ``tempfile.mkstemp`` (created
+    exclusively, not guessable) and keeps the suffix, so muxers are chosen right. The file is
+    locked until commit or discard, so that a later run can tell the leftovers of a killed run
+    (removed when an AtomicPath for the same target is made) from a file being written.
+    It is removed when the object goes away uncommitted, at the latest at interpreter exit.
+    """
 
     def __init__(self, dst: Path):
-        self.dst = dst
-        self.tmp = dst.with_name(f".{dst.stem}.partial-{os.getpid()}{dst.suffix}")
+        self.dst = Path(dst)
+        remove_stale_partials(self.dst)
+        fd, name = tempfile.mkstemp(prefix=f"{_partial_prefix(self.dst)}{os.getpid()}-", suffix=self.dst.suffix,
+                                    dir=self.dst.parent)
+        self.tmp = Path(name)
+        self._fd = fd
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a file system without locks: the PID in the name still protects it
+                pass
+        self._cleanup = weakref.finalize(self, _drop, self.tmp, fd)
 
     def commit(self) -> None:
+        """Move the finished file to the target, with the permissions a new file would get."""
+        os.chmod(self.tmp, 0o666 & ~_umask())
         os.replace(self.tmp, self.dst)
+        if self._cleanup.detach() is not None:
+            os.close(self._fd)
 
     def discard(self) -> None:
-        try:
-            self.tmp.unlink()
-        except FileNotFoundError:
-            pass
+        """Remove the temporary file; the target is left as it was. Safe to call more than once."""
+        self._cleanup()
+
+
+# -- SIGTERM and SIGHUP while writing ------------------------------------------
+def _raise_terminated(signum, _frame):
+    raise Terminated(signum)
+
+
+class _StopSignals:
+    """While files are being written, SIGTERM and SIGHUP raise Terminated in the main thread.
+
+    Only signals left at their default action (which would kill the process and leave the
+    partial file behind) are taken over: ignored ones (``nohup``) and a program's own
+    handlers stay as they are. The old handlers come back when the last writer is done.
+    """
+
+    def __init__(self):
+        self.users = 0
+        self.saved: dict = {}
+        self.signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+
+    def acquire(self) -> bool:
+        """Take over the signals (main thread only); True when this call must be paired with release()."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if self.users == 0:
+            self.saved = {s: signal.signal(s, _raise_terminated) for s in self.signals
+                          if signal.getsignal(s) is signal.SIG_DFL}
+        self.users += 1
+        return True
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0:
+            for s, old in self.saved.items():
+                try:
+                    signal.signal(s, old)
+                except ValueError:  # not in the main thread
+                    pass
+            self.saved = {}
+
+
+_stop_signals = _StopSignals()
+
+
+# -- the writer ----------------------------------------------------------------
+def palette_graph(width: int, height: int, time_base: Fraction) -> av.filter.Graph:
+    """rgb24 frames -> pal8 frames, each with its own 256-colour palette (palettegen + paletteuse)."""
+    graph = av.filter.Graph()
+    src = graph.add("buffer", video_size=f"{width}x{height}", pix_fmt="rgb24", time_base=str(time_base),
+                    pixel_aspect="1/1")
+    split = graph.add("split")
+    gen = graph.add("palettegen", stats_mode="single", reserve_transparent="0")
+    use = graph.add("paletteuse", new="1")
+    sink = graph.add("buffersink")
+    src.link_to(split)
+    split.link_to(gen, 0, 0)
+    split.link_to(use, 1, 0)
+    gen.link_to(use, 0, 1)
+    use.link_to(sink)
+    graph.configure()
+    return graph
 
 
 class VideoWriter:
     """Encode frames to ``dst``; remux ``copy_streams`` (input audio/subtitle streams).
 
-    ``size`` is the (width, height) of the frames that will be written.
+    ``size`` is the (width, height) of the frames that will be written; ``self.size`` is the
+    size in the file (rotated for containers without a display matrix, padded to even sizes).
+    ``chroma``: "420" (default; plays everywhere) or "444" (full colour resolution, odd sizes exact).
+    ``notes`` tells the user what was changed on the way (from the reader's ``info.notes`` too).
     """
 
     def __init__(self, dst: str | Path, info: VideoInfo, *, size: tuple[int, int] | None = None,
                  codec: str | None = None, crf: int | None = None, preset: str | None = None,
-                 copy_streams: list | None = None, overwrite: bool = False, src: str | None = None):
+                 copy_streams: list | None = None, overwrite: bool = False, src: str | None = None,
+                 chroma: str = "420"):
         self.dst = Path(dst)
         check_target(self.dst, overwrite, src)
+        if chroma not in ("420", "444"):
+            raise VidstyleError(f"chroma must be 420 or 444, not {chroma!r}")
         self.info = info
-        self.encoder = resolve_codec(codec or default_codec(self.dst))
-        self.kind = self.dst.suffix.lower().lstrip(".") or "mp4"
-        if self.kind not in _AUDIO_OK:
-            self.kind = "mkv" if self.kind in ("mka", "mk3d") else self.kind
-        self.is_mp4 = self.dst.suffix.lower() in mp4.MP4_SUFFIXES
-        self.notes: list[str] = []
+        self.format = output_format(self.dst)
+        self.encoder = resolve_codec(codec or self.format.codec)
+        self.kind = self.dst.suffix.lower().lstrip(".")
+        self._notes: list[str] = []
         self.frames_written = 0
         self._pending = collections.deque()  # packets queued by the reader thread
-        self._atomic = AtomicPath(self.dst)
+        self._rot_k = self._pixel_rotation()
         w, h = size or (info.width, info.height)
-        # Rotation: MP4/MOV keep the display matrix; other containers get rotated pixels.
-        self._rot_k = 0
-        if info.rotation % 360 and not self.is_mp4:
-            self._rot_k = (info.rotation // 90) % 4
-            if self._rot_k % 2:
-                w, h = h, w
-            self.notes.append(f"rotation {info.rotation} applied to the pixels ({self.kind} has no display matrix)")
-        self.size = (w, h)
-        options = {"movflags": "+faststart"} if self.is_mp4 else {}
+        if self._rot_k % 2:
+            w, h = h, w
+        self.pix_fmt = "pal8" if self.encoder == "gif" else f"yuv{chroma}p"
+        self._pad = self._padding(w, h)
+        self.size = (w + self._pad[1], h + self._pad[0])
+        self.container = None
+        self._palette = palette_graph(*self.size, info.time_base) if self.pix_fmt == "pal8" else None
+        self._signals = False
         try:
-            self.container = av.open(str(self._atomic.tmp), mode="w", options=options,
-                                     format="mp4" if self.kind == "m4v" else None)
-        except PermissionError:
-            raise VidstyleError(f"no permission to write in {self.dst.parent}") from None
-        except (av.error.FFmpegError, ValueError) as e:
-            self._atomic.discard()
-            raise VidstyleError(f"cannot write {self.dst}: {e}") from None
+            self._atomic = AtomicPath(self.dst)
+        except OSError as e:
+            raise self._write_error(e) from None
+        self._signals = _stop_signals.acquire()
         try:
+            self.container = self._open()
             self._setup(copy_streams or [], crf, preset)
         except BaseException:
             self.abort()
             raise
 
+    @property
+    def notes(self) -> list[str]:
+        return [*self.info.notes, *self._notes]
+
     # -- set-up ----------------------------------------------------------------
+    def _pixel_rotation(self) -> int:
+        """Quarter turns to apply to the pixels (containers without a display matrix), with a note."""
+        rotation = self.info.rotation % 360
+        if not rotation or self.format.display_matrix:
+            return 0
+        self._notes.append(f"rotation {self.info.rotation} applied to the pixels ({self.kind} has no display matrix)")
+        return (rotation // 90) % 4
+
+    def _padding(self, w: int, h: int) -> tuple[int, int]:
+        """(rows, columns) to add so that 4:2:0 gets the even size it needs, with a note."""
+        if self.pix_fmt != "yuv420p" or self.encoder in _ODD_SIZES_OK or (w % 2 == 0 and h % 2 == 0):
+            return 0, 0
+        pad = (h % 2, w % 2)
+        self._notes.append(f"{w}x{h} padded to {w + pad[1]}x{h + pad[0]} by repeating the last pixel "
+                           f"(4:2:0 {self.encoder} needs even sizes; chroma 444 keeps the exact size)")
+        return pad
+
+    def _open(self):
+        options = {"movflags": "+faststart"} if self.format.faststart else {}
+        try:
+            return av.open(f"file:{self._atomic.tmp}", mode="w", format=self.format.muxer, options=options)
+        except OSError as e:
+            raise self._write_error(e) from None
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VidstyleError(f"cannot write {self.dst}: {e}") from None
+
     def _setup(self, copy_streams: list, crf: int | None, preset: str | None) -> None:
         info, out = self.info, self.container
         out.metadata.update({k: v for k, v in info.metadata.items() if k.lower() != "encoder"})
-        w, h = self.size
         fps = info.fps if info.fps and info.fps > 0 else Fraction(30)
-        vs = out.add_stream(self.encoder, rate=fps.limit_denominator(1001 * 1000))
-        vs.width, vs.height = w, h
-        even = w % 2 == 0 and h % 2 == 0
-        vs.pix_fmt = "yuv420p" if even else "yuv444p"  # 4:2:0 needs even sizes; keep odd sizes exact
+        try:
+            vs = out.add_stream(self.encoder, rate=fps.limit_denominator(1001 * 1000))
+        except ValueError:  # the muxer cannot hold this codec
+            raise VidstyleError(f"{self.kind} files cannot hold {self.encoder} video; leave the codec out "
+                                f"(for .{self.kind}: {self.format.codec}) or write .mp4, .mov or .mkv") from None
+        vs.width, vs.height = self.size
+        vs.pix_fmt = self.pix_fmt
         vs.time_base = info.time_base
         vs.codec_context.time_base = info.time_base
-        opts = {}
-        if self.encoder in ("libx264", "libx265"):
-            opts = {"crf": str(18 if crf is None else crf), "preset": preset or "medium"}
-            if self.encoder == "libx265":
-                opts["x265-params"] = "log-level=error"
-        elif self.encoder == "libvpx-vp9":
-            opts = {"crf": str(32 if crf is None else crf), "b": "0", "row-mt": "1",
-                    "deadline": preset if preset in ("good", "best", "realtime") else "good", "cpu-used": "4"}
-        elif self.encoder.endswith("_nvenc"):
-            opts = {"preset": preset or "p4", "cq": str(23 if crf is None else crf)}
-        vs.options = opts
+        self._tag(vs)
+        vs.options = self._encoder_options(crf, preset)
         for k, v in info.stream_metadata.items():
             if k.lower() not in ("handler_name", "vendor_id", "encoder"):
                 vs.metadata[k] = v
@@ -169,22 +421,59 @@ class VideoWriter:
         for s in copy_streams:
             self._add_copy(s)
 
+    def _encoder_options(self, crf: int | None, preset: str | None) -> dict:
+        if self.encoder in ("libx264", "libx265"):
+            opts = {"crf": str(18 if crf is None else crf), "preset": preset or "medium"}
+            if self.encoder == "libx265":
+                opts["x265-params"] = "log-level=error"
+            return opts
+        if self.encoder == "libvpx-vp9":
+            return {"crf": str(32 if crf is None else crf), "b": "0", "row-mt": "1",
+                    "deadline": preset if preset in ("good", "best", "realtime") else "good", "cpu-used": "4"}
+        if self.encoder.endswith("_nvenc"):
+            return {"preset": preset or "p4", "cq": str(23 if crf is None else crf)}
+        return {}
+
+    def _tag(self, vs) -> None:
+        """Carry the pixel aspect ratio, the colour tags and the display matrix to the output stream."""
+        info, cc = self.info, vs.codec_context
+        sar = info.sar
+        if sar and self._rot_k % 2:
+            sar = 1 / sar
+        if sar:
+            cc.sample_aspect_ratio = sar
+            if self.pix_fmt == "pal8" or (self.encoder == "libvpx-vp9" and self.format.muxer in ("webm", "matroska")):
+                self._notes.append(f"pixel aspect ratio {sar.numerator}:{sar.denominator} is not stored in "
+                                   f"{self.kind} with {self.encoder}: the picture shows with square pixels")
+        if self.pix_fmt != "pal8":
+            cc.color_primaries, cc.color_trc = info.color_primaries, info.color_trc
+            if info.colorspace in _SWS_MATRIX:
+                cc.colorspace = info.colorspace
+            if info.color_range:
+                cc.color_range = info.color_range
+        if self.format.display_matrix and not self._rot_k:
+            if info.display_matrix is not None and tuple(info.display_matrix) != _IDENTITY:
+                vs.set_display_matrix(info.display_matrix)
+            elif info.display_matrix is None and info.rotation % 360:
+                vs.set_display_rotation(info.rotation)
+
     def _add_copy(self, s) -> None:
         name = s.codec_context.name if s.codec_context else ""
-        ok = (_AUDIO_OK if s.type == "audio" else _SUBS_OK).get(self.kind, set())
-        accepted = ok is None or name in ok
-        if accepted:
+        fmt = self.format
+        ok = fmt.audio if s.type == "audio" else fmt.subtitles
+        if ok is None or name in ok:
             o = self.container.add_stream_from_template(s)
             mode = "copy"
-        elif s.type == "audio":
-            target = "libopus" if self.kind == "webm" else "aac"
+        elif s.type == "audio" and fmt.audio_encoder:
+            target = fmt.audio_encoder
             o = self.container.add_stream(target, rate=48000 if target == "libopus" else (s.rate or 48000))
             if s.layout is not None:
                 o.layout = s.layout.name if target == "aac" else ("stereo" if s.channels > 1 else "mono")
             mode = "encode"
-            self.notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}: {self.kind} cannot hold {name}")
+            self._notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}: "
+                               f"{self.kind} cannot hold {name}")
         else:
-            self.notes.append(f"subtitle stream {s.index} ({name}) dropped: {self.kind} cannot hold it")
+            self._notes.append(f"{s.type} stream {s.index} ({name}) dropped: {self.kind} cannot hold it")
             return
         o.metadata.update(s.metadata)
         try:
@@ -194,6 +483,21 @@ class VideoWriter:
         self._map[s.index] = (mode, o)
 
     # -- writing ---------------------------------------------------------------
+    def _write_error(self, e: OSError) -> VidstyleError:
+        """A failed write (full disk, I/O error, no permission) as one line."""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            reason = "no space left on the device"
+        else:
+            reason = e.strerror or str(e)
+        return VidstyleError(f"cannot write {self.dst}: {reason}")
+
+    def _mux(self, packets) -> None:
+        try:
+            self.container.mux(packets)
+        except OSError as e:
+            self.abort()
+            raise self._write_error(e) from None
+
     def queue_packet(self, packet) -> None:
         """Thread-safe: keep a packet of a copied stream for muxing from the writing thread."""
         if packet.stream.index in self._map:
@@ -205,48 +509,77 @@ class VideoWriter:
             mode, o = self._map[packet.stream.index]
             if mode == "copy":
                 packet.stream = o
-                self.container.mux(packet)
+                self._mux(packet)
             else:
                 for frame in packet.decode():
                     frame.pts = None  # let the encoder number samples
-                    self.container.mux(o.encode(frame))
+                    self._mux(o.encode(frame))
+
+    def _encodable(self, vf: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """RGB frame -> the frames to encode: palette frames for GIF, otherwise YUV with the source's colour tags."""
+        if self._palette is not None:
+            return filter_frames(self._palette, vf)
+        if vf is None:
+            return []
+        info = self.info
+        yuv = vf.reformat(format=self.pix_fmt, dst_colorspace=_SWS_MATRIX.get(info.colorspace),
+                          dst_color_range=info.color_range or None)
+        yuv.color_primaries, yuv.color_trc = info.color_primaries, info.color_trc
+        if info.colorspace in _SWS_MATRIX:
+            yuv.colorspace = info.colorspace
+        return [yuv]
 
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
-        """Encode one (H, W, 3) uint8 RGB frame at ``pts`` (input stream time base)."""
+        """Encode one (H, W, 3) uint8 RGB frame at ``pts`` (input stream time base; None: next at the frame rate)."""
         self._drain()
         if self._rot_k:
-            rgb = np.ascontiguousarray(np.rot90(rgb, self._rot_k))
-        vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        vf.pts = pts if pts is not None else self.frames_written
+            rgb = np.rot90(rgb, self._rot_k)
+        if any(self._pad):
+            rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if pts is None:
+            fps = self.info.fps if self.info.fps and self.info.fps > 0 else Fraction(30)
+            pts = round(self.frames_written / (fps * self.info.time_base))
+        vf.pts = pts
         vf.time_base = self.info.time_base
-        self.container.mux(self.vstream.encode(vf))
+        for frame in self._encodable(vf):
+            self._mux(self.vstream.encode(frame))
         self.frames_written += 1
 
     def close(self) -> Path:
         """Flush, finalise and move the file to its target; returns the target path."""
         try:
             self._drain()
-            self.container.mux(self.vstream.encode(None))
+            for frame in self._encodable(None):
+                self._mux(self.vstream.encode(frame))
+            self._mux(self.vstream.encode(None))
             for mode, o in self._map.values():
                 if mode == "encode":
-                    self.container.mux(o.encode(None))
-            self.container.close()
-            if self.is_mp4 and not self._rot_k:
-                matrix = self.info.display_matrix
-                if matrix is None and self.info.rotation % 360:
-                    matrix = mp4.rotation_matrix(self.info.rotation)
-                if matrix is not None and matrix != mp4.IDENTITY:
-                    mp4.write_display_matrix(self._atomic.tmp, matrix)
-            self._atomic.commit()
+                    self._mux(o.encode(None))
+            try:
+                self.container.close()
+                self._atomic.commit()
+            except OSError as e:
+                raise self._write_error(e) from None
         except BaseException:
             self.abort()
             raise
+        self._release_signals()
         return self.dst
 
     def abort(self) -> None:
-        """Drop the temporary file; the target is left as it was."""
-        try:
-            self.container.close()
-        except Exception:
-            pass
-        self._atomic.discard()
+        """Drop the temporary file; the target is left as it was. Safe to call more than once."""
+        atomic = getattr(self, "_atomic", None)
+        if atomic is not None:
+            atomic.discard()  # first, so that closing does not rewrite a file that is going anyway
+        if self.container is not None:
+            try:
+                self.container.close()
+            except Exception:
+                pass
+        self._release_signals()
+
+    def _release_signals(self) -> None:
+        if self._signals:
+            self._signals = False
+            _stop_signals.release()
