@@ -180,29 +180,78 @@ def _as_nobody():
     return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
+def _readable_copy_of_the_package(base: Path) -> Path:
+    """A copy of the vidstyle under test that any user can read; returns the folder to put on PYTHONPATH.
+
+    The checkout (and the editable install pointing into it) may sit in a private folder, e.g. a
+    clone inside ``mktemp -d`` (mode 0700), where an unprivileged user cannot import it.
+    """
+    import vidstyle
+
+    root = base / "pkg"
+    shutil.copytree(Path(vidstyle.__file__).resolve().parent, root / "vidstyle",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644)
+    return root
+
+
+def _can_run_the_package(prefix: list[str], env: dict, cwd: Path, pkg: Path, *inputs: Path) -> str | None:
+    """None when the (unprivileged) user can import this vidstyle and read the inputs; else why not."""
+    code = ("import sys, vidstyle.cli\n"
+            "for p in sys.argv[1:]:\n"
+            "    open(p, 'rb').close()\n"
+            "print(vidstyle.__file__)\n")
+    try:
+        probe = subprocess.run([*prefix, sys.executable, "-c", code, *map(str, inputs)], capture_output=True,
+                               text=True, env=env, cwd=str(cwd), timeout=300)
+    except OSError as e:
+        return f"cannot start {sys.executable}: {e}"
+    if probe.returncode != 0:
+        lines = (probe.stderr or probe.stdout).strip().splitlines()
+        return lines[-1] if lines else f"exit code {probe.returncode}"
+    if not Path(probe.stdout.strip()).resolve().is_relative_to(pkg.resolve()):
+        return f"it imports another vidstyle: {probe.stdout.strip()}"
+    return None
+
+
 def test_no_write_permission(tmp_path, model_file):
     base = Path(os.environ.get("TMPDIR", "/tmp")) / f"vidstyle-perm-{os.getpid()}"
     base.mkdir(exist_ok=True)
+    locked = base / "locked"
     try:
         src = make_clip(base / "in.mp4", audio=None)
         model = base / "m.safetensors"
         shutil.copy(model_file, model)
-        locked = base / "locked"
-        locked.mkdir()
+        home = base / "home"  # a home it can write to: only the output folder is locked
+        for d in (locked, home):
+            d.mkdir()
         for p in (base, src, model):
             p.chmod(0o755 if p.is_dir() else 0o644)
+        home.chmod(0o777)
         locked.chmod(0o555)
         prefix = _as_nobody()
+        # the code under test, importable by the user that runs it (the checkout may be private)
+        pkg = _readable_copy_of_the_package(base) if prefix else Path(__import__("vidstyle").__file__).parents[1]
+        env = {**os.environ, "HOME": str(home),
+               "PYTHONPATH": os.pathsep.join([str(pkg)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        problem = _can_run_the_package(prefix, env, base, pkg, src, model)
+        if problem:
+            who = "uid 65534" if prefix else "this user"
+            pytest.skip(f"{who} cannot run vidstyle with {sys.executable} here: {problem}")
         code = "from vidstyle.cli import main; main()"
         proc = subprocess.run([*prefix, sys.executable, "-c", code, "run", str(src), "-o", str(locked / "o.mp4"),
                                "--style", str(model), "--device", "cpu"], capture_output=True, text=True,
-                              env={**os.environ, "HOME": str(base)}, cwd=str(base))
+                              env=env, cwd=str(base), timeout=300)
         if os.geteuid() != 0 and os.access(locked, os.W_OK):
             pytest.skip("this user can write to a 0555 folder")
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error:") and "permission" in lines[0]
+        assert len(lines) == 1 and lines[0].startswith("error:") and "permission" in lines[0], proc.stderr
         assert not list(locked.iterdir())
     finally:
-        locked.chmod(0o755)
+        if locked.exists():
+            locked.chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)

@@ -427,3 +427,157 @@ def test_no_display_is_a_clear_error_not_an_abort(live_clip, model_file, tmp_pat
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and "--no-preview" in lines[0]
         assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+# -- failures, closing and Ctrl-C ----------------------------------------------------------------
+
+class _FailingSource:
+    """A real file source that raises ``error`` in the capture thread once it has given ``after`` frames."""
+
+    def __init__(self, source, after: int, error: BaseException):
+        self.source, self.after, self.error = source, after, error
+        self.size, self.rate = source.size, source.rate
+
+    def __call__(self, stop):
+        for i, rgb in enumerate(self.source(stop)):
+            if i == self.after:
+                raise self.error
+            yield rgb
+
+    def close(self):
+        self.source.close()
+
+
+def test_unexpected_capture_error_is_reported_not_an_ordinary_end(tmp_path, live_clip, model_file, monkeypatch):
+    """An exception in the capture thread (here a cv2.error) is an error with exit 2, not the source ending."""
+    import cv2
+
+    import vidstyle.live.loop as loop
+
+    boom = cv2.error("OpenCV(4.x) resize.cpp:4152: error: (-215:Assertion failed) !ssize.empty() in function "
+                     "'resize'\n")
+    cap = Capture(_FailingSource(loop.open_source(str(live_clip), pace=False), 2, boom)).start()
+    while cap.latest.get(timeout=5) is not None:
+        pass
+    cap.stop()
+    assert cap.latest.error and "cv2.error" in cap.latest.error and "\n" not in cap.latest.error
+
+    real = loop.open_source
+    monkeypatch.setattr(loop, "open_source", lambda *a, **kw: _FailingSource(real(*a, **kw), 3, boom))
+    out = tmp_path / "rec.mp4"
+    r = runner.invoke(app, ["live", "--source", str(live_clip), "--loop", "--no-preview", "--frames", "50",
+                            "--record", str(out), "--style", str(model_file), "--device", "cpu", "--json"])
+    assert r.exit_code == 2, r.output
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "source failed" in errors[0] and "Assertion failed" in errors[0], r.stderr
+    assert "Traceback" not in r.output and not r.stdout.strip()  # no JSON result: the session failed
+    assert len(frames_rgb(out)) >= 1  # what was painted is still a complete recording
+
+
+def test_an_error_while_closing_does_not_hide_the_error_that_ended_the_session(tmp_path, live_clip, model_file,
+                                                                              monkeypatch, caplog):
+    import vidstyle.live.loop as loop
+    from vidstyle.errors import VidstyleError
+
+    def full_disk(self):
+        self.abort()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop.Recorder, "close", full_disk)
+    opts = dict(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True, frames=20)
+    # nothing else went wrong: the closing error is the error
+    with pytest.raises(VidstyleError, match="while closing: .*No space left"):
+        run_live(LiveOptions(**opts, record=tmp_path / "a.mp4"))
+
+    calls = {"n": 0}
+    real = loop.LiveSession._paint
+
+    def paint(self, rgb):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise VidstyleError("painting failed: CUDA out of memory")
+        return real(self, rgb)
+
+    monkeypatch.setattr(loop.LiveSession, "_paint", paint)
+    with caplog.at_level("WARNING", logger="vidstyle"), pytest.raises(VidstyleError, match="out of memory"):
+        run_live(LiveOptions(**opts, record=tmp_path / "b.mp4"))
+    assert "while closing" in caplog.text and "No space left" in caplog.text  # logged, not lost
+
+
+def test_second_ctrl_c_while_finalising_keeps_the_recording(tmp_path, live_clip, model_file, monkeypatch):
+    """Ctrl-C ends the session; a second Ctrl-C while the MP4 is being finalised must not throw it away."""
+    import vidstyle.live.loop as loop
+
+    calls = {"n": 0}
+    real_paint, real_close = loop.LiveSession._paint, loop.Recorder.close
+
+    def paint(self, rgb):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # the first Ctrl-C
+        return real_paint(self, rgb)
+
+    def close(self):
+        os.kill(os.getpid(), signal.SIGINT)  # the second one, delivered while the recording is finalised
+        return real_close(self)
+
+    monkeypatch.setattr(loop.LiveSession, "_paint", paint)
+    monkeypatch.setattr(loop.Recorder, "close", close)
+    before = signal.getsignal(signal.SIGINT)
+    messages = []
+    out = tmp_path / "rec.mp4"
+    try:
+        r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                 loop=True, record=out, frames=50), notify=messages.append)
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped while the recording was being finalised")
+    assert r.frames == 5 and r.recordings == [str(out)]
+    assert len(frames_rgb(out)) == 5 and not list(tmp_path.glob(".*partial*"))
+    assert any("Ctrl-C is ignored" in m for m in messages), messages
+    assert signal.getsignal(signal.SIGINT) is before  # the usual Ctrl-C is back
+
+
+def test_ctrl_c_while_r_stops_a_recording_saves_it_then_ends(tmp_path, live_clip, model_file, monkeypatch):
+    """In the middle of a session (r pressed), Ctrl-C waits for the recording, then ends the session cleanly."""
+    import vidstyle.live.loop as loop
+
+    real_close = loop.Recorder.close
+
+    def close(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_close(self)
+
+    monkeypatch.setattr(loop.Recorder, "close", close)
+    monkeypatch.chdir(tmp_path)  # r records to ./vidstyle-DATE.mp4
+    try:
+        r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                 loop=True, frames=40, snapshot_dir=tmp_path, keys={2: "r", 5: "r"}),
+                     notify=lambda m: None)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped while a recording was being finalised")
+    assert r.frames == 6  # Ctrl-C, taken after the recording was saved, ended the session
+    assert len(r.recordings) == 1 and len(frames_rgb(tmp_path / r.recordings[0])) == 3
+
+
+def test_live_does_not_import_the_benchmarks(model_file):
+    """``vidstyle bench --live`` imports live.loop; live must not import vidstyle.bench back."""
+    import ast
+
+    import vidstyle
+    from vidstyle.live.loop import bench_live
+
+    live_dir = Path(vidstyle.__file__).parent / "live"
+    offenders = {}
+    for path in live_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")] + [a.name for a in node.names if not node.module]
+            bad = [n for n in names if n in ("vidstyle.bench", "..bench") or n.startswith("vidstyle.bench.")]
+            if bad:
+                offenders[path.name] = bad
+    assert not offenders, offenders
+    res = bench_live((64, 48), frames=4, style=str(model_file), device="cpu", source_fps=30)
+    assert res["frames"] == 4 and res["resolution"] == "64x48" and res["mode"] == "live"

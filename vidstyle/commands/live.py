@@ -78,7 +78,13 @@ def live(
                            side_by_side=side_by_side, preview=preview, virtual_cam=virtual_cam,
                            cam_device=cam_device, serve=serve, record=record, overwrite=overwrite, frames=frames,
                            duration=duration, loop=loop, snapshot_dir=snapshot_dir)
-        r = run_live(opts, notify)
+        try:
+            r = run_live(opts, notify)
+        except KeyboardInterrupt:
+            # only before the session started or after it finalised its outputs (a saved recording
+            # was reported above), so not user_errors' "nothing was written"
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(130) from None
         if json_out:
             typer.echo(json.dumps(r.to_dict()))
         elif not quiet:

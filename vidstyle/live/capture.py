@@ -75,6 +75,12 @@ class Latest:
             return self._item
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as one line (OpenCV's and FFmpeg's messages can span several)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0][:300] if lines else type(e).__name__
+
+
 def parse_source(spec: str | int) -> int | str:
     """``"0"`` -> camera index 0; anything else is a file or URL."""
     s = str(spec).strip()
@@ -225,7 +231,12 @@ class Capture:
         except VidstyleError as e:
             error = str(e)
         except (av.error.FFmpegError, OSError) as e:
-            error = f"source failed: {e}"
+            error = f"source failed: {one_line(e)}"
+        except Exception as e:  # anything else (a cv2.error, a bug) must not look like the source ending
+            log.debug("capture thread failed", exc_info=True)
+            kind = type(e).__name__ if type(e).__module__ == "builtins" else \
+                f"{type(e).__module__.split('.')[0]}.{type(e).__name__}"
+            error = f"source failed: {kind}: {one_line(e)}"
         finally:
             self.latest.close(error)
 

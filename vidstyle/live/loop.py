@@ -5,9 +5,11 @@ moment it was on screen (or, without a window, ready for the sinks).
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import signal
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -19,9 +21,9 @@ import numpy as np
 from ..errors import VidstyleError
 from ..io.images import write_image
 from ..io.writer import check_target
-from ..models import files, registry
+from ..models import registry
 from ..stylizer import Stylizer, pick_device
-from .capture import Capture, open_source
+from .capture import Capture, one_line, open_source
 from .keys import LiveState, handle_key
 from .preview import Preview, check_display, compose, draw_hud
 from .sinks import NetworkFeed, Recorder, VirtualCam
@@ -91,13 +93,8 @@ class StyleBank:
     def __init__(self, first: str | None, mix: str | None, device, **stylizer_options):
         self.device = device
         self.options = stylizer_options
-        names: list[str] = []
-        for e in registry.list_styles():
-            try:
-                inner = json.loads(files.read_metadata(e.path).get("styles", "[]"))
-            except (VidstyleError, ValueError):
-                continue
-            names += [f"{e.name}:{s}" for s in inner] if len(inner) > 1 else [e.name]
+        # every listed name resolves to its own style (a shadowed one is listed as MODEL:STYLE)
+        names = [e.name for e in registry.list_styles() if e.error is None]
         self.specs: list[tuple[str, str | None]] = [(n, None) for n in names]
         first = first or (names[0] if names else registry.default_style())
         key = (first, mix)
@@ -190,6 +187,7 @@ class LiveSession:
         self.snapshots: list[str] = []
         self.sinks: list = []
         self.feed = self.vcam = self.preview = None
+        self._deferring = False  # SIGINT is being held off (finalising outputs)
 
     # -- sinks -----------------------------------------------------------------
     def _open_sinks(self, size: tuple[int, int]) -> None:
@@ -206,7 +204,7 @@ class LiveSession:
             if self.state.recording:
                 self._start_recording(size, o.record)
         except BaseException:
-            self._close_sinks()
+            self._close_sinks(failing=True)
             raise
 
     def _record_path(self) -> Path:
@@ -226,21 +224,59 @@ class LiveSession:
     def _stop_recording(self) -> None:
         rec, self.recorder = self.recorder, None
         if rec is not None:
-            done = rec.close()
-            if done is not None:
-                self.recordings.append(str(done))
-                self.notify(f"recording saved: {done} ({rec.frames} frames)")
+            with self._sigint_deferred(reraise=True):  # Ctrl-C now would throw the recording away
+                done = rec.close()
+                if done is not None:
+                    self.recordings.append(str(done))
+                    self.notify(f"recording saved: {done} ({rec.frames} frames)")
 
-    def _close_sinks(self) -> None:
+    @contextlib.contextmanager
+    def _sigint_deferred(self, reraise: bool):
+        """Hold off Ctrl-C (SIGINT) while outputs are finalised, so that it cannot leave them half-written.
+
+        With ``reraise`` a Ctrl-C that came meanwhile is raised as KeyboardInterrupt afterwards;
+        otherwise (the session is ending anyway) it is dropped. Nested uses and other threads just run.
+        """
+        if self._deferring or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        hits: list[int] = []
+
+        def hold(signum, frame):
+            if not hits:
+                self.notify("still finishing the outputs; Ctrl-C is ignored until they are written")
+            hits.append(signum)
+
+        try:
+            old = signal.signal(signal.SIGINT, hold)
+        except (ValueError, OSError):  # not the main interpreter: signals cannot be caught here
+            yield
+            return
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
+        if hits and reraise:
+            raise KeyboardInterrupt
+
+    def _close_sinks(self, failing: bool = False) -> None:
+        """Finalise the recording and close every sink, each one whatever happens to the others."""
+        with self._sigint_deferred(reraise=False):
+            errors = self._close_each([self._stop_recording] + [s.close for s in self.sinks])
+            self.sinks.clear()
+        _report_closing(errors, failing)
+
+    @staticmethod
+    def _close_each(steps) -> list[str]:
         errors = []
-        for close in [self._stop_recording] + [s.close for s in self.sinks]:
+        for close in steps:
             try:
                 close()
             except Exception as e:  # close the rest anyway
-                errors.append(str(e))
-        self.sinks.clear()
-        if errors:
-            raise VidstyleError(f"while closing: {errors[0]}")
+                errors.append(one_line(e))
+        return errors
 
     # -- the loop --------------------------------------------------------------
     def _apply(self, old: LiveState, new: LiveState, out: np.ndarray) -> None:
@@ -283,6 +319,17 @@ class LiveSession:
         # the history is reset when t turns smoothing back on (_apply)
         return st.download(st.paint_frames(rgb[None], self.stabilizer if s.temporal else None))[0]
 
+    def _finish(self, capture: Capture, failing: bool) -> None:
+        """Stop the capture, close the window, finalise the recording and the sinks, each whatever the others do.
+
+        Ctrl-C is held off meanwhile: a second Ctrl-C must not throw the recording away.
+        """
+        with self._sigint_deferred(reraise=False):
+            steps = [capture.stop] + ([self.preview.close] if self.preview is not None else [])
+            errors = self._close_each(steps + [self._stop_recording] + [s.close for s in self.sinks])
+            self.sinks.clear()
+        _report_closing(errors, failing)
+
     def run(self) -> LiveResult:
         o = self.opts
         stats = Stats()
@@ -290,6 +337,7 @@ class LiveSession:
         last = None  # the last painted frame
         t_start = time.perf_counter()
         capture = Capture(self.source, self.size)
+        failing = False
         try:
             if o.preview:
                 self.preview = Preview(f"vidstyle - {o.source}")
@@ -341,11 +389,11 @@ class LiveSession:
                     break
         except KeyboardInterrupt:
             self.notify("interrupted; finishing cleanly")
+        except BaseException:
+            failing = True
+            raise
         finally:
-            capture.stop()
-            if self.preview is not None:
-                self.preview.close()
-            self._close_sinks()
+            self._finish(capture, failing)
         seconds = time.perf_counter() - t_start
         w, h = self.size or (0, 0)
         return LiveResult(frames=frames, seconds=round(seconds, 3), fps=round(stats.mean_fps, 2),
@@ -356,8 +404,39 @@ class LiveSession:
                           virtual_cam_frames=self.vcam.frames if self.vcam else 0)
 
 
+def _report_closing(errors: list[str], failing: bool) -> None:
+    """Errors met while closing: the first one is raised, unless the session is already failing
+    (``failing``): an error while closing must never hide the error that ended the session, so then
+    they are only logged."""
+    for e in errors if failing else errors[1:]:
+        log.warning("while closing: %s", e)
+    if errors and not failing:
+        raise VidstyleError(f"while closing: {errors[0]}")
+
+
 def run_live(opts: LiveOptions, notify=None) -> LiveResult:
     return LiveSession(opts, notify).run()
+
+
+def _bench_clip(path: Path, w: int, h: int, n: int, fps: int) -> Path:
+    """A clip to play as the benchmark's camera: a noise field panning sideways, so that decoding it
+    costs what real video costs. Written by the recorder: the live package does not depend on
+    ``vidstyle.bench`` (the bench command imports this module)."""
+    import cv2
+
+    step = 4  # pixels per frame
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (h // 8 + 2, (w + n * step) // 8 + 2, 3), dtype=np.uint8)
+    field = cv2.resize(coarse, (coarse.shape[1] * 8, coarse.shape[0] * 8), interpolation=cv2.INTER_CUBIC)
+    rec = Recorder(path, (w, h), fps)
+    try:
+        for i in range(n):
+            rec.send(np.ascontiguousarray(field[:h, i * step:i * step + w]), i / fps)
+        rec.close()
+    except BaseException:
+        rec.abort()
+        raise
+    return path
 
 
 def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "auto", max_side=None,
@@ -365,12 +444,10 @@ def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "a
     """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window: fps and latency."""
     import torch
 
-    from ..bench import synthetic_clip
-
     w, h = size
     warmup = min(10, max(1, frames // 5))
     with tempfile.TemporaryDirectory() as tmp:
-        clip = synthetic_clip(Path(tmp) / "live.mp4", w, h, max(30, source_fps), fps=source_fps)
+        clip = _bench_clip(Path(tmp) / "live.mp4", w, h, max(30, source_fps), fps=source_fps)
         opts = LiveOptions(source=str(clip), style=style, device=device, max_side=max_side, preview=False,
                            loop=True, frames=frames + warmup, warmup=warmup)
         session = LiveSession(opts, notify=lambda m: None)

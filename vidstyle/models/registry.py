@@ -1,73 +1,187 @@
 """Where style models live, and how a ``--style`` value becomes a model file.
 
-* bundled styles: ``samples/models/*.safetensors`` in the vidstyle checkout;
-* user styles: ``$VIDSTYLE_MODELS`` if set, else ``$XDG_DATA_HOME/vidstyle/models``
-  (``~/.local/share/vidstyle/models``). A user model with a bundled name wins.
+* bundled styles: ``vidstyle/models/bundled/*.safetensors``, shipped inside the package;
+* user styles: ``$VIDSTYLE_MODELS`` if set, else ``models`` in the user data folder of
+  platformdirs: ``$XDG_DATA_HOME/vidstyle/models`` (``~/.local/share/vidstyle/models``) on
+  Linux, ``~/Library/Application Support/vidstyle/models`` on macOS,
+  ``%LOCALAPPDATA%\\vidstyle\\models`` on Windows.
 
 ``--style`` takes a name (``starry_night``), a path to a ``.safetensors`` file,
-or ``MODEL:STYLE`` to pick one style of a multi-style model.
+or ``MODEL:STYLE`` to pick one style of a multi-style model. A name is looked up in
+this order, the first match wins:
+
+1. a model file name (the file name without ``.safetensors``) in the user folder,
+2. a model file name in the bundled folder,
+3. a style inside a multi-style model (its metadata ``styles`` lists several names):
+   user models before bundled ones, files in name order.
+
+So a user model shadows a bundled one of the same name, and a single-style file
+wins over a style of the same name inside a multi-style model; that one stays
+reachable as ``MODEL:STYLE`` and is listed under that name.
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VidstyleError
 
 DEFAULT_STYLE = "starry_night"
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "samples" / "models"
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 
 def user_dir() -> Path:
+    """The user's model folder: ``$VIDSTYLE_MODELS``, else the platform's user data folder + ``models``."""
     if os.environ.get("VIDSTYLE_MODELS"):
         return Path(os.environ["VIDSTYLE_MODELS"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "vidstyle" / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("vidstyle", appauthor=False)) / "models"
 
 
 @dataclass
 class StyleEntry:
+    """One style: the name ``--style`` takes, the model file holding it and which of its styles it is."""
+
     name: str
     path: Path
     source: str  # "bundled" or "user"
+    inner: str | None = None  # the style inside a multi-style model; None: the whole (single-style) file
+    arch: str = "?"
+    styles: list[str] = field(default_factory=list)  # every style of the model file
+    error: str | None = None  # why the file's metadata could not be read
+
+    @property
+    def model(self) -> str:
+        """The model file's name, without ``.safetensors``."""
+        return self.path.stem
+
+
+@dataclass
+class _ModelFile:
+    path: Path
+    source: str
+    arch: str = "?"
+    styles: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def multi(self) -> bool:
+        return len(self.styles) > 1
+
+
+def _read(path: Path, source: str) -> _ModelFile:
+    from .files import read_metadata
+
+    try:
+        meta = read_metadata(path)
+        arch = json.loads(meta.get("arch", "{}"))
+        styles = [str(s) for s in json.loads(meta.get("styles", "[]"))]
+        n = int(arch.get("n_styles", len(styles) or 1))
+    except (VidstyleError, ValueError, TypeError, AttributeError) as e:
+        return _ModelFile(path, source, "unreadable", [], str(e))
+    if not styles:
+        styles = [path.stem]
+    if len(styles) != n:  # as load_model names them
+        styles = [f"style{i}" for i in range(n)]
+    return _ModelFile(path, source, str(arch.get("arch", "?")), styles)
+
+
+def _model_files() -> list[_ModelFile]:
+    """Every model file, user ones first; a user file hides a bundled file of the same name."""
+    out: dict[str, _ModelFile] = {}
+    for source, folder in (("user", user_dir()), ("bundled", BUNDLED_DIR)):
+        if folder.is_dir():
+            for p in sorted(folder.glob("*.safetensors")):
+                if p.stem not in out:
+                    out[p.stem] = _read(p, source)
+    return list(out.values())
+
+
+def _index() -> tuple[dict[str, StyleEntry], list[StyleEntry]]:
+    """(every name ``--style`` accepts -> its entry, the styles to list: one per style, each once)."""
+    models = _model_files()
+    names: dict[str, StyleEntry] = {}
+    listed: list[StyleEntry] = []
+    for m in models:  # 1 and 2: file names
+        e = StyleEntry(m.path.stem, m.path, m.source, None, m.arch, m.styles, m.error)
+        names[e.name] = e
+        if not m.multi:
+            listed.append(e)
+    for m in models:  # 3: styles inside multi-style models
+        if not m.multi:
+            continue
+        for s in m.styles:
+            name = s if s not in names else f"{m.path.stem}:{s}"
+            e = StyleEntry(name, m.path, m.source, s, m.arch, m.styles)
+            names.setdefault(name, e)
+            listed.append(e)
+    listed.sort(key=lambda e: (e.name != DEFAULT_STYLE, e.name))
+    return names, listed
 
 
 def list_styles() -> list[StyleEntry]:
-    """Every known model, user models first shadowing bundled ones of the same name."""
-    found: dict[str, StyleEntry] = {}
-    for source, folder in (("bundled", BUNDLED_DIR), ("user", user_dir())):
-        if folder.is_dir():
-            for p in sorted(folder.glob("*.safetensors")):
-                found[p.stem] = StyleEntry(p.stem, p, source)
-    return sorted(found.values(), key=lambda e: (e.name != DEFAULT_STYLE, e.name))
+    """Every style, once: the default first, then by name.
+
+    A single-style file is one entry; a multi-style model gives one entry per style,
+    named by the style, or ``MODEL:STYLE`` where that name is taken by an earlier match.
+    """
+    return _index()[1]
 
 
 def default_style() -> str:
-    styles = list_styles()
-    if not styles:
-        raise VidstyleError(f"no style models found (looked in {BUNDLED_DIR} and {user_dir()}); "
+    names, listed = _index()
+    if DEFAULT_STYLE in names:
+        return DEFAULT_STYLE
+    if not listed:
+        raise VidstyleError(f"no style models found (looked in {user_dir()} and {BUNDLED_DIR}); "
                             "pass --style PATH.safetensors or train one with `vidstyle train`")
-    return styles[0].name
+    return listed[0].name
+
+
+def _known(listed: list[StyleEntry]) -> str:
+    return ", ".join(e.name for e in listed) or "none"
 
 
 def resolve(spec: str | os.PathLike | None) -> tuple[Path, str | None]:
     """``--style`` value -> (model file, style inside it or None)."""
     spec = str(spec) if spec is not None else default_style()
     p = Path(spec).expanduser()
-    if ":" in spec and not p.is_file():
+    if ":" in spec and not p.is_file() and not _pathlike(spec.rsplit(":", 1)[1]):  # not C:\dir\m.safetensors
         model, inner = spec.rsplit(":", 1)
-        path, _ = resolve(model)
-        return path, inner
-    if p.suffix == ".safetensors" or os.sep in spec or p.is_file():
+        if not model or not inner:
+            raise VidstyleError(f"--style wants NAME, PATH or MODEL:STYLE, not {spec!r}")
+        return _model_path(model), inner
+    if _pathlike(spec) or p.is_file():
         if not p.is_file():
             raise VidstyleError(f"model file not found: {spec}")
         return p, None
-    for e in list_styles():
-        if e.name == spec:
-            return e.path, None
-    known = ", ".join(e.name for e in list_styles()) or "none"
-    raise VidstyleError(f"unknown style {spec!r}; known styles: {known}")
+    names, listed = _index()
+    if spec in names:
+        e = names[spec]
+        return e.path, e.inner
+    raise VidstyleError(f"unknown style {spec!r}; known styles: {_known(listed)}")
+
+
+def _pathlike(s: str) -> bool:
+    return s.endswith(".safetensors") or os.sep in s or bool(os.altsep and os.altsep in s)
+
+
+def _model_path(model: str) -> Path:
+    """The model part of ``MODEL:STYLE``: a path or a model file name (not a style inside a model)."""
+    p = Path(model).expanduser()
+    if _pathlike(model) or p.is_file():
+        if not p.is_file():
+            raise VidstyleError(f"model file not found: {model}")
+        return p
+    files = _model_files()
+    for m in files:
+        if m.path.stem == model:
+            return m.path
+    known = ", ".join(m.path.stem for m in files) or "none"
+    raise VidstyleError(f"unknown model {model!r}; known models: {known}")
 
 
 def parse_mix(text: str | None) -> dict[str, float] | None:

@@ -1,0 +1,164 @@
+"""The style registry: names, multi-style models, precedence, the user folder, ``vidstyle styles``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vidstyle.cli import app
+from vidstyle.errors import VidstyleError
+from vidstyle.models import registry
+
+runner = CliRunner()
+
+
+def _save(path: Path, styles: list[str], seed: int = 0) -> Path:
+    from vidstyle.models import TransformerNet, arch_config, save_model
+
+    torch.manual_seed(seed)
+    return save_model(path, TransformerNet(arch_config("lite", len(styles))), styles)
+
+
+@pytest.fixture(scope="module")
+def duo_file(tmp_path_factory) -> Path:
+    """A small 2-style model, saved once; tests copy it where they need it."""
+    return _save(tmp_path_factory.mktemp("duo") / "duo.safetensors", ["cubist", "the_scream"])
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch, duo_file) -> Path:
+    """A VIDSTYLE_MODELS folder holding the 2-style model ``duo`` (styles cubist and the_scream)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "duo.safetensors").write_bytes(duo_file.read_bytes())
+    monkeypatch.setenv("VIDSTYLE_MODELS", str(folder))
+    return folder
+
+
+def test_bundled_styles_live_in_the_package():
+    import vidstyle
+    assert registry.BUNDLED_DIR.parent == Path(vidstyle.__file__).resolve().parent / "models"
+    names = {p.stem for p in registry.BUNDLED_DIR.glob("*.safetensors")}
+    assert {"starry_night", "the_scream", "udnie", "great_wave_off_kanagawa"} <= names
+
+
+def test_style_inside_a_multi_style_model_by_its_own_name(user_models):
+    path, inner = registry.resolve("cubist")  # no file is called cubist: the style inside duo
+    assert path == user_models / "duo.safetensors" and inner == "cubist"
+    from vidstyle.api import load_model
+    model = load_model("cubist")
+    assert model.label == "cubist" and model.net.mix.tolist() == [1.0, 0.0]
+
+
+def test_model_style_and_model_name_keep_working(user_models):
+    assert registry.resolve("duo:the_scream") == (user_models / "duo.safetensors", "the_scream")
+    assert registry.resolve("duo") == (user_models / "duo.safetensors", None)  # the whole model (for --mix)
+    with pytest.raises(VidstyleError, match="unknown model 'nope'.*duo"):
+        registry.resolve("nope:cubist")
+
+
+def test_single_style_file_wins_over_a_style_inside_a_multi_style_model(user_models):
+    # the bundled the_scream.safetensors wins over duo's the_scream
+    path, inner = registry.resolve("the_scream")
+    assert path == registry.BUNDLED_DIR / "the_scream.safetensors" and inner is None
+    listed = {e.name: e for e in registry.list_styles()}
+    assert listed["the_scream"].path.parent == registry.BUNDLED_DIR
+    assert listed["duo:the_scream"].inner == "the_scream"  # still listed, under a name that reaches it
+    assert registry.resolve("duo:the_scream") == (user_models / "duo.safetensors", "the_scream")
+
+
+def test_user_file_wins_over_bundled_file_and_order_among_multi_style_models(user_models):
+    _save(user_models / "udnie.safetensors", ["udnie"], seed=1)
+    assert registry.resolve("udnie") == (user_models / "udnie.safetensors", None)
+    # a user single-style file named like a style inside a user multi-style model wins over it
+    _save(user_models / "cubist.safetensors", ["cubist"], seed=2)
+    assert registry.resolve("cubist") == (user_models / "cubist.safetensors", None)
+    # two multi-style models with the same style: the first file in name order gets the bare name
+    _save(user_models / "another.safetensors", ["mosaic", "wave"], seed=3)
+    _save(user_models / "zzz.safetensors", ["mosaic", "other"], seed=4)
+    assert registry.resolve("mosaic") == (user_models / "another.safetensors", "mosaic")
+    names = [e.name for e in registry.list_styles()]
+    assert "zzz:mosaic" in names and names.count("mosaic") == 1
+    assert len(names) == len(set(names))
+    for e in registry.list_styles():  # every listed name leads to its own entry
+        assert registry.resolve(e.name) == (e.path, e.inner)
+
+
+def test_unknown_name_lists_the_known_names(user_models):
+    with pytest.raises(VidstyleError) as err:
+        registry.resolve("no_such_style")
+    msg = str(err.value)
+    assert "unknown style 'no_such_style'" in msg
+    for name in ("starry_night", "cubist", "duo:the_scream"):
+        assert name in msg
+
+
+def test_default_style_stays_starry_night(user_models):
+    assert registry.default_style() == "starry_night"
+    assert registry.list_styles()[0].name == "starry_night"
+    assert registry.resolve(None) == (registry.BUNDLED_DIR / "starry_night.safetensors", None)
+
+
+def test_styles_json_one_row_per_style(user_models):
+    (user_models / "broken.safetensors").write_bytes(b"not a model")
+    res = runner.invoke(app, ["styles", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    for r in rows.values():
+        assert {"name", "source", "arch", "model", "path", "default", "styles"} <= set(r)
+    assert rows["cubist"] == {"name": "cubist", "source": "user", "arch": "lite", "model": "duo", "style": "cubist",
+                              "styles": ["cubist", "the_scream"], "path": str(user_models / "duo.safetensors"),
+                              "default": False}
+    assert rows["duo:the_scream"]["model"] == "duo" and rows["duo:the_scream"]["style"] == "the_scream"
+    assert rows["the_scream"]["source"] == "bundled" and rows["the_scream"]["model"] == "the_scream"
+    assert rows["starry_night"]["default"] and sum(r["default"] for r in rows.values()) == 1
+    assert "duo" not in rows  # a multi-style model is listed by its styles
+    assert rows["broken"]["arch"] == "unreadable"
+    res = runner.invoke(app, ["styles"])
+    assert res.exit_code == 0
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("cubist "))
+    assert line.split() == ["cubist", "user", "lite", "duo.safetensors"]
+    assert str(user_models) in res.stdout
+
+
+def test_run_and_live_take_the_inner_style_name(user_models, tmp_path):
+    from conftest import frames_rgb, make_clip
+    clip = make_clip(tmp_path / "c.mp4", w=32, h=24, n=3, audio=None)
+    out = tmp_path / "o.mp4"
+    res = runner.invoke(app, ["run", str(clip), "-o", str(out), "--style", "cubist", "--device", "cpu", "--json",
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["style"] == "cubist" and len(frames_rgb(out)) == 3
+    from vidstyle.live.loop import StyleBank
+    bank = StyleBank("cubist", None, torch.device("cpu"))
+    assert bank.specs[bank.start] == ("cubist", None) and "duo:the_scream" in [s for s, _ in bank.specs]
+    assert bank.label(bank.start) == "cubist"
+
+
+def test_user_folder(monkeypatch, tmp_path):
+    import platformdirs
+    monkeypatch.setenv("VIDSTYLE_MODELS", str(tmp_path / "mine"))
+    assert registry.user_dir() == tmp_path / "mine"  # the variable comes first
+    monkeypatch.delenv("VIDSTYLE_MODELS")
+    assert registry.user_dir() == Path(platformdirs.user_data_dir("vidstyle", appauthor=False)) / "models"
+    if sys.platform.startswith("linux"):  # today's Linux places
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        assert registry.user_dir() == tmp_path / "xdg" / "vidstyle" / "models"
+        monkeypatch.delenv("XDG_DATA_HOME")
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        assert registry.user_dir() == tmp_path / "home" / ".local" / "share" / "vidstyle" / "models"
+    # elsewhere the platform's own place, as platformdirs says (e.g. ~/Library/Application Support/vidstyle)
+    calls = []
+
+    def fake(appname, appauthor=None, **kw):
+        calls.append((appname, appauthor))
+        return str(tmp_path / "Application Support" / appname)
+
+    monkeypatch.setattr(platformdirs, "user_data_dir", fake)
+    assert registry.user_dir() == tmp_path / "Application Support" / "vidstyle" / "models"
+    assert calls == [("vidstyle", False)]  # appauthor=False: no extra author folder on Windows
+
