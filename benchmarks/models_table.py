@@ -8,7 +8,7 @@ from vidstyle.models.files import read_metadata  # noqa: E402
 
 rows = ["| style | arch | steps | size | loss net | final content | final style | final temporal | train time (CPU) | file size |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-for p in sorted(Path("samples/models").glob("*.safetensors")):
+for p in sorted(Path("vidstyle/models/bundled").glob("*.safetensors")):
     m = read_metadata(p)
     t = json.loads(m["training"])
     a = json.loads(m["arch"])
