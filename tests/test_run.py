@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,50 @@ def test_subtitles_copied_untouched(tmp_path, model_file):
     r = stylize_video(src, tmp_path / "out.mp4", style=model_file, device="cpu")
     assert any("subtitle" in n and "dropped" in n for n in r.notes)
     assert _subtitle_packets(tmp_path / "out.mp4") == (None, [])
+
+
+# -- several inputs: a batch into a folder, with a manifest --------------------------------------
+def test_batch_of_inputs_into_a_folder_goes_on_past_a_bad_file_and_resumes(tmp_path, model_file):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    make_clip(src / "a.mp4", n=6)
+    make_clip(src / "sub" / "b.mp4", n=8)
+    bad = src / "broken.mp4"
+    bad.write_bytes(b"not a video at all")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["run", str(src), "-o", str(out), "--style", str(model_file), "--cluster", "local", "-q"])
+    assert r.exit_code == 1, r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.mp4" in errors[0]
+    manifest = json.loads((out / "vidstyle-manifest.json").read_text())
+    status = {Path(i["input"]).name: i for i in manifest["items"]}
+    assert {k: v["status"] for k, v in status.items()} == {"a.mp4": "done", "b.mp4": "done", "broken.mp4": "failed"}
+    assert status["b.mp4"]["frames"] == 8 and status["broken.mp4"]["error"]
+    b_out = out / status["b.mp4"]["output"]
+    assert b_out.parent.name == "sub" and len(video_pts(b_out)) == 8  # the folder layout is kept
+    before = b_out.stat().st_mtime_ns
+    bad.unlink()  # the broken file is gone: the second run has nothing left to fail
+    r = runner.invoke(app, ["run", str(src), "-o", str(out), "--style", str(model_file), "--cluster", "local",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["done"] == 0 and summary["skipped"] == 2
+    assert b_out.stat().st_mtime_ns == before
+
+
+def test_several_inputs_need_a_folder_and_segments_need_one_input(tmp_path, model_file):
+    a, b = make_clip(tmp_path / "a.mp4", n=4), make_clip(tmp_path / "b.mp4", n=4)
+    r = runner.invoke(app, ["run", str(a), str(b), "--style", str(model_file)])
+    assert r.exit_code == 2 and "-o DIR" in r.output
+    r = runner.invoke(app, ["run", str(a), str(b), "-o", str(tmp_path / "o"), "--segments", "2",
+                            "--style", str(model_file)])
+    assert r.exit_code == 2 and "one input" in r.output
+
+
+def test_segments_from_the_command_line(tmp_path, model_file):
+    src = make_clip(tmp_path / "long.mp4", n=30, audio="aac")
+    out = tmp_path / "long.out.mp4"
+    r = runner.invoke(app, ["run", str(src), "-o", str(out), "--segments", "2", "--cluster", "local",
+                            "--style", str(model_file), "-q"])
+    assert r.exit_code == 0, r.output
+    assert video_pts(out) == video_pts(src) and audio_hashes(out) == audio_hashes(src)

@@ -13,8 +13,8 @@ from .common import (ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, Progress, 
 
 
 def run(
-    input: str = typer.Argument(..., help="Video file or URL (anything FFmpeg reads)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file; default <input stem>.<style>.mp4 beside the input."),
+    inputs: List[str] = typer.Argument(..., help="Video files or URLs (anything FFmpeg reads), folders (searched recursively for videos) or globs."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file for one input (default <input stem>.<style>.mp4 beside it); a folder for several, where vidstyle-manifest.json records each one and a second run resumes."),
     style: Optional[str] = StyleOpt,
     mix: Optional[str] = MixOpt,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per network call (default: auto)."),
@@ -32,17 +32,49 @@ def run(
     chroma: str = typer.Option("420", "--chroma", help="Chroma subsampling: 420 plays everywhere (odd sizes are padded by one pixel); 444 keeps full colour detail and exact odd sizes (not every player)."),
     deinterlace: bool = typer.Option(True, "--deinterlace/--no-deinterlace", help="Deinterlace interlaced input (FFmpeg's bwdif) before painting."),
     allow_protocol: Optional[List[str]] = typer.Option(None, "--allow-protocol", help="Also allow this FFmpeg input protocol (repeatable), e.g. --allow-protocol concat. By default only files and http(s), hls, rtmp(s), rtsp, srt, udp are read."),
+    cluster: str = typer.Option("auto", "--cluster", help="Where the videos are painted: local (this process), ray (RAY_ADDRESS, or a Ray started here), ray://HOST:PORT, or auto: Ray when RAY_ADDRESS is set or this machine has several GPUs. Ray: pip install 'vidstyle[cluster]'."),
+    segments: int = typer.Option(1, "--segments", min=1, help="Cut one long video at keyframes into N parts, paint them in parallel, join them by stream copy."),
+    overlap: int = typer.Option(30, "--overlap", min=0, help="With --segments and --temporal: frames painted before each seam and thrown away, so the stabiliser has its history there."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
 ):
-    """Stylize a video, keeping its audio, timestamps, rotation and metadata.
+    """Stylize videos, keeping their audio, timestamps, rotation and metadata.
 
-    Example: vidstyle run holiday.mp4 --style udnie --max-side 720
+    One input is painted in this process (or in --segments parts). Several inputs, folders and globs make
+    a batch into the -o folder: one bad file is reported and the batch goes on (exit code 1 if any
+    failed), and running the same command again paints only what is not done yet.
+
+    Examples: vidstyle run holiday.mp4 --style udnie --max-side 720;
+    vidstyle run clips/ '*.mov' -o painted/ --cluster ray://head:10001
     """
     from ..api import stylize_video
 
     with user_errors():
+        video_options = dict(chroma=chroma, deinterlace=deinterlace, allow_protocols=tuple(allow_protocol or ()))
+        one = len(inputs) == 1 and not _is_many(inputs[0]) and not (output is not None and output.is_dir())
+        if not one or segments > 1:
+            from ..batch import StylizeJob, choose_executor
+
+            job = StylizeJob(style, mix=mix, device=device.value, max_side=max_side, out_size=parse_size(out_size),
+                             strength=strength, preserve_color=preserve_color, batch_size=batch_size, codec=codec,
+                             crf=crf, preset=preset, temporal=temporal, temporal_strength=temporal_strength,
+                             flow=flow, video_options=video_options)
+            executor = choose_executor(cluster)
+            if not one:
+                if segments > 1:
+                    raise VidstyleError("--segments splits one video; give one input")
+                if output is None:
+                    raise VidstyleError("several inputs need an output folder: -o DIR")
+                _run_batch(inputs, output, job, executor, overwrite, quiet, json_out)
+                return
+            from ..segments import stylize_segments
+            with Progress(quiet or json_out, "painting") as bar:
+                r = stylize_segments(inputs[0], output, job, segments=segments, overlap=overlap, executor=executor,
+                                     overwrite=overwrite, progress=bar)
+            _report(r, quiet, json_out)
+            return
+        input = inputs[0]
         stab = None
         if temporal:
             from ..temporal import Stabilizer
@@ -52,12 +84,58 @@ def run(
                 r = stylize_video(input, output, style, mix=mix, batch_size=batch_size, device=device.value,
                                   max_side=max_side, out_size=parse_size(out_size), strength=strength,
                                   preserve_color=preserve_color, codec=codec, crf=crf, preset=preset,
-                                  overwrite=overwrite, stabilizer=stab, progress=bar, chroma=chroma,
-                                  deinterlace=deinterlace, allow_protocols=allow_protocol or ())
+                                  overwrite=overwrite, stabilizer=stab, progress=bar, **video_options)
             except IncompleteInput as e:
                 _report(e.result, quiet, json_out)
                 raise
         _report(r, quiet, json_out)
+
+
+def _is_many(spec: str) -> bool:
+    """A folder or a glob (not an existing file, not a URL)."""
+    if "://" in spec or Path(spec).is_file():
+        return False
+    return Path(spec).is_dir() or any(c in spec for c in "*?[")
+
+
+def _run_batch(inputs, out_dir: Path, job, executor: str, overwrite: bool, quiet: bool, json_out: bool) -> None:
+    """Paint a batch with a files + frames progress bar; errors one line each; exit 1 if any failed."""
+    from ..batch import run_batch
+
+    bar = None
+    if not (quiet or json_out):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress as RP, TextColumn, TimeRemainingColumn
+        bar = RP(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                 console=Console(stderr=True), transient=True)
+        files = bar.add_task("files", total=None)
+        frames = bar.add_task("frames", total=None)
+
+    def progress(p):
+        if bar is None:
+            return
+        bar.update(files, completed=p.files_done + p.files_failed + p.files_skipped, total=p.files_total)
+        bar.update(frames, completed=p.frames_done, total=p.frames_total or None)
+        if p.event == "failed" and p.error:
+            bar.console.print(f"error: {p.input}: {p.error}")
+
+    if bar:
+        bar.start()
+    try:
+        result = run_batch(inputs, out_dir, job, executor=executor, overwrite=overwrite, progress=progress)
+    finally:
+        if bar:
+            bar.stop()
+    if bar is None:  # with a bar they were printed as they came
+        for i, e in result.failed:
+            typer.echo(f"error: {i}: {e}", err=True)
+    if json_out:
+        typer.echo(json.dumps(result.to_dict()))
+    elif not quiet:
+        typer.echo(f"{out_dir}: {result.done} painted, {result.skipped} already done, {len(result.failed)} failed; "
+                   f"{result.frames} frames in {result.seconds:.1f} s (manifest {result.manifest.name})", err=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def _report(r, quiet: bool, json_out: bool) -> None:

@@ -1,0 +1,189 @@
+"""One video painted in segments (cut at keyframes, painted in parallel, joined by stream copy) gives the
+same file as one process: frame count, timestamps, audio packets, metadata, and pixels within tolerance."""
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import audio_hashes, frames_rgb, pattern, video_pts
+from vidstyle.batch import StylizeJob
+from vidstyle.errors import IncompleteInput
+from vidstyle.segments import plan_segments, seam_errors, stylize_segments
+
+
+def make_gop_clip(path: Path, n: int = 90, fps: int = 30, gop: int = 10, w: int = 64, h: int = 48,
+                  rotation: int = 90, title: str = "long take") -> Path:
+    """An H.264 clip with a keyframe every ``gop`` frames, an AAC track, a title and a rotation."""
+    tb = Fraction(1, fps)
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
+        out.metadata["title"] = title
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        v.time_base = tb
+        v.codec_context.time_base = tb
+        v.options = {"preset": "ultrafast", "crf": "10", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        if rotation:
+            v.set_display_rotation(rotation)
+        a = out.add_stream("aac", rate=44100)
+        a.layout = "mono"
+        a.metadata["language"] = "eng"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(pattern(i, w, h), format="rgb24")
+            f.pts, f.time_base = i, tb
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        fs = a.codec_context.frame_size or 1024
+        for j in range(int(n / fps * 44100 / fs) + 1):
+            s = (np.sin((np.arange(fs) + j * fs) * 0.02) * 0.3).astype(np.float32)
+            af = av.AudioFrame.from_ndarray(s[None], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 44100, j * fs
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def contrast_model(tmp_path_factory) -> Path:
+    """A random lite network whose output follows its input (a plain random one paints flat grey)."""
+    import torch
+    from vidstyle.models import TransformerNet, arch_config, save_model
+
+    torch.manual_seed(0)
+    net = TransformerNet(arch_config("lite"))
+    with torch.no_grad():
+        net.decoder[-1].conv.weight.mul_(80)
+    return save_model(tmp_path_factory.mktemp("seg-model") / "rnd.safetensors", net, ["rnd"])
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_gop_clip(tmp_path_factory.mktemp("seg-clip") / "long.mp4")
+
+
+@pytest.fixture(scope="module")
+def job(contrast_model) -> StylizeJob:
+    # crf 0 (lossless): the comparison sees the painting, not two encoders' rounding
+    return StylizeJob(str(contrast_model), device="cpu", crf=0, preset="ultrafast", temporal=True, flow="dis")
+
+
+@pytest.fixture(scope="module")
+def reference(clip, job, tmp_path_factory) -> Path:
+    """The single-process run."""
+    dst = tmp_path_factory.mktemp("seg-ref") / "ref.mp4"
+    job(str(clip), str(dst))
+    return dst
+
+
+def _keyframe_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return sorted(p.pts for p in c.demux(c.streams.video[0]) if p.dts is not None and p.is_keyframe)
+
+
+def _rotation(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return int(round(next(c.decode(video=0)).rotation or 0))
+
+
+def _mean_diffs(a: list[np.ndarray], b: list[np.ndarray]) -> list[float]:
+    return [float(np.abs(x.astype(np.int16) - y.astype(np.int16)).mean()) for x, y in zip(a, b)]
+
+
+def test_plan_cuts_at_keyframes(clip):
+    plan = plan_segments(clip, 3, overlap=30)
+    assert plan.frames == 90 and plan.keyframes == list(range(0, 90, 10))
+    assert plan.cuts == [30, 60] and set(plan.cuts) <= set(plan.keyframes)
+    assert [(p.start, p.end, p.warm) for p in plan.parts] == [(0, 30, 0), (30, 60, 0), (60, 90, 30)]
+    assert plan.parts[-1].end_pts is None and plan.parts[0].end_pts == plan.parts[1].start_pts
+    # the nearest keyframe within half a part of the ideal cut; a plain frame when there is none
+    seven = plan_segments(clip, 7, overlap=5)
+    assert seven.cuts == [10, 30, 40, 50, 60, 80] and seven.parts[3].warm == 35
+    assert plan_segments(clip, 18, overlap=0).cuts == list(range(5, 90, 5))
+
+
+def test_segments_same_as_one_process(tmp_path, clip, job, reference):
+    done = []
+    dst = tmp_path / "seg.mp4"
+    r = stylize_segments(clip, dst, job, segments=3, overlap=30, workers=1, keep_parts=False,
+                         progress=lambda n, total: done.append((n, total)))
+    assert r.output == str(dst) and r.frames == 90 and r.cuts == [30, 60]
+    assert [p["warm"] for p in r.parts] == [0, 30, 30] and [p["frames"] for p in r.parts] == [30, 30, 30]
+    assert done[-1] == (90, 90)
+    # frames, timestamps, audio packets, metadata, rotation: identical to the single-process run
+    assert video_pts(dst) == video_pts(reference) == video_pts(clip)
+    assert audio_hashes(dst) == audio_hashes(reference) == audio_hashes(clip)
+    with av.open(str(dst)) as c:
+        assert c.metadata.get("title") == "long take"
+        assert c.streams.audio[0].metadata.get("language") == "eng"
+    assert _rotation(dst) == _rotation(reference) != 0
+    # every part started with a keyframe: there is one at each seam of the joined file
+    pts = video_pts(dst)
+    assert {pts[30], pts[60]} <= set(_keyframe_pts(dst))
+    # pixels: within a small tolerance everywhere, and exact before the first seam
+    diffs = _mean_diffs(frames_rgb(dst), frames_rgb(reference))
+    assert len(diffs) == 90 and max(diffs) <= 0.5, diffs
+    assert max(diffs[:30]) <= 0.05
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # parts and partial files are gone
+
+    # the seams: warping error across each seam vs inside the parts, as vidstyle.evaluate measures it
+    seams = seam_errors(clip, dst, r.cuts)
+    ref_seams = seam_errors(clip, reference, r.cuts)
+    print("\nseam warping error (segments):", seams, "\nsame pairs, one process:", ref_seams)
+    assert [s["cut"] for s in seams["seams"]] == [30, 60] and seams["inside_median"] > 0
+    for s, t in zip(seams["seams"], ref_seams["seams"]):
+        assert s["error"] == pytest.approx(t["error"], rel=0.1, abs=1e-4)
+
+
+def test_overlap_is_what_keeps_the_seams(tmp_path, clip, job, reference):
+    """Without warm-up frames the stabiliser starts cold at the seams and the frames after them differ."""
+    ref = frames_rgb(reference)
+    cold = _mean_diffs(frames_rgb(stylize_segments(clip, tmp_path / "cold.mp4", job, segments=3, overlap=0,
+                                                   workers=1).output), ref)
+    warm = _mean_diffs(frames_rgb(stylize_segments(clip, tmp_path / "warm.mp4", job, segments=3, overlap=30,
+                                                   workers=1).output), ref)
+    assert max(cold[30:]) > 1.0 and max(warm) < max(cold[30:]) / 4
+    assert max(cold[:30]) <= 0.05  # the first part has no seam before it
+
+
+def test_segments_in_parallel_processes(tmp_path, clip, job, reference):
+    dst = tmp_path / "par.mp4"
+    r = stylize_segments(clip, dst, job, segments=3, overlap=30, workers=2)
+    assert r.frames == 90
+    assert video_pts(dst) == video_pts(reference) and audio_hashes(dst) == audio_hashes(reference)
+    assert max(_mean_diffs(frames_rgb(dst), frames_rgb(reference))) <= 0.5
+
+
+def test_one_piece_when_segments_cannot_help(tmp_path, clip, job, reference):
+    r = stylize_segments(clip, tmp_path / "one.mp4", job, segments=1)
+    assert r.frames == 90 and not r.parts and video_pts(tmp_path / "one.mp4") == video_pts(reference)
+    # a truncated file is painted in one piece, and reported as vidstyle run reports it
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(IncompleteInput) as e:
+        stylize_segments(cut, tmp_path / "cut.out.mp4", job, segments=3)
+    assert 0 < e.value.result.frames < 90 and (tmp_path / "cut.out.mp4").exists()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vidstyle[cluster]')")
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+def test_segments_as_ray_tasks(tmp_path, clip, job, reference, ray_local):
+    dst = tmp_path / "ray.mp4"
+    r = stylize_segments(clip, dst, job, segments=3, overlap=30, executor="ray", cpus_per_task=1)
+    assert r.frames == 90 and r.cuts == [30, 60]
+    assert video_pts(dst) == video_pts(reference) and audio_hashes(dst) == audio_hashes(reference)
+    assert max(_mean_diffs(frames_rgb(dst), frames_rgb(reference))) <= 0.5

@@ -1,0 +1,632 @@
+"""One long video painted by several workers: cut at keyframes, painted in parallel, joined by stream copy.
+
+    job = StylizeJob("udnie", temporal=True)
+    r = stylize_segments("film.mp4", "film.udnie.mp4", job, segments=4)              # local processes
+    r = stylize_segments("film.mp4", None, job, segments=16, executor="ray://head:10001")
+
+1. ``plan_segments`` reads the video packets (no decoding) and cuts the frames, in presentation order,
+   into N parts at the keyframes nearest to equal lengths (at a plain frame when no keyframe is near).
+2. Each part is painted by ``paint_part`` (a process, or a Ray task asking for one GPU or some CPUs):
+   it seeks to the keyframe before its first frame, starts painting ``overlap`` frames early so that
+   the temporal stabiliser has its history at the seam, throws those warm-up frames away, and encodes
+   the rest with their own timestamps into a part file (video only). Every part file starts with a
+   keyframe (x264 starts each file with an IDR).
+3. ``join_parts`` remuxes the parts' video packets into the output without re-encoding, timestamps
+   kept, and copies the audio, subtitles and metadata once from the original, as ``vidstyle run`` does.
+
+``seam_errors`` measures the short-term warping error (``vidstyle.evaluate``) of the pairs across the
+seams against the median inside the parts.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+import numpy as np
+
+from .api import RunResult, default_output
+from .batch import StylizeJob, connect_ray, error_line, is_url, task_resources
+from .errors import VidstyleError
+
+log = logging.getLogger("vidstyle")
+
+
+# -- the plan ------------------------------------------------------------------------------------
+@dataclass
+class Part:
+    """Frames ``start`` .. ``end`` - 1 (presentation order) are kept; painting starts at ``warm``."""
+
+    index: int
+    start: int
+    end: int
+    warm: int
+    warm_pts: int
+    start_pts: int
+    end_pts: int | None  # pts of frame ``end`` (excluded); None for the last part
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class SegmentPlan:
+    src: str
+    frames: int
+    time_base: Fraction
+    keyframes: list[int]  # frame indices (presentation order) of the keyframes
+    parts: list[Part]
+    overlap: int
+
+    @property
+    def cuts(self) -> list[int]:
+        """Index of the first frame of every part but the first."""
+        return [p.start for p in self.parts[1:]]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["time_base"] = str(self.time_base)
+        return d
+
+
+class NoSegments(VidstyleError):
+    """This input cannot be cut into segments (it is painted in one piece instead)."""
+
+
+def cannot_segment(src: str, dst: Path, deinterlace: bool = True) -> str | None:
+    """Why ``src`` cannot be painted in segments into ``dst``, or None when it can."""
+    from .io.reader import VideoReader
+
+    if is_url(src):
+        return "--segments needs a local file"
+    if dst.suffix.lower() == ".gif":
+        return "GIF output"
+    with VideoReader(src) as r:
+        info = r.info
+    if not info.timestamps:
+        return "the input has no timestamps"
+    if info.interlaced and deinterlace:
+        return "interlaced input (the deinterlacer needs the frames before each seam)"
+    return None
+
+
+def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
+    """(sorted pts of every frame, indices of the keyframes among them, time base), from packets only."""
+    from .io.reader import open_container
+
+    c = open_container(src)
+    try:
+        if not c.streams.video:
+            raise VidstyleError(f"{src} has no video stream")
+        vs = c.streams.video[0]
+        tb = vs.time_base or Fraction(1, 90000)
+        header = int(vs.frames or 0)
+        pts, keys = [], set()
+        for p in c.demux(vs):
+            if p.dts is None and p.pts is None:  # the flush packet
+                continue
+            if p.pts is None:
+                raise NoSegments("video packets without timestamps")
+            if getattr(p, "is_discard", False):
+                continue
+            pts.append(int(p.pts))
+            if p.is_keyframe:
+                keys.add(int(p.pts))
+    except av.error.FFmpegError as e:  # truncated or corrupt: one piece, where the reader copes with it
+        raise NoSegments(f"the file could not be read to the end ({e.strerror or e})") from None
+    finally:
+        c.close()
+    pts.sort()
+    if header and len(pts) < header * 0.98 - 1:
+        raise NoSegments(f"the file ends early ({len(pts)} of the {header} frames its header announces)")
+    if len(set(pts)) != len(pts):
+        raise NoSegments("repeated video timestamps")
+    return pts, [i for i, t in enumerate(pts) if t in keys], tb
+
+
+def plan_segments(src: str | Path, segments: int, overlap: int = 30) -> SegmentPlan:
+    """Cut ``src`` into at most ``segments`` parts of about equal length, at keyframes where one is near."""
+    pts, keys, tb = probe_video(src)
+    n = len(pts)
+    if n == 0:
+        raise VidstyleError(f"{src}: no video frame to paint")
+    want = max(1, min(int(segments), n))
+    cuts: list[int] = []
+    inner = [k for k in keys if 0 < k < n]
+    for i in range(1, want):
+        ideal = round(i * n / want)
+        slack = n / want / 2
+        near = [k for k in inner if abs(k - ideal) <= slack and k > (cuts[-1] if cuts else 0)]
+        c = min(near, key=lambda k: (abs(k - ideal), k)) if near else ideal
+        if c > (cuts[-1] if cuts else 0) and c < n:
+            cuts.append(c)
+    bounds = [0] + cuts + [n]
+    parts = []
+    for i in range(len(bounds) - 1):
+        s, e = bounds[i], bounds[i + 1]
+        w = max(0, s - max(0, int(overlap)))
+        parts.append(Part(i, s, e, w, pts[w], pts[s], pts[e] if e < n else None))
+    return SegmentPlan(str(src), n, tb, keys, parts, int(overlap))
+
+
+# -- painting one part (in a worker) -----------------------------------------------------------------
+@dataclass
+class _Pic:
+    pts: int
+    rgb: np.ndarray
+    keep: bool
+
+
+def _decode_range(src: str, part: Part) -> Iterator[_Pic]:
+    """Frames with warm_pts <= pts < end_pts, seeking to the keyframe before ``warm_pts``."""
+    for attempt in (0, 1):
+        c = av.open(src)
+        try:
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            if part.warm > 0 and attempt == 0:
+                c.seek(part.warm_pts, stream=vs, backward=True, any_frame=False)
+            first = True
+            for frame in c.decode(vs):
+                if frame.pts is None:
+                    raise VidstyleError(f"{src}: a decoded frame has no timestamp; it cannot be cut into segments")
+                if first:
+                    first = False
+                    if frame.pts > part.warm_pts:  # the seek went too far: decode from the start instead
+                        break
+                if frame.pts < part.warm_pts:
+                    continue
+                if part.end_pts is not None and frame.pts >= part.end_pts:
+                    return
+                yield _Pic(frame.pts, frame.to_ndarray(format="rgb24"), frame.pts >= part.start_pts)
+            else:
+                return
+            if attempt == 1:
+                return
+            log.debug("part %d: seek overshot, decoding from the start", part.index)
+        finally:
+            c.close()
+
+
+def _checked(frames: Iterator[_Pic], src: str, part: Part) -> Iterator[_Pic]:
+    """Decoding errors as one line that says what to do."""
+    try:
+        yield from frames
+    except av.error.FFmpegError as e:
+        raise VidstyleError(f"{src}: part {part.index} could not be decoded ({e.strerror or e}); "
+                            "paint it without --segments") from None
+
+
+def _x264_stitchable(writer) -> None:
+    """Ask x264 for headers that do not depend on the content, so that parts can be joined."""
+    if getattr(writer, "encoder", "") == "libx264":
+        opts = dict(writer.vstream.options or {})
+        params = [p for p in opts.get("x264-params", "").split(":") if p]
+        opts["x264-params"] = ":".join(params + ["stitchable=1"])
+        writer.vstream.options = opts
+
+
+def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
+               progress: Callable[[int, int], None] | None = None) -> dict:
+    """Paint ``part`` of ``src`` into ``part_path`` (video only, original timestamps); runs in a worker."""
+    from .io.reader import VideoReader
+    from .io.writer import VideoWriter
+    from .pipeline import run_stages
+
+    t0 = time.perf_counter()
+    with VideoReader(src) as r:
+        info = r.info
+    stylizer = job.stylizer()
+    stab = job.make_stabilizer()
+    size = job.out_size or (info.width, info.height)
+    chroma = {"chroma": job.video_options["chroma"]} if "chroma" in job.video_options else {}
+    writer = VideoWriter(part_path, info, size=size, codec=job.codec, crf=job.crf, preset=job.preset,
+                         copy_streams=None, overwrite=True, src=src, **chroma)
+    _x264_stitchable(writer)
+    bs = job.batch_size or stylizer.auto_batch(info.height, info.width)
+
+    def paint(batch):
+        out = stylizer.paint_frames(np.stack([p.rgb for p in batch]), stab)
+        return list(stylizer.download(stylizer.finish(out)))
+
+    warm = 0
+    try:
+        for pic, rgb in run_stages(_checked(_decode_range(src, part), src, part), paint, batch_size=bs):
+            if pic.keep:
+                writer.write(rgb, pic.pts)
+                if progress:
+                    progress(writer.frames_written, part.frames)
+            else:
+                warm += 1
+        n = writer.frames_written
+        if n != part.frames:
+            raise VidstyleError(f"{src}: part {part.index} decoded {n} of its {part.frames} frames")
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return {"index": part.index, "frames": n, "warm": warm, "seconds": round(time.perf_counter() - t0, 3),
+            "device": str(stylizer.device), "size": list(writer.size), "notes": list(writer.notes),
+            "style": getattr(stylizer.model, "label", stylizer.name)}
+
+
+def _part_worker(job, src, part, part_path, queue=None) -> dict:
+    """ProcessPoolExecutor entry point: progress goes through a Manager queue."""
+    last = [0.0]
+
+    def progress(n, total):
+        now = time.monotonic()
+        if queue is not None and (now - last[0] > 0.5 or n >= total):
+            last[0] = now
+            queue.put((part.index, n))
+
+    return paint_part(job, src, part, part_path, progress if queue is not None else None)
+
+
+# -- joining -------------------------------------------------------------------------------------
+def _packets(c, streams: list[int] | None = None) -> Iterator:
+    """The packets of ``streams`` (indices; default the first video stream) of an open container."""
+    want = [c.streams[i] for i in streams] if streams is not None else [c.streams.video[0]]
+    for p in c.demux(*want):
+        if p.dts is None:  # flush packets carry nothing
+            continue
+        yield p
+
+
+def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overwrite: bool = False) -> list[str]:
+    """Remux the parts' video (no re-encoding) with ``src``'s audio, subtitles and metadata into ``dst``.
+
+    The other streams follow the writer's rules for the output format (copied when the container takes
+    the codec, audio re-encoded otherwise, subtitles dropped otherwise, each with a note); the display
+    matrix and the container and stream metadata are copied. Written to a temporary file beside ``dst``
+    and renamed at the end; returns the notes.
+    """
+    from .io.reader import VideoReader
+    from .io.writer import AtomicPath, check_target, output_format
+
+    dst = Path(dst)
+    check_target(dst, overwrite, src)
+    fmt = output_format(dst)
+    kind = dst.suffix.lower().lstrip(".")
+    with VideoReader(src) as r:
+        info = r.info
+    notes: list[str] = []
+    atomic = AtomicPath(dst)
+    opened: list = []
+    try:
+        out = av.open(f"file:{atomic.tmp}", "w", format=fmt.muxer,
+                      options={"movflags": "+faststart"} if fmt.faststart else {})
+        opened.append(out)
+        orig = av.open(src)
+        opened.append(orig)
+        out.metadata.update({k: v for k, v in orig.metadata.items() if k.lower() != "encoder"})
+        heads = [av.open(str(p)) for p in part_paths]
+        opened += heads
+        template = heads[0].streams.video[0]
+        extradata = template.codec_context.extradata
+        for i, h in enumerate(heads[1:], 1):
+            if h.streams.video[0].codec_context.extradata != extradata:
+                raise VidstyleError(f"part {i} was encoded with other codec headers than part 0; "
+                                    "it cannot be joined by stream copy")
+        ov = out.add_stream_from_template(template)
+        for k, v in info.stream_metadata.items():
+            if k.lower() not in ("handler_name", "vendor_id", "encoder"):
+                ov.metadata[k] = v
+        if fmt.display_matrix and hasattr(ov, "set_display_matrix"):
+            identity = (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+            if info.display_matrix is not None and tuple(info.display_matrix) != identity:
+                ov.set_display_matrix(info.display_matrix)
+            elif info.display_matrix is None and info.rotation % 360:
+                ov.set_display_rotation(info.rotation)
+        mapping: dict[int, tuple] = {}
+        for s in orig.streams:
+            if s.type not in ("audio", "subtitle"):
+                continue
+            name = s.codec_context.name if s.codec_context else ""
+            ok = fmt.audio if s.type == "audio" else fmt.subtitles
+            if ok is None or name in ok:
+                o, mode = out.add_stream_from_template(s), "copy"
+            elif s.type == "audio" and fmt.audio_encoder:
+                target = fmt.audio_encoder
+                o = out.add_stream(target, rate=48000 if target == "libopus" else (s.rate or 48000))
+                if s.layout is not None:
+                    o.layout = s.layout.name if target == "aac" else ("stereo" if s.channels > 1 else "mono")
+                mode = "encode"
+                notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}: {kind} cannot hold {name}")
+            else:
+                notes.append(f"{s.type} stream {s.index} ({name}) dropped: {kind} cannot hold it")
+                continue
+            o.metadata.update(s.metadata)
+            try:
+                o.disposition = s.disposition
+            except Exception:  # noqa: BLE001 - older PyAV: read-only
+                pass
+            mapping[s.index] = (mode, o)
+
+        def video() -> Iterator:
+            for h in heads:
+                yield from _packets(h)
+
+        counter = itertools.count()
+
+        def keyed(gen, order):
+            for p in gen:
+                t = p.dts if p.dts is not None else p.pts
+                yield (float(t * p.time_base) if t is not None else 0.0, order, next(counter), p)
+
+        sources = [keyed(video(), 0)]
+        if mapping:
+            sources.append(keyed(_packets(orig, list(mapping)), 1))
+        last_dts = None
+        for _, _, _, p in heapq.merge(*sources):
+            if p.stream.type == "video":
+                if last_dts is not None and p.dts is not None and p.dts <= last_dts:
+                    fixed = last_dts + 1
+                    if p.pts is not None and fixed > p.pts:
+                        raise VidstyleError(f"cannot join the parts of {dst.name}: their decoding timestamps overlap")
+                    p.dts = fixed
+                last_dts = p.dts if p.dts is not None else last_dts
+                p.stream = ov
+                out.mux(p)
+                continue
+            mode, o = mapping[p.stream.index]
+            if mode == "copy":
+                p.stream = o
+                out.mux(p)
+            else:
+                for frame in p.decode():
+                    frame.pts = None  # let the encoder number the samples
+                    out.mux(o.encode(frame))
+        for mode, o in mapping.values():
+            if mode == "encode":
+                out.mux(o.encode(None))
+        for c in opened:
+            c.close()
+        opened.clear()
+        atomic.commit()
+    except BaseException:
+        for c in opened:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        atomic.discard()
+        raise
+    return notes
+
+
+# -- the whole -----------------------------------------------------------------------------------
+@dataclass
+class SegmentResult(RunResult):
+    parts: list = field(default_factory=list)  # per part: index, start, end, warm, frames, seconds
+    cuts: list = field(default_factory=list)
+
+
+_RAY_PART: object | None = None
+
+
+def _ray_part_task(ray):
+    global _RAY_PART
+    if _RAY_PART is None:
+        @ray.remote(max_calls=0)  # keep the worker, and the Stylizer it built, for the next part
+        def paint_part_task(job, src, part, part_path, sink, tag):
+            last = [0.0]
+
+            def progress(n, total):
+                now = time.monotonic()
+                if now - last[0] > 0.5 or n >= total:
+                    last[0] = now
+                    sink.update.remote(tag, n, total)
+
+            return paint_part(job, src, part, part_path, progress)
+
+        _RAY_PART = paint_part_task
+    return _RAY_PART
+
+
+def _run_parts_local(job, src, plan, paths, workers, report) -> list[dict]:
+    if workers <= 1:
+        return [paint_part(job, src, p, paths[p.index], lambda n, total, i=p.index: report(i, n))
+                for p in plan.parts]
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # torch and threads: never fork
+    manager = ctx.Manager()
+    try:
+        queue = manager.Queue()
+        results: dict[int, dict] = {}
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futs = {pool.submit(_part_worker, job, src, p, paths[p.index], queue): p.index for p in plan.parts}
+            pending = set(futs)
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    while not queue.empty():
+                        i, n = queue.get_nowait()
+                        report(i, n)
+                    for f in done:
+                        results[futs[f]] = f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        return [results[i] for i in range(len(plan.parts))]
+    finally:
+        manager.shutdown()
+
+
+def _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_per_task, max_retries,
+                   ray_init) -> list[dict]:
+    from .batch import _ray_defs
+
+    ray, started = connect_ray(executor, ray_init)
+    try:
+        _, ProgressSink = _ray_defs(ray)
+        task = _ray_part_task(ray)
+        sink = ProgressSink.remote()
+        job_ref = ray.put(job)
+        opts = task_resources(ray, cpus_per_task, gpus_per_task)
+        refs = {task.options(max_retries=max_retries, retry_exceptions=False, **opts).remote(
+            job_ref, src, p, paths[p.index], sink, p.index): p.index for p in plan.parts}
+        results: dict[int, dict] = {}
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+                try:
+                    for i, (n, _) in ray.get(sink.take.remote(), timeout=30).items():
+                        report(i, n)
+                except Exception:  # noqa: BLE001 - progress is best effort
+                    pass
+                for ref in ready:
+                    try:
+                        results[refs[ref]] = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        cause = getattr(e, "cause", None)
+                        raise (cause if isinstance(cause, VidstyleError) else
+                               VidstyleError(f"part {refs[ref]} failed: {error_line(cause or e)}")) from None
+                    except ray.exceptions.RayError as e:
+                        raise VidstyleError(f"part {refs[ref]} failed: {error_line(e)}") from None
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        return [results[i] for i in range(len(plan.parts))]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *, segments: int = 2,
+                     overlap: int = 30, executor: str = "local", workers: int | None = None,
+                     overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+                     cpus_per_task: int | None = None, gpus_per_task: float = 1, max_retries: int = 3,
+                     ray_init: dict | None = None, keep_parts: bool = False) -> SegmentResult:
+    """Paint one video as ``segments`` parts in parallel and join them; same output as ``job(src, dst)``.
+
+    ``overlap``: frames painted before each seam and thrown away, so that the temporal stabiliser has
+    its history there (only with ``job.temporal``: without it no frame depends on the ones before).
+    ``executor``: ``"local"`` (``workers`` processes, default one per part up to the CPU count; 1 paints
+    the parts one after the other in this process), ``"ray"`` or a Ray address (one task per part).
+    ``progress(frames_done, frames_total)`` as for ``stylize_video``. The parts are written to a hidden
+    folder beside the output and removed at the end (``keep_parts`` keeps them, for inspection).
+    A URL, or ``segments`` <= 1, is painted in one piece.
+    """
+    from .io.writer import check_target
+
+    src = str(src)
+    dst = Path(dst) if dst is not None else default_output(src, job.label)
+    check_target(dst, overwrite, src)
+    t0 = time.perf_counter()
+    why = None if segments > 1 else ""
+    if why is None:
+        why = cannot_segment(src, dst, job.video_options.get("deinterlace", True))
+    if why is None:
+        try:
+            plan = plan_segments(src, segments, overlap if job.temporal else 0)
+        except NoSegments as e:
+            why = str(e)
+    if why is None and len(plan.parts) < 2:
+        why = "the video has a single frame"
+    if why is not None:
+        r = job(src, str(dst), overwrite=overwrite, progress=progress)
+        res = SegmentResult(**{k: r[k] for k in RunResult.__dataclass_fields__ if k in r})
+        if why:
+            res.notes.append(f"painted in one piece, not in segments: {why}")
+        return res
+    parts_dir = dst.parent / f".{dst.stem}.parts-{os.getpid()}"
+    parts_dir.mkdir(exist_ok=True)
+    paths = [str(parts_dir / f"part{p.index:04d}{dst.suffix or '.mp4'}") for p in plan.parts]
+    done = [0] * len(plan.parts)
+
+    def report(i: int, n: int) -> None:
+        done[i] = n
+        if progress:
+            progress(sum(done), plan.frames)
+
+    try:
+        if executor == "local":
+            n_workers = workers or min(len(plan.parts), os.cpu_count() or 1)
+            results = _run_parts_local(job, src, plan, paths, n_workers, report)
+        else:
+            results = _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_per_task,
+                                     max_retries, ray_init)
+        notes = join_parts(src, paths, dst, overwrite=overwrite)
+    finally:
+        if not keep_parts:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    n = sum(r["frames"] for r in results)
+    first = results[0]
+    notes = sorted(set(first["notes"])) + notes
+    parts = [{"index": p.index, "start": p.start, "end": p.end, "warm": p.start - p.warm,
+              "frames": r["frames"], "seconds": r["seconds"]} for p, r in zip(plan.parts, results)]
+    return SegmentResult(output=str(dst), frames=n, seconds=round(seconds, 3),
+                         fps=round(n / seconds, 3) if seconds else 0.0, style=first["style"], device=first["device"],
+                         width=first["size"][0], height=first["size"][1], complete=True, notes=notes,
+                         parts=parts, cuts=plan.cuts)
+
+
+# -- measuring the seams -------------------------------------------------------------------------
+def _frames_in(path: str | Path, wanted: set[int], max_side: int | None) -> dict[int, np.ndarray]:
+    import cv2
+
+    from .stylizer import scaled_size
+
+    got = {}
+    with av.open(str(path)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i in wanted:
+                rgb = f.to_ndarray(format="rgb24")
+                h, w = rgb.shape[:2]
+                hh, ww = scaled_size(h, w, max_side)
+                got[i] = cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA) if (hh, ww) != (h, w) else rgb
+            if wanted and i >= max(wanted):
+                break
+    return got
+
+
+def seam_errors(src: str | Path, output: str | Path, cuts: list[int], *, window: int = 6,
+                max_side: int | None = 360) -> dict:
+    """Short-term warping error (``vidstyle.evaluate``) across each seam vs inside the parts.
+
+    For every cut c, the pairs (t-1, t) for t in [c - window, c + window) are measured with DIS flow on
+    the input frames; the pair (c-1, c) is the seam, the others are inside a part. Returns
+    ``{"seams": [{"cut", "error", "inside_median"}], "inside_median", "worst_ratio"}``.
+    """
+    from .evaluate import FlowBank, warping_errors
+
+    windows = []
+    for c in cuts:
+        lo, hi = max(0, c - window - 1), c + window
+        windows.append((c, lo, hi))
+    wanted = {i for _, lo, hi in windows for i in range(lo, hi)}
+    ins, outs = _frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side)
+    seams, inside = [], []
+    for c, lo, hi in windows:
+        idx = [i for i in range(lo, hi) if i in ins and i in outs]
+        if c not in idx or c - 1 not in idx:
+            continue
+        errs = warping_errors([outs[i] for i in idx], FlowBank([ins[i] for i in idx]), 1)
+        pairs = dict(zip(idx[1:], errs))  # t -> error of (t-1, t)
+        here = [e for t, e in pairs.items() if t != c]
+        inside += here
+        seams.append({"cut": c, "error": pairs[c], "inside_median": float(np.median(here)) if here else None})
+    med = float(np.median(inside)) if inside else None
+    worst = max((s["error"] for s in seams), default=None)
+    return {"seams": seams, "inside_median": med,
+            "worst_ratio": (worst / med) if (worst is not None and med) else None}
+
+
+__all__ = ["NoSegments", "Part", "SegmentPlan", "cannot_segment", "SegmentResult", "join_parts", "paint_part", "plan_segments", "probe_video",
+           "seam_errors", "stylize_segments"]
