@@ -18,7 +18,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import make_clip, pattern
+from conftest import audio_hashes, make_clip, pattern, video_pts
 from vidstyle.errors import Terminated, VidstyleError
 from vidstyle.io.reader import VideoInfo, VideoReader
 from vidstyle.io.writer import AtomicPath, VideoWriter, remove_stale_partials
@@ -518,3 +518,95 @@ def test_rotation_by_pixel_content(tmp_path, rotation, suffix):
         assert _matrix(f_out) is None and any("rotation" in n for n in w.notes)
     else:  # stored pixels untouched, rotation kept as metadata
         assert (f_out.width, f_out.height) == (64, 48) and f_out.rotation == f_in.rotation and not w.notes
+
+
+# -- 12. a range of the video ----------------------------------------------------------
+GOP10 = {"preset": "ultrafast", "crf": "4", "g": "10", "keyint_min": "10", "sc_threshold": "0"}
+
+
+def _all_frames(src: Path, **kw) -> list:
+    with VideoReader(src, **kw) as r:
+        return list(r.frames())
+
+
+def test_range_in_the_middle_gives_exactly_its_frames(tmp_path):
+    src = clip(tmp_path / "gop.mp4", n=40, options=GOP10)  # keyframes at 0, 10, 20, 30
+    whole = _all_frames(src)
+    pts = [f.pts for f in whole]
+    with VideoReader(src) as r:
+        got = list(r.frames(start_pts=pts[13], end_pts=pts[27]))  # from within one GOP into another
+        assert r.incomplete is None
+    assert [f.pts for f in got] == pts[13:27] and [f.index for f in got] == list(range(14))
+    assert all(np.array_equal(f.rgb, w.rgb) for f, w in zip(got, whole[13:27]))
+    with VideoReader(src) as r:  # a range that starts on a keyframe, and one to the end (no truncation note)
+        assert [f.pts for f in r.frames(start_pts=pts[10], end_pts=pts[20])] == pts[10:20]
+        assert [f.pts for f in r.frames(start_pts=pts[35])] == pts[35:] and r.incomplete is None
+
+
+def test_range_of_a_file_that_seeks_past_keyframes(tmp_path):
+    """MPEG-TS seeks to any packet, not only keyframes: the reader goes back until decoding starts early enough."""
+    src = clip(tmp_path / "gop.ts", n=40, fmt="mpegts", options=GOP10)
+    whole = _all_frames(src)
+    pts = [f.pts for f in whole]
+    with VideoReader(src) as r:
+        got = list(r.frames(start_pts=pts[35], end_pts=pts[39]))
+    assert [f.pts for f in got] == pts[35:39]
+    assert all(np.array_equal(f.rgb, w.rgb) for f, w in zip(got, whole[35:39]))
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts"])
+def test_deinterlaced_range_matches_the_whole_run(tmp_path, suffix):
+    """bwdif sees the frames either side of the range, so the frames are the ones a whole run gives."""
+    src = encode(tmp_path / f"i{suffix}", _combed_frames(40), fmt="mpegts" if suffix == ".ts" else None,
+                 options={**GOP10, "x264-params": "interlaced=1:tff=1"})
+    whole = _all_frames(src)
+    pts = [f.pts for f in whole]
+    for a, b in [(10, 20), (13, 27), (0, 5)]:  # on a keyframe (bwdif needs the GOP before), inside a GOP, the start
+        with VideoReader(src) as r:
+            got = list(r.frames(start_pts=pts[a], end_pts=pts[b]))
+            assert r.info.interlaced and r._graph is not None
+        assert [f.pts for f in got] == pts[a:b]
+        assert all(np.array_equal(f.rgb, w.rgb) for f, w in zip(got, whole[a:b])), (a, b)
+    assert np.mean([_comb(f.rgb) for f in whole]) < 0.5 * np.mean([_comb(f.rgb) for f in _all_frames(
+        src, deinterlace=False)])
+
+
+def test_range_needs_timestamps(tmp_path):
+    src = clip(tmp_path / "in.h264", n=4, fmt="h264")
+    with VideoReader(src) as r, pytest.raises(VidstyleError) as e:
+        next(r.frames(start_pts=1))
+    assert "timestamps" in one_line(e)
+
+
+# -- 13. encoder options -----------------------------------------------------------------
+def test_encoder_options_reach_the_encoder(tmp_path):
+    info = VideoInfo(width=64, height=48, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None)
+    w = VideoWriter(tmp_path / "o.mp4", info, **FAST, encoder_options={"g": 3, "x264-params": "stitchable=1"})
+    assert w.vstream.options["g"] == "3" and w.vstream.options["preset"] == "ultrafast"
+    for i in range(9):
+        w.write(pattern(i, 64, 48), i)
+    w.close()
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        keys = [i for i, p in enumerate(p for p in c.demux(video=0) if p.size) if p.is_keyframe]
+    assert keys == [0, 3, 6]  # decode order is presentation order here: no B-frames with ultrafast
+
+
+def test_copy_video_mode_remuxes_packets(tmp_path):
+    """``copy_video``: the packets of another file as they are, with the source's audio and rotation."""
+    src = make_clip(tmp_path / "src.mp4", n=10, rotation=90)
+    encoded = make_clip(tmp_path / "enc.mp4", n=10, audio=None)
+    with VideoReader(src) as r:
+        info = r.info
+    with av.open(str(src)) as orig, av.open(str(encoded)) as part:
+        w = VideoWriter(tmp_path / "out.mp4", info, copy_video=part.streams.video[0],
+                        copy_streams=list(orig.streams.audio))
+        for p in part.demux(video=0):
+            if p.dts is not None:
+                w.write_packet(p)
+        for p in orig.demux(audio=0):
+            if p.dts is not None:
+                w.queue_packet(p)
+        w.close()
+    assert video_pts(tmp_path / "out.mp4") == video_pts(encoded)
+    assert audio_hashes(tmp_path / "out.mp4") == audio_hashes(src)
+    assert first_frame(tmp_path / "out.mp4").rotation == 90 and w.frames_written == 10

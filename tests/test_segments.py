@@ -17,7 +17,7 @@ from vidstyle.segments import plan_segments, seam_errors, stylize_segments
 
 
 def make_gop_clip(path: Path, n: int = 90, fps: int = 30, gop: int = 10, w: int = 64, h: int = 48,
-                  rotation: int = 90, title: str = "long take") -> Path:
+                  rotation: int = 90, title: str = "long take", interlaced: bool = False) -> Path:
     """An H.264 clip with a keyframe every ``gop`` frames, an AAC track, a title and a rotation."""
     tb = Fraction(1, fps)
     with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
@@ -26,7 +26,8 @@ def make_gop_clip(path: Path, n: int = 90, fps: int = 30, gop: int = 10, w: int 
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
         v.time_base = tb
         v.codec_context.time_base = tb
-        v.options = {"preset": "ultrafast", "crf": "10", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        v.options = {"preset": "ultrafast", "crf": "10", "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
+                     **({"x264-params": "interlaced=1:tff=1"} if interlaced else {})}
         if rotation:
             v.set_display_rotation(rotation)
         a = out.add_stream("aac", rate=44100)
@@ -167,6 +168,21 @@ def test_one_piece_when_segments_cannot_help(tmp_path, clip, job, reference):
     with pytest.raises(IncompleteInput) as e:
         stylize_segments(cut, tmp_path / "cut.out.mp4", job, segments=3)
     assert 0 < e.value.result.frames < 90 and (tmp_path / "cut.out.mp4").exists()
+
+
+def test_interlaced_input_in_segments(tmp_path, job):
+    """Each part's reader deinterlaces its range with the frames around it, as a single run does."""
+    src = make_gop_clip(tmp_path / "tv.mp4", n=60, interlaced=True)
+    one = tmp_path / "one.mp4"
+    job(str(src), str(one))
+    dst = tmp_path / "seg.mp4"
+    r = stylize_segments(src, dst, job, segments=2, overlap=20, workers=1)
+    assert r.cuts == [30] and [p["warm"] for p in r.parts] == [0, 20] and r.frames == 60
+    assert not any("one piece" in n for n in r.notes) and any("bwdif" in n for n in r.notes)
+    assert video_pts(dst) == video_pts(one) == video_pts(src)
+    assert audio_hashes(dst) == audio_hashes(one) and _rotation(dst) == _rotation(one) != 0
+    diffs = _mean_diffs(frames_rgb(dst), frames_rgb(one))
+    assert len(diffs) == 60 and max(diffs[:30]) <= 0.05 and max(diffs) <= 0.5, diffs
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@
 1. ``plan_segments`` reads the video packets (no decoding) and cuts the frames, in presentation order,
    into N parts at the keyframes nearest to equal lengths (at a plain frame when no keyframe is near).
 2. Each part is painted by ``paint_part`` (a process, or a Ray task asking for one GPU or some CPUs):
-   it seeks to the keyframe before its first frame, starts painting ``overlap`` frames early so that
+   its ``VideoReader`` decodes the part's range (seeking to the keyframe before its first frame, and
+   deinterlacing as a whole run does), starts painting ``overlap`` frames early so that
    the temporal stabiliser has its history at the seam, throws those warm-up frames away, and encodes
    the rest with their own timestamps into a part file (video only). Every part file starts with a
    keyframe (x264 starts each file with an IDR).
@@ -21,12 +22,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import os
 import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,8 +37,6 @@ import numpy as np
 from .api import RunResult, default_output
 from .batch import StylizeJob, connect_ray, error_line, is_url, task_resources
 from .errors import VidstyleError
-
-log = logging.getLogger("vidstyle")
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -83,7 +81,7 @@ class NoSegments(VidstyleError):
     """This input cannot be cut into segments (it is painted in one piece instead)."""
 
 
-def cannot_segment(src: str, dst: Path, deinterlace: bool = True) -> str | None:
+def cannot_segment(src: str, dst: Path) -> str | None:
     """Why ``src`` cannot be painted in segments into ``dst``, or None when it can."""
     from .io.reader import VideoReader
 
@@ -92,11 +90,8 @@ def cannot_segment(src: str, dst: Path, deinterlace: bool = True) -> str | None:
     if dst.suffix.lower() == ".gif":
         return "GIF output"
     with VideoReader(src) as r:
-        info = r.info
-    if not info.timestamps:
-        return "the input has no timestamps"
-    if info.interlaced and deinterlace:
-        return "interlaced input (the deinterlacer needs the frames before each seam)"
+        if not r.info.timestamps:
+            return "the input has no timestamps"
     return None
 
 
@@ -160,45 +155,7 @@ def plan_segments(src: str | Path, segments: int, overlap: int = 30) -> SegmentP
 
 
 # -- painting one part (in a worker) -----------------------------------------------------------------
-@dataclass
-class _Pic:
-    pts: int
-    rgb: np.ndarray
-    keep: bool
-
-
-def _decode_range(src: str, part: Part) -> Iterator[_Pic]:
-    """Frames with warm_pts <= pts < end_pts, seeking to the keyframe before ``warm_pts``."""
-    for attempt in (0, 1):
-        c = av.open(src)
-        try:
-            vs = c.streams.video[0]
-            vs.thread_type = "AUTO"
-            if part.warm > 0 and attempt == 0:
-                c.seek(part.warm_pts, stream=vs, backward=True, any_frame=False)
-            first = True
-            for frame in c.decode(vs):
-                if frame.pts is None:
-                    raise VidstyleError(f"{src}: a decoded frame has no timestamp; it cannot be cut into segments")
-                if first:
-                    first = False
-                    if frame.pts > part.warm_pts:  # the seek went too far: decode from the start instead
-                        break
-                if frame.pts < part.warm_pts:
-                    continue
-                if part.end_pts is not None and frame.pts >= part.end_pts:
-                    return
-                yield _Pic(frame.pts, frame.to_ndarray(format="rgb24"), frame.pts >= part.start_pts)
-            else:
-                return
-            if attempt == 1:
-                return
-            log.debug("part %d: seek overshot, decoding from the start", part.index)
-        finally:
-            c.close()
-
-
-def _checked(frames: Iterator[_Pic], src: str, part: Part) -> Iterator[_Pic]:
+def _checked(frames: Iterator, src: str, part: Part) -> Iterator:
     """Decoding errors as one line that says what to do."""
     try:
         yield from frames
@@ -207,54 +164,49 @@ def _checked(frames: Iterator[_Pic], src: str, part: Part) -> Iterator[_Pic]:
                             "paint it without --segments") from None
 
 
-def _x264_stitchable(writer) -> None:
-    """Ask x264 for headers that do not depend on the content, so that parts can be joined."""
-    if getattr(writer, "encoder", "") == "libx264":
-        opts = dict(writer.vstream.options or {})
-        params = [p for p in opts.get("x264-params", "").split(":") if p]
-        opts["x264-params"] = ":".join(params + ["stitchable=1"])
-        writer.vstream.options = opts
-
-
 def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
                progress: Callable[[int, int], None] | None = None) -> dict:
     """Paint ``part`` of ``src`` into ``part_path`` (video only, original timestamps); runs in a worker."""
     from .io.reader import VideoReader
-    from .io.writer import VideoWriter
+    from .io.writer import VideoWriter, default_codec, resolve_codec
     from .pipeline import run_stages
 
     t0 = time.perf_counter()
-    with VideoReader(src) as r:
-        info = r.info
-    stylizer = job.stylizer()
-    stab = job.make_stabilizer()
-    size = job.out_size or (info.width, info.height)
-    chroma = {"chroma": job.video_options["chroma"]} if "chroma" in job.video_options else {}
-    writer = VideoWriter(part_path, info, size=size, codec=job.codec, crf=job.crf, preset=job.preset,
-                         copy_streams=None, overwrite=True, src=src, **chroma)
-    _x264_stitchable(writer)
-    bs = job.batch_size or stylizer.auto_batch(info.height, info.width)
+    opts = job.video_options
+    with VideoReader(src, deinterlace=opts.get("deinterlace", True)) as reader:
+        info = reader.info
+        stylizer = job.stylizer()
+        stab = job.make_stabilizer()
+        size = job.out_size or (info.width, info.height)
+        codec = resolve_codec(job.codec or default_codec(Path(part_path)))
+        # x264 headers that do not depend on the content, so that the parts can be joined by stream copy
+        stitch = {"x264-params": "stitchable=1"} if codec == "libx264" else None
+        writer = VideoWriter(part_path, info, size=size, codec=codec, crf=job.crf, preset=job.preset,
+                             overwrite=True, src=src, chroma=opts.get("chroma", "420"), encoder_options=stitch)
+        bs = job.batch_size or stylizer.auto_batch(info.height, info.width)
 
-    def paint(batch):
-        out = stylizer.paint_frames(np.stack([p.rgb for p in batch]), stab)
-        return list(stylizer.download(stylizer.finish(out)))
+        def paint(batch):
+            out = stylizer.paint_frames(np.stack([f.rgb for f in batch]), stab)
+            return list(stylizer.download(stylizer.finish(out)))
 
-    warm = 0
-    try:
-        for pic, rgb in run_stages(_checked(_decode_range(src, part), src, part), paint, batch_size=bs):
-            if pic.keep:
-                writer.write(rgb, pic.pts)
-                if progress:
-                    progress(writer.frames_written, part.frames)
-            else:
-                warm += 1
-        n = writer.frames_written
-        if n != part.frames:
-            raise VidstyleError(f"{src}: part {part.index} decoded {n} of its {part.frames} frames")
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
+        # from the first frame to paint (the warm-up before the seam) up to the next part's first frame
+        frames = reader.frames(start_pts=part.warm_pts if part.warm > 0 else None, end_pts=part.end_pts)
+        warm = 0
+        try:
+            for frame, rgb in run_stages(_checked(frames, src, part), paint, batch_size=bs):
+                if frame.pts >= part.start_pts:
+                    writer.write(rgb, frame.pts)
+                    if progress:
+                        progress(writer.frames_written, part.frames)
+                else:
+                    warm += 1
+            n = writer.frames_written
+            if n != part.frames:
+                raise VidstyleError(f"{src}: part {part.index} decoded {n} of its {part.frames} frames")
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
     return {"index": part.index, "frames": n, "warm": warm, "seconds": round(time.perf_counter() - t0, 3),
             "device": str(stylizer.device), "size": list(writer.size), "notes": list(writer.notes),
             "style": getattr(stylizer.model, "label", stylizer.name)}
@@ -286,31 +238,21 @@ def _packets(c, streams: list[int] | None = None) -> Iterator:
 def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overwrite: bool = False) -> list[str]:
     """Remux the parts' video (no re-encoding) with ``src``'s audio, subtitles and metadata into ``dst``.
 
-    The other streams follow the writer's rules for the output format (copied when the container takes
-    the codec, audio re-encoded otherwise, subtitles dropped otherwise, each with a note); the display
-    matrix and the container and stream metadata are copied. Written to a temporary file beside ``dst``
-    and renamed at the end; returns the notes.
+    A ``VideoWriter`` in stream-copy mode does the writing, so the output follows ``vidstyle run``'s rules:
+    the other streams are copied when the container takes the codec (audio re-encoded otherwise,
+    subtitles dropped otherwise, each with a note), the display matrix and the container and stream
+    metadata are copied, and the file appears only when complete. Returns the writer's notes (the
+    source's own notes are left to the parts).
     """
-    from .io.reader import VideoReader
-    from .io.writer import AtomicPath, check_target, output_format
+    from .io.reader import VideoReader, open_container
+    from .io.writer import VideoWriter
 
-    dst = Path(dst)
-    check_target(dst, overwrite, src)
-    fmt = output_format(dst)
-    kind = dst.suffix.lower().lstrip(".")
     with VideoReader(src) as r:
-        info = r.info
-    notes: list[str] = []
-    atomic = AtomicPath(dst)
+        info = replace(r.info, notes=[])
     opened: list = []
+    writer = None
     try:
-        out = av.open(f"file:{atomic.tmp}", "w", format=fmt.muxer,
-                      options={"movflags": "+faststart"} if fmt.faststart else {})
-        opened.append(out)
-        orig = av.open(src)
-        opened.append(orig)
-        out.metadata.update({k: v for k, v in orig.metadata.items() if k.lower() != "encoder"})
-        heads = [av.open(str(p)) for p in part_paths]
+        heads = [open_container(p) for p in part_paths]
         opened += heads
         template = heads[0].streams.video[0]
         extradata = template.codec_context.extradata
@@ -318,40 +260,10 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
             if h.streams.video[0].codec_context.extradata != extradata:
                 raise VidstyleError(f"part {i} was encoded with other codec headers than part 0; "
                                     "it cannot be joined by stream copy")
-        ov = out.add_stream_from_template(template)
-        for k, v in info.stream_metadata.items():
-            if k.lower() not in ("handler_name", "vendor_id", "encoder"):
-                ov.metadata[k] = v
-        if fmt.display_matrix and hasattr(ov, "set_display_matrix"):
-            identity = (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-            if info.display_matrix is not None and tuple(info.display_matrix) != identity:
-                ov.set_display_matrix(info.display_matrix)
-            elif info.display_matrix is None and info.rotation % 360:
-                ov.set_display_rotation(info.rotation)
-        mapping: dict[int, tuple] = {}
-        for s in orig.streams:
-            if s.type not in ("audio", "subtitle"):
-                continue
-            name = s.codec_context.name if s.codec_context else ""
-            ok = fmt.audio if s.type == "audio" else fmt.subtitles
-            if ok is None or name in ok:
-                o, mode = out.add_stream_from_template(s), "copy"
-            elif s.type == "audio" and fmt.audio_encoder:
-                target = fmt.audio_encoder
-                o = out.add_stream(target, rate=48000 if target == "libopus" else (s.rate or 48000))
-                if s.layout is not None:
-                    o.layout = s.layout.name if target == "aac" else ("stereo" if s.channels > 1 else "mono")
-                mode = "encode"
-                notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}: {kind} cannot hold {name}")
-            else:
-                notes.append(f"{s.type} stream {s.index} ({name}) dropped: {kind} cannot hold it")
-                continue
-            o.metadata.update(s.metadata)
-            try:
-                o.disposition = s.disposition
-            except Exception:  # noqa: BLE001 - older PyAV: read-only
-                pass
-            mapping[s.index] = (mode, o)
+        orig = open_container(src)
+        opened.append(orig)
+        others = [s for s in orig.streams if s.type in ("audio", "subtitle")]
+        writer = VideoWriter(dst, info, copy_video=template, copy_streams=others, overwrite=overwrite, src=src)
 
         def video() -> Iterator:
             for h in heads:
@@ -365,44 +277,32 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
                 yield (float(t * p.time_base) if t is not None else 0.0, order, next(counter), p)
 
         sources = [keyed(video(), 0)]
-        if mapping:
-            sources.append(keyed(_packets(orig, list(mapping)), 1))
+        if others:
+            sources.append(keyed(_packets(orig, [s.index for s in others]), 1))
         last_dts = None
         for _, _, _, p in heapq.merge(*sources):
-            if p.stream.type == "video":
-                if last_dts is not None and p.dts is not None and p.dts <= last_dts:
-                    fixed = last_dts + 1
-                    if p.pts is not None and fixed > p.pts:
-                        raise VidstyleError(f"cannot join the parts of {dst.name}: their decoding timestamps overlap")
-                    p.dts = fixed
-                last_dts = p.dts if p.dts is not None else last_dts
-                p.stream = ov
-                out.mux(p)
+            if p.stream.type != "video":
+                writer.queue_packet(p)
                 continue
-            mode, o = mapping[p.stream.index]
-            if mode == "copy":
-                p.stream = o
-                out.mux(p)
-            else:
-                for frame in p.decode():
-                    frame.pts = None  # let the encoder number the samples
-                    out.mux(o.encode(frame))
-        for mode, o in mapping.values():
-            if mode == "encode":
-                out.mux(o.encode(None))
-        for c in opened:
-            c.close()
-        opened.clear()
-        atomic.commit()
+            if last_dts is not None and p.dts is not None and p.dts <= last_dts:
+                fixed = last_dts + 1
+                if p.pts is not None and fixed > p.pts:
+                    raise VidstyleError(f"cannot join the parts of {Path(dst).name}: their decoding timestamps overlap")
+                p.dts = fixed
+            last_dts = p.dts if p.dts is not None else last_dts
+            writer.write_packet(p)
+        writer.close()
     except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
         for c in opened:
             try:
                 c.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing never masks the first error
                 pass
-        atomic.discard()
-        raise
-    return notes
+    return writer.notes
 
 
 # -- the whole -----------------------------------------------------------------------------------
@@ -530,7 +430,7 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
     t0 = time.perf_counter()
     why = None if segments > 1 else ""
     if why is None:
-        why = cannot_segment(src, dst, job.video_options.get("deinterlace", True))
+        why = cannot_segment(src, dst)
     if why is None:
         try:
             plan = plan_segments(src, segments, overlap if job.temporal else 0)

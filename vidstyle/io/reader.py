@@ -4,7 +4,9 @@ Frames come out exactly as stored (no auto-rotation); the stream's rotation and
 display matrix, pixel aspect ratio and colour tags are reported in ``VideoInfo``
 so the writer can carry them. Interlaced video is deinterlaced with FFmpeg's
 ``bwdif`` filter (one output frame per input frame). Packets of the other
-streams (audio, subtitles) are handed to a callback untouched, for remuxing.
+streams (audio, subtitles) are handed to a callback untouched, for remuxing. A range of
+the video can be decoded on its own (``frames(start_pts=..., end_pts=...)``), with the same frames
+as a whole run gives.
 
 Inputs are opened with an FFmpeg protocol whitelist: local files may use only
 ``file``, URLs only the network protocols in ``NETWORK_PROTOCOLS``, unless the
@@ -174,6 +176,7 @@ class VideoReader:
     ``allow_protocols``: FFmpeg protocols to allow beyond the default whitelist.
     A corrupt packet is skipped with a warning (``decode_errors`` counts them); ``incomplete``
     says why reading stopped early, when it did (a truncated file).
+    ``frames(start_pts=..., end_pts=...)`` decodes one range of the video (seeking to it).
     """
 
     def __init__(self, src: str | Path, threads: bool = True, *, deinterlace: bool = True,
@@ -300,7 +303,7 @@ class VideoReader:
 
     def _progressive(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
         """Frames ready to paint for one decoded frame (None: the end), through bwdif when deinterlacing."""
-        if not (self.info.interlaced and self.deinterlace):
+        if not self._deinterlacing:
             return [] if frame is None else [frame]
         if self._graph is None:
             if frame is None:
@@ -320,8 +323,26 @@ class VideoReader:
             self._last_pts = self.decoded * step if self._last_pts is None else self._last_pts + step
         return self._last_pts
 
-    def frames(self, on_packet: Callable | None = None) -> Iterator[Frame]:
-        """Decode the video stream; packets of ``other_streams`` go to ``on_packet`` as they are demuxed."""
+    @property
+    def _deinterlacing(self) -> bool:
+        return self.info.interlaced and self.deinterlace
+
+    def frames(self, on_packet: Callable | None = None, *, start_pts: int | None = None,
+               end_pts: int | None = None) -> Iterator[Frame]:
+        """Decode the video stream; packets of ``other_streams`` go to ``on_packet`` as they are demuxed.
+
+        ``start_pts`` / ``end_pts`` (in ``info.time_base``) give only the frames with
+        ``start_pts <= pts < end_pts``. With ``start_pts`` the reader seeks to the keyframe before it
+        (before the frame ahead of it when deinterlacing, so that bwdif sees the same neighbours as in a
+        whole run) and decodes from there; ``on_packet`` then gets the other streams' packets from that
+        point on, not cut to the range. Frame indices count from 0 in the range. The truncation check
+        (frames announced by the header) only applies to the whole video.
+        """
+        ranged = start_pts is not None or end_pts is not None
+        if ranged and not self.info.timestamps:
+            raise VidstyleError(f"{self.src} has no timestamps: a range of it cannot be decoded")
+        if start_pts is not None:
+            self._seek(int(start_pts))
         tb = self.info.time_base
 
         def items():
@@ -333,19 +354,72 @@ class VideoReader:
         for item in items():
             if item is None or isinstance(item, av.VideoFrame):
                 for vf in self._progressive(item):
-                    yield Frame(vf.to_ndarray(format="rgb24"), self._timestamp(vf), tb, self.decoded)
+                    pts = self._timestamp(vf)
+                    if end_pts is not None and pts >= end_pts:
+                        self._finish(whole=False)
+                        return
+                    if start_pts is not None and pts < start_pts:
+                        continue  # decoded from the keyframe before the range
+                    yield Frame(vf.to_ndarray(format="rgb24"), pts, tb, self.decoded)
                     self.decoded += 1
             elif on_packet is not None:
                 on_packet(item)
-        self._finish()
+        self._finish(whole=not ranged)
 
-    def _finish(self) -> None:
-        """After the last frame: the skipped-packet count, and whether the file ended early."""
+    def _seek(self, pts: int) -> None:
+        """Restart decoding at a keyframe before ``pts``: at or before the frame ahead of it when deinterlacing,
+        so that bwdif sees the same neighbours as in a whole run.
+
+        Some demuxers (MPEG-TS) seek to a packet that is not a keyframe, and the decoder then starts at the
+        next keyframe, past the target: the seek is retried one, two, four... seconds earlier, and from
+        the start of the file at the latest.
+        """
+        want = pts - 1 if self._deinterlacing else pts
+        start = self.stream.start_time if self.stream.start_time is not None else 0
+        back = max(1, round(1 / self.info.time_base))  # one second
+        target = want
+        while target > start:
+            try:
+                self._restart(target)
+            except av.error.FFmpegError:  # this demuxer cannot seek there: decode from the start
+                break
+            first = self._first_frame()
+            if first is not None and (first.pts is None or first.pts <= want):
+                return
+            log.debug("%s: the seek to %d started decoding at %s; trying earlier", self.src, target,
+                      None if first is None else first.pts)
+            target, back = want - back, back * 2
+        try:
+            self._restart(start)
+        except av.error.FFmpegError as e:
+            raise VidstyleError(f"cannot seek in {self.src} ({e.strerror or e})") from None
+
+    def _restart(self, target: int) -> None:
+        """Seek to the keyframe at or before ``target`` and start decoding afresh from there."""
+        self._source.close()
+        self._buffer.clear()
+        self.container.seek(target, stream=self.stream, backward=True)  # also flushes the decoders
+        self._source = self._events()
+        self._graph = None
+        self._last_pts = None
+        self.decoded = self.decode_errors = 0
+        self.incomplete = None
+
+    def _first_frame(self) -> av.VideoFrame | None:
+        """Decode up to the first video frame (kept for ``frames``); None when there is none."""
+        for item in self._source:
+            self._buffer.append(item)
+            if isinstance(item, av.VideoFrame):
+                return item
+        return None
+
+    def _finish(self, whole: bool = True) -> None:
+        """After the last frame: the skipped-packet count, and (for the whole video) whether the file ended early."""
         if self.decode_errors:
             n = self.decode_errors
             self.info.notes.append(f"skipped {n} corrupt video packet{'s' if n > 1 else ''} in {self.src}")
         expected = self.info.frames
-        if self.incomplete is None and expected and self.decoded + self.decode_errors < expected * 0.98 - 1:
+        if whole and self.incomplete is None and expected and self.decoded + self.decode_errors < expected * 0.98 - 1:
             self.incomplete = f"the file ended after frame {self.decoded} of {expected}"
 
     def close(self) -> None:

@@ -8,6 +8,8 @@
 * container and stream metadata, pixel aspect ratio and colour tags are copied; rotation
   is written as a display matrix (MP4, MOV, MKV, WebM), pixels are rotated elsewhere;
 * 4:2:0 by default: odd sizes are padded by one pixel for the codecs that need even ones;
+* the video can also be copied packet by packet from another file (``copy_video``), with the same
+  rules for everything else (how ``vidstyle.segments`` joins its parts);
 * everything goes to a hidden temporary file beside the target (``AtomicPath``), renamed
   at the end: an error, Ctrl-C, SIGTERM or SIGHUP never leaves a half-written file, and
   the partial files of a killed run are removed by the next run to the same target.
@@ -79,9 +81,6 @@ FORMATS = {
                         frozenset({"dvb_subtitle"}), display_matrix=False),
     ".gif": OutputFormat("gif", "gif", frozenset(), None, frozenset(), display_matrix=False),
 }
-# The old per-kind tables, still read by vidstyle.segments.join_parts; new code: output_format(dst).
-_AUDIO_OK = {suffix[1:]: fmt.audio for suffix, fmt in FORMATS.items()}
-_SUBS_OK = {suffix[1:]: fmt.subtitles for suffix, fmt in FORMATS.items()}
 # Encoders that take odd sizes in 4:2:0; the others get one pixel of padding.
 _ODD_SIZES_OK = {"libvpx-vp9", "gif"}
 # AVColorSpace -> the swscale matrix that converts RGB to it.
@@ -327,33 +326,46 @@ class VideoWriter:
     ``size`` is the (width, height) of the frames that will be written; ``self.size`` is the
     size in the file (rotated for containers without a display matrix, padded to even sizes).
     ``chroma``: "420" (default; plays everywhere) or "444" (full colour resolution, odd sizes exact).
+    ``encoder_options``: FFmpeg options for the video encoder, over the ones made from ``crf`` and
+    ``preset`` (e.g. ``{"x264-params": "stitchable=1"}``).
+    ``copy_video``: a video stream of an open input whose packets ``write_packet`` copies as they are,
+    instead of encoding frames (``vidstyle.segments`` joins its parts so); its pixels are taken as
+    they are: nothing is rotated, padded or re-tagged, only the display matrix is written.
     ``notes`` tells the user what was changed on the way (from the reader's ``info.notes`` too).
     """
 
     def __init__(self, dst: str | Path, info: VideoInfo, *, size: tuple[int, int] | None = None,
                  codec: str | None = None, crf: int | None = None, preset: str | None = None,
                  copy_streams: list | None = None, overwrite: bool = False, src: str | None = None,
-                 chroma: str = "420"):
+                 chroma: str = "420", encoder_options: dict | None = None, copy_video=None):
         self.dst = Path(dst)
         check_target(self.dst, overwrite, src)
         if chroma not in ("420", "444"):
             raise VidstyleError(f"chroma must be 420 or 444, not {chroma!r}")
         self.info = info
         self.format = output_format(self.dst)
-        self.encoder = resolve_codec(codec or self.format.codec)
         self.kind = self.dst.suffix.lower().lstrip(".")
         self._notes: list[str] = []
         self.frames_written = 0
         self._pending = collections.deque()  # packets queued by the reader thread
-        self._rot_k = self._pixel_rotation()
-        w, h = size or (info.width, info.height)
-        if self._rot_k % 2:
-            w, h = h, w
-        self.pix_fmt = "pal8" if self.encoder == "gif" else f"yuv{chroma}p"
-        self._pad = self._padding(w, h)
+        self._copy_video = copy_video
+        if copy_video is None:
+            self.encoder = resolve_codec(codec or self.format.codec)
+            self._rot_k = self._pixel_rotation()
+            w, h = size or (info.width, info.height)
+            if self._rot_k % 2:
+                w, h = h, w
+            self.pix_fmt = "pal8" if self.encoder == "gif" else f"yuv{chroma}p"
+            self._pad = self._padding(w, h)
+        else:
+            self.encoder = copy_video.codec_context.name
+            self._rot_k, self._pad = 0, (0, 0)
+            w, h = copy_video.width, copy_video.height
+            self.pix_fmt = copy_video.codec_context.pix_fmt or ""
         self.size = (w + self._pad[1], h + self._pad[0])
         self.container = None
-        self._palette = palette_graph(*self.size, info.time_base) if self.pix_fmt == "pal8" else None
+        encoding_gif = copy_video is None and self.pix_fmt == "pal8"
+        self._palette = palette_graph(*self.size, info.time_base) if encoding_gif else None
         self._signals = False
         try:
             self._atomic = AtomicPath(self.dst)
@@ -362,7 +374,7 @@ class VideoWriter:
         self._signals = _stop_signals.acquire()
         try:
             self.container = self._open()
-            self._setup(copy_streams or [], crf, preset)
+            self._setup(copy_streams or [], crf, preset, encoder_options or {})
         except BaseException:
             self.abort()
             raise
@@ -398,21 +410,16 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as e:
             raise VidstyleError(f"cannot write {self.dst}: {e}") from None
 
-    def _setup(self, copy_streams: list, crf: int | None, preset: str | None) -> None:
+    def _setup(self, copy_streams: list, crf: int | None, preset: str | None, encoder_options: dict) -> None:
         info, out = self.info, self.container
         out.metadata.update({k: v for k, v in info.metadata.items() if k.lower() != "encoder"})
-        fps = info.fps if info.fps and info.fps > 0 else Fraction(30)
-        try:
-            vs = out.add_stream(self.encoder, rate=fps.limit_denominator(1001 * 1000))
-        except ValueError:  # the muxer cannot hold this codec
-            raise VidstyleError(f"{self.kind} files cannot hold {self.encoder} video; leave the codec out "
-                                f"(for .{self.kind}: {self.format.codec}) or write .mp4, .mov or .mkv") from None
-        vs.width, vs.height = self.size
-        vs.pix_fmt = self.pix_fmt
-        vs.time_base = info.time_base
-        vs.codec_context.time_base = info.time_base
-        self._tag(vs)
-        vs.options = self._encoder_options(crf, preset)
+        if self._copy_video is not None:
+            vs = out.add_stream_from_template(self._copy_video)
+        else:
+            vs = self._add_encoder()
+            self._tag_pixels(vs)
+            vs.options = {**self._encoder_options(crf, preset), **{k: str(v) for k, v in encoder_options.items()}}
+        self._tag_display(vs)
         for k, v in info.stream_metadata.items():
             if k.lower() not in ("handler_name", "vendor_id", "encoder"):
                 vs.metadata[k] = v
@@ -420,6 +427,21 @@ class VideoWriter:
         self._map: dict[int, tuple] = {}  # input stream index -> (mode, output stream)
         for s in copy_streams:
             self._add_copy(s)
+
+    def _add_encoder(self):
+        """The output video stream, encoding with ``self.encoder`` at the source's frame rate and time base."""
+        info = self.info
+        fps = info.fps if info.fps and info.fps > 0 else Fraction(30)
+        try:
+            vs = self.container.add_stream(self.encoder, rate=fps.limit_denominator(1001 * 1000))
+        except ValueError:  # the muxer cannot hold this codec
+            raise VidstyleError(f"{self.kind} files cannot hold {self.encoder} video; leave the codec out "
+                                f"(for .{self.kind}: {self.format.codec}) or write .mp4, .mov or .mkv") from None
+        vs.width, vs.height = self.size
+        vs.pix_fmt = self.pix_fmt
+        vs.time_base = info.time_base
+        vs.codec_context.time_base = info.time_base
+        return vs
 
     def _encoder_options(self, crf: int | None, preset: str | None) -> dict:
         if self.encoder in ("libx264", "libx265"):
@@ -434,8 +456,8 @@ class VideoWriter:
             return {"preset": preset or "p4", "cq": str(23 if crf is None else crf)}
         return {}
 
-    def _tag(self, vs) -> None:
-        """Carry the pixel aspect ratio, the colour tags and the display matrix to the output stream."""
+    def _tag_pixels(self, vs) -> None:
+        """Carry the pixel aspect ratio and the colour tags to the encoder."""
         info, cc = self.info, vs.codec_context
         sar = info.sar
         if sar and self._rot_k % 2:
@@ -451,6 +473,10 @@ class VideoWriter:
                 cc.colorspace = info.colorspace
             if info.color_range:
                 cc.color_range = info.color_range
+
+    def _tag_display(self, vs) -> None:
+        """Carry the display matrix (rotation) to the output stream, in the containers that store one."""
+        info = self.info
         if self.format.display_matrix and not self._rot_k:
             if info.display_matrix is not None and tuple(info.display_matrix) != _IDENTITY:
                 vs.set_display_matrix(info.display_matrix)
@@ -531,6 +557,8 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
         """Encode one (H, W, 3) uint8 RGB frame at ``pts`` (input stream time base; None: next at the frame rate)."""
+        if self._copy_video is not None:
+            raise TypeError("this writer copies video packets (copy_video): use write_packet")
         self._drain()
         if self._rot_k:
             rgb = np.rot90(rgb, self._rot_k)
@@ -546,13 +574,23 @@ class VideoWriter:
             self._mux(self.vstream.encode(frame))
         self.frames_written += 1
 
+    def write_packet(self, packet) -> None:
+        """Mux one packet of ``copy_video`` as it is, timestamps included."""
+        if self._copy_video is None:
+            raise TypeError("this writer encodes frames: use write")
+        self._drain()
+        packet.stream = self.vstream
+        self._mux(packet)
+        self.frames_written += 1
+
     def close(self) -> Path:
         """Flush, finalise and move the file to its target; returns the target path."""
         try:
             self._drain()
-            for frame in self._encodable(None):
-                self._mux(self.vstream.encode(frame))
-            self._mux(self.vstream.encode(None))
+            if self._copy_video is None:
+                for frame in self._encodable(None):
+                    self._mux(self.vstream.encode(frame))
+                self._mux(self.vstream.encode(None))
             for mode, o in self._map.values():
                 if mode == "encode":
                     self._mux(o.encode(None))
