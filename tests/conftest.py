@@ -46,6 +46,8 @@ def make_clip(path: Path, w: int = 64, h: int = 48, n: int = 12, fps: int = 25, 
         v.time_base = tb
         v.codec_context.time_base = tb
         v.options = {"preset": "ultrafast", "crf": "10"} if codec == "libx264" else {}
+        if rotation:
+            v.set_display_rotation(rotation)  # a display matrix, as phones write it
         tracks = []
         for k in range(audio_tracks if audio else 0):
             a = out.add_stream(audio, rate=44100)
@@ -68,9 +70,6 @@ def make_clip(path: Path, w: int = 64, h: int = 48, n: int = 12, fps: int = 25, 
                 af.sample_rate, af.pts = 44100, j * fs
                 out.mux(a.encode(af))
             out.mux(a.encode(None))
-    if rotation:
-        from vidstyle.io import mp4
-        mp4.write_display_matrix(path, mp4.rotation_matrix(rotation))
     return path
 
 
@@ -114,3 +113,20 @@ def model_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def clip(tmp_path) -> Path:
     return make_clip(tmp_path / "clip.mp4")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """The OpenVINO engine's conversions go to a folder of this test session, not the user's cache.
+
+    Set in the environment, so the vidstyle processes the tests start use it too.
+    """
+    import os
+
+    old = os.environ.get("VIDSTYLE_CACHE")
+    os.environ["VIDSTYLE_CACHE"] = str(tmp_path_factory.mktemp("vidstyle-cache"))
+    yield
+    if old is None:
+        os.environ.pop("VIDSTYLE_CACHE", None)
+    else:
+        os.environ["VIDSTYLE_CACHE"] = old

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import vidstyle
 
-COMMANDS = ["run", "image", "styles", "train", "export-loss-net", "eval", "live", "bench"]
+COMMANDS = ["run", "image", "styles", "train", "export-loss-net", "eval", "live", "bench", "export"]
 PKG = Path(vidstyle.__file__).parent
 
 
@@ -45,3 +45,28 @@ def test_library_never_imports_the_command_line():
         if bad:
             offenders[str(rel)] = sorted(bad)
     assert not offenders, offenders
+
+
+def test_export_command_writes_an_onnx_file_that_runs(tmp_path):
+    import numpy as np
+    import pytest
+
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a dev dependency (make install adds it)")
+    pytest.importorskip("onnx", reason="onnx comes with the openvino extra (make install adds it)")
+    from typer.testing import CliRunner
+
+    from vidstyle.api import load_model
+    from vidstyle.cli import app
+
+    out = tmp_path / "style.onnx"
+    r = CliRunner().invoke(app, ["export", "starry_night", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    sess = ort.InferenceSession(str(out))
+    names = [i.name for i in sess.get_inputs()]
+    assert names == ["image", "mix"]
+    x = np.random.default_rng(0).random((1, 3, 36, 52), dtype=np.float32)
+    n = load_model("starry_night").net.config.n_styles
+    (y,) = sess.run(None, {"image": x, "mix": np.eye(n, dtype=np.float32)[0]})
+    assert y.shape == x.shape and float(np.abs(y - x).mean()) > 0.02  # it paints
+    bad = CliRunner().invoke(app, ["export", "starry_night", "-o", str(tmp_path / "x.txt")])
+    assert bad.exit_code == 2 and bad.output.startswith("error:")

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from conftest import audio_hashes, frames_rgb, make_clip, video_pts, video_times

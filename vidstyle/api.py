@@ -37,10 +37,11 @@ def load_model(style: str | Path | None = None, device: str = "cpu", mix: str | 
 
 
 def make_stylizer(style=None, *, mix=None, device="auto", max_side=None, out_size=None, strength=1.0,
-                  preserve_color=False) -> Stylizer:
+                  preserve_color=False, engine="auto", precision="auto", brush=1.0) -> Stylizer:
+    """A Stylizer for a style name, ``MODEL:STYLE`` or path (see ``Stylizer`` for the options)."""
     model = load_model(style, mix=mix)
     return Stylizer(model, device, max_side=max_side, out_size=out_size, strength=strength,
-                    preserve_color=preserve_color)
+                    preserve_color=preserve_color, engine=engine, precision=precision, brush=brush)
 
 
 @dataclass
@@ -70,7 +71,8 @@ def default_output(src: str, style_label: str) -> Path:
 def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
                   mix: str | dict | None = None, batch_size: int | None = None, device: str = "auto",
                   max_side: int | None = None, out_size: tuple[int, int] | None = None, strength: float = 1.0,
-                  preserve_color: bool = False, codec: str | None = None, crf: int | None = None,
+                  preserve_color: bool = False, engine: str = "auto", precision: str = "auto", brush: float = 1.0,
+                  codec: str | None = None, crf: int | None = None,
                   preset: str | None = None, overwrite: bool = False, stabilizer=None, chroma: str = "420",
                   deinterlace: bool = True, allow_protocols: tuple[str, ...] | list[str] = (),
                   progress: Callable[[int, int], None] | None = None, stylizer: Stylizer | None = None
@@ -82,7 +84,8 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     """
     src = str(src)
     stylizer = stylizer or make_stylizer(style, mix=mix, device=device, max_side=max_side, out_size=out_size,
-                                         strength=strength, preserve_color=preserve_color)
+                                         strength=strength, preserve_color=preserve_color, engine=engine,
+                                         precision=precision, brush=brush)
     label = getattr(stylizer.model, "label", stylizer.name)
     dst = Path(dst) if dst is not None else default_output(src, label)
     check_target(dst, overwrite, src)

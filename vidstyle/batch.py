@@ -399,7 +399,8 @@ class StylizeJob:
                  strength: float = 1.0, preserve_color: bool = False, batch_size: int | None = None,
                  codec: str | None = None, crf: int | None = None, preset: str | None = None,
                  temporal: bool = False, temporal_strength: float = 0.7, flow: str = "auto",
-                 video_options: dict | None = None):
+                 video_options: dict | None = None, engine: str = "auto", precision: str = "auto",
+                 brush: float = 1.0):
         from .models import files, registry
 
         path, inner = registry.resolve(style)
@@ -418,7 +419,9 @@ class StylizeJob:
         self.codec, self.crf, self.preset = codec, crf, preset
         self.temporal, self.temporal_strength, self.flow = temporal, temporal_strength, flow
         self.video_options = dict(video_options or {})
-        opts = json.dumps([self.model_name, inner, mix, device, max_side, out_size, strength, preserve_color],
+        self.engine, self.precision, self.brush = engine, precision, brush
+        opts = json.dumps([self.model_name, inner, mix, device, max_side, out_size, strength, preserve_color,
+                           engine, precision, brush],
                           sort_keys=True, default=str)
         self.key = hashlib.sha256(data + opts.encode()).hexdigest()[:20]
 
@@ -445,7 +448,8 @@ class StylizeJob:
                 model.path = Path(self.model_name)
                 model.label = model.select(self.inner, self.mix)
                 st = Stylizer(model, self.device, max_side=self.max_side, out_size=self.out_size,
-                              strength=self.strength, preserve_color=self.preserve_color)
+                              strength=self.strength, preserve_color=self.preserve_color, engine=self.engine,
+                              precision=self.precision, brush=self.brush)
                 _STYLIZERS[self.key] = st
             return st
 

@@ -40,13 +40,14 @@ def _sync(device) -> None:
 
 
 def bench_pipeline(size=(640, 360), frames: int = 60, style=None, device: str = "auto", batch_size=None,
-                   codec: str | None = None, preset: str | None = None, max_side=None) -> dict:
+                   codec: str | None = None, preset: str | None = None, max_side=None, *, engine: str = "auto",
+                   precision: str = "auto", brush: float = 1.0) -> dict:
     from .api import make_stylizer, stylize_video
     from .io.reader import VideoReader
     from .io.writer import VideoWriter
 
     w, h = size
-    st = make_stylizer(style, device=device, max_side=max_side)
+    st = make_stylizer(style, device=device, max_side=max_side, engine=engine, precision=precision, brush=brush)
     bs = batch_size or st.auto_batch(h, w)
     with tempfile.TemporaryDirectory() as tmp:
         src = synthetic_clip(Path(tmp) / "bench.mp4", w, h, frames)
@@ -82,7 +83,8 @@ def bench_pipeline(size=(640, 360), frames: int = 60, style=None, device: str = 
     slowest = min(fps["decode_fps"], fps["model_fps"], fps["encode_fps"])
     gpu = torch.cuda.get_device_name(0) if st.device.type == "cuda" else None
     return {"resolution": f"{w}x{h}", "frames": frames, "batch_size": bs, "device": str(st.device), "gpu": gpu,
-            "style": st.name, "arch": st.model.net.config.arch, "half": st.half,
+            "style": st.name, "arch": st.model.net.config.arch, "half": st.half, "engine": st.engine.name,
+            "precision": st.precision, "work_size": "x".join(map(str, st.work_size(h, w)[::-1])),
             **{k: round(v, 2) for k, v in fps.items()},
             "ratio_end_to_end_over_slowest": round(fps["end_to_end_fps"] / slowest, 3),
             "cpu_threads": torch.get_num_threads()}

@@ -2,7 +2,11 @@
 
 Nothing outside this module knows where tensors live. On CUDA the batch is
 copied through pinned memory without blocking, converted to float on the
-device, and run in fp16 (autocast) with channels_last; on the CPU in fp32.
+device, and run in fp16 (autocast) with channels_last. On the CPU the network
+runs on OpenVINO when it is installed (bf16 where the CPU has native bf16
+maths, else fp32), or on PyTorch (bf16 autocast or fp32): see ``engines``.
+Resizing, padding of tiny frames, strength and colour preservation happen
+here, the same for every engine.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import engines
 from .errors import VidstyleError
 from .models.files import StyleModel
 
@@ -37,6 +42,36 @@ def scaled_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
     return max(4, round(h * s)), max(4, round(w * s))
 
 
+def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | None = None,
+                 brush: float = 1.0) -> tuple[int, int]:
+    """The size a (h, w) frame is painted at (never larger than the frame).
+
+    ``max_side``: the longer side, when given (it overrides the rest). Otherwise ``scale``, the short
+    side of the pictures the model learnt on, divided by ``brush``: at that size the strokes are as
+    large, relative to the picture, as they were in training, whatever the video's resolution
+    (a 1080p frame painted at full size would get strokes a quarter as large). ``brush`` 2 paints
+    strokes twice as large; 0.5 half as large.
+    """
+    if max_side:
+        return scaled_size(h, w, max_side)
+    if not scale or brush <= 0:
+        return h, w
+    short = max(8, round(scale / brush))
+    if min(h, w) <= short:
+        return h, w
+    s = short / min(h, w)
+    return max(4, round(h * s)), max(4, round(w * s))
+
+
+def model_scale(training: dict) -> int | None:
+    """The short side a model was trained at (its file's ``training.scale``; older files: 1.15 x the crop)."""
+    if training.get("scale"):
+        return int(training["scale"])
+    if training.get("size"):
+        return int(round(int(training["size"]) * 1.15))
+    return None
+
+
 def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(hw):
         return x
@@ -57,28 +92,47 @@ def keep_colour(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
 class Stylizer:
     """Apply a style model to batches of frames.
 
-    ``max_side`` stylizes at a reduced size (brush strokes scale with it) and
-    scales back; ``out_size`` (w, h) sets the size returned (default: the input's).
+    Frames are painted at ``working_size``: by default at the scale the model was trained at, so the
+    brush strokes look the same on 360p and 4K (``brush`` makes them larger or smaller; ``max_side``
+    sets the longer side instead), then scaled back; ``out_size`` (w, h) sets the size returned
+    (default: the input's).
+
+    ``engine``: ``auto`` (OpenVINO on the CPU when installed, else PyTorch; PyTorch on CUDA),
+    ``torch`` or ``openvino`` (CPU only). ``precision``: ``auto`` (fp16 on CUDA, bf16 on a CPU
+    with native bf16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA). ``half`` is the older
+    switch: True means fp16 on CUDA and bf16 on the CPU, False fp32; it applies when
+    ``precision`` is ``auto``.
+
+    Frames smaller than the network can paint (a side under 8 after ``max_side``) are padded
+    with their edge pixels and cropped back, so even 1x1 works. The style (mix) is read from
+    ``model.net.mix`` on every call, so ``model.select(...)`` takes effect at once on any engine.
     """
 
     def __init__(self, model: StyleModel, device: str | torch.device = "auto", *, max_side: int | None = None,
                  out_size: tuple[int, int] | None = None, strength: float = 1.0, preserve_color: bool = False,
-                 half: bool | None = None):
+                 half: bool | None = None, engine: str = "auto", precision: str = "auto", brush: float = 1.0):
         if not 0.0 <= strength <= 1.0:
             raise VidstyleError(f"--strength must be between 0 and 1, not {strength}")
+        engine = engines.check_engine(engine)
+        if engine == "openvino" and not isinstance(device, torch.device) and (device or "auto").lower() == "auto":
+            device = "cpu"  # OpenVINO asked for: the CPU even where a GPU is present
         self.model = model
         self.device = device if isinstance(device, torch.device) else pick_device(device)
         self.cuda = self.device.type == "cuda"
-        self.half = self.cuda if half is None else half
+        if half is not None and (precision or "auto").lower() == "auto":
+            precision = ("fp16" if self.cuda else "bf16") if half else "fp32"
+        if brush <= 0:
+            raise VidstyleError(f"--brush must be above 0, not {brush}")
         self.max_side = max_side
+        self.brush = float(brush)
+        self.scale = model_scale(model.training)
         self.out_size = out_size
         self.strength = float(strength)
         self.preserve_color = preserve_color
-        net = model.net.to(self.device).eval()
-        if self.cuda:
-            net = net.to(memory_format=torch.channels_last)
-            torch.backends.cudnn.benchmark = True
-        self.net = net
+        self.engine = engines.make_engine(model, self.device, engine, precision)
+        self.precision = self.engine.precision  # "fp32", "bf16" or "fp16"
+        self.half = self.engine.dtype is not None
+        self.net = model.net
 
     @property
     def name(self) -> str:
@@ -102,17 +156,33 @@ class Stylizer:
     def paint(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float [0, 1] on the device -> stylized, same size, blended as asked."""
         h, w = x.shape[-2:]
-        small = resize(x, scaled_size(h, w, self.max_side))
-        if self.cuda:
-            small = small.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-            y = self.net(small)
-        y = resize(y.float(), (h, w)).clamp_(0, 1)
+        small = resize(x, self.work_size(h, w))
+        y = resize(self.run_net(small), (h, w)).clamp_(0, 1)
         if self.preserve_color:
             y = keep_colour(y, x).clamp_(0, 1)
         if self.strength < 1.0:
             y = torch.lerp(x, y, self.strength)
         return y
+
+    @torch.inference_mode()
+    def run_net(self, x: torch.Tensor) -> torch.Tensor:
+        """The network alone on (N, 3, H, W) float [0, 1]: raw float32 output of the same size.
+
+        Sizes go to the engine as multiples of 4 and at least ``engines.MIN_SIDE``: padded by
+        reflection as ``TransformerNet`` does, by edge pixels where the frame is too small to
+        reflect, then cropped back.
+        """
+        h, w = x.shape[-2:]
+        th, tw = max(engines.MIN_SIDE, -(-h // 4) * 4), max(engines.MIN_SIDE, -(-w // 4) * 4)
+        if (th, tw) != (h, w):
+            mode = "reflect" if (th - h < h and tw - w < w) else "replicate"
+            x = F.pad(x, (0, tw - w, 0, th - h), mode=mode)
+        y = self.engine(x, self.model.net.mix)
+        return y[..., :h, :w]
+
+    def work_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size an (h, w) frame is painted at (see ``working_size``)."""
+        return working_size(h, w, max_side=self.max_side, scale=self.scale, brush=self.brush)
 
     def finish(self, y: torch.Tensor) -> torch.Tensor:
         """Scale to the output size."""
@@ -130,6 +200,8 @@ class Stylizer:
         begin = getattr(stabilizer, "begin", None)
         if begin is not None and getattr(stabilizer, "device", None) is None:
             stabilizer.device = self.device  # RAFT runs where the painter does
+        if begin is not None and getattr(stabilizer, "max_side", None) is None:
+            stabilizer.max_side = max(self.work_size(*frames.shape[1:3]))  # RAFT's flow at the painting size
         pending = begin(frames) if begin is not None else None
         with torch.inference_mode():
             x = self.upload(frames)
@@ -147,5 +219,5 @@ class Stylizer:
         """A batch size that keeps the device busy without running out of memory."""
         if not self.cuda:
             return 1
-        hh, ww = scaled_size(h, w, self.max_side)
+        hh, ww = self.work_size(h, w)
         return int(max(1, min(32, 8 * (1920 * 1080) // max(1, hh * ww))))

@@ -8,7 +8,7 @@ import logging
 
 import typer
 
-from . import bench, evaluate, live, paint, styles, train
+from . import bench, evaluate, export, live, paint, styles, train
 
 app = typer.Typer(
     help="Turn videos and webcam feeds into moving paintings.\n\n"
@@ -26,6 +26,7 @@ app.command("export-loss-net")(train.export_loss_net)
 app.command("eval")(evaluate.eval_cmd)
 app.command("live")(live.live)
 app.command("bench")(bench.bench)
+app.command("export")(export.export)
 
 
 def main() -> None:

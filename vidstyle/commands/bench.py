@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..bench import bench_pipeline
-from .common import Device, parse_size, user_errors
+from .common import BrushOpt, Device, Engine, EngineOpt, Precision, PrecisionOpt, parse_size, user_errors
 
 
 def bench(
@@ -19,6 +19,9 @@ def bench(
     codec: Optional[str] = typer.Option(None, "--codec"),
     preset: Optional[str] = typer.Option(None, "--preset"),
     max_side: Optional[int] = typer.Option(None, "--max-side"),
+    brush: float = BrushOpt,
+    engine: Engine = EngineOpt,
+    precision: Precision = PrecisionOpt,
     live: bool = typer.Option(False, "--live", help="Benchmark live mode instead (file source, no window): "
                               "fps and capture-to-output latency."),
     source_fps: int = typer.Option(60, "--source-fps", min=1, help="With --live: the rate the source delivers "
@@ -30,9 +33,11 @@ def bench(
         wh = parse_size(size)
         if live:
             from ..live.loop import bench_live
-            res = bench_live(wh, frames, style, device.value, max_side, source_fps)
+            res = bench_live(wh, frames, style, device.value, max_side, source_fps, engine=engine.value,
+                             precision=precision.value, brush=brush)
         else:
-            res = bench_pipeline(wh, frames, style, device.value, batch_size, codec, preset, max_side)
+            res = bench_pipeline(wh, frames, style, device.value, batch_size, codec, preset, max_side,
+                                 engine=engine.value, precision=precision.value, brush=brush)
         if json_out:
             typer.echo(json.dumps(res))
         else:

@@ -55,6 +55,26 @@ StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle s
                         ".safetensors path. Default: the bundled default style.")
 MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. a:0.5,b:0.5.")
 DeviceOpt = typer.Option(Device.auto, "--device", help="Where the network runs.")
+class Engine(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    openvino = "openvino"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+EngineOpt = typer.Option(Engine.auto, "--engine", help="What runs the network: auto = OpenVINO on the CPU when "
+                         "installed, else PyTorch (always PyTorch on CUDA); openvino runs on the CPU only.")
+PrecisionOpt = typer.Option(Precision.auto, "--precision", help="Network precision: auto = fp16 on CUDA, bf16 on "
+                            "CPUs with native bf16 (AVX-512 BF16, AMX), else fp32.")
+BrushOpt = typer.Option(1.0, "--brush", min=0.05, help="Brush size: 1 paints strokes as large, relative to the "
+                        "picture, as the model learnt them, whatever the resolution (the frame is painted at the "
+                        "model's scale and scaled back); 2 = strokes twice as large, 0.5 = half. --max-side overrides it.")
 MaxSideOpt = typer.Option(None, "--max-side", min=16, help="Stylize at this longer side (px), "
                           "then scale back: larger strokes and faster.")
 StrengthOpt = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="Blend with the original: 0 = input, 1 = full style.")

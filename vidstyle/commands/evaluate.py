@@ -10,7 +10,8 @@ import typer
 from ..errors import VidstyleError
 from ..evaluate import FlowBank, evaluate, load_frames, plot
 from ..io.images import read_image
-from .common import ColorOpt, Device, DeviceOpt, MaxSideOpt, StrengthOpt, user_errors
+from .common import (BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, Precision, PrecisionOpt,
+                     StrengthOpt, user_errors)
 
 
 def eval_cmd(
@@ -18,7 +19,10 @@ def eval_cmd(
     style: Optional[List[str]] = typer.Option(None, "--style", "-s", help="Style name or model file; repeat to compare models."),
     mix: Optional[str] = typer.Option(None, "--mix"),
     device: Device = DeviceOpt,
-    max_side: Optional[int] = MaxSideOpt,
+    max_side: Optional[int] = typer.Option(None, "--max-side", min=16, help="Read the frames at this longer side (px); they are painted as `run` would paint frames of that size."),
+    brush: float = BrushOpt,
+    engine: Engine = EngineOpt,
+    precision: Precision = PrecisionOpt,
     strength: float = StrengthOpt,
     preserve_color: bool = ColorOpt,
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Evaluate with flow-guided stabilisation."),
@@ -47,7 +51,8 @@ def eval_cmd(
         bank = FlowBank(frames, flo_dir)
         rows = []
         for st in (style or [None]):
-            stylizer = make_stylizer(st, mix=mix, device=device.value, strength=strength, preserve_color=preserve_color)
+            stylizer = make_stylizer(st, mix=mix, device=device.value, strength=strength, preserve_color=preserve_color,
+                                     engine=engine.value, precision=precision.value, brush=brush)
             label = getattr(stylizer.model, "label", stylizer.name)
             pic = read_image(style_image) if style_image else None
             if pic is None and stylizer.model.style_images:

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, StrengthOpt, StyleOpt, user_errors
+from .common import (BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, MaxSideOpt, MixOpt, Precision,
+                     PrecisionOpt, StrengthOpt, StyleOpt, user_errors)
 from ..errors import VidstyleError
 
 
@@ -23,6 +24,9 @@ def live(
                                         "virtual camera's and the feed's rate."),
     device: Device = DeviceOpt,
     max_side: Optional[int] = MaxSideOpt,
+    brush: float = BrushOpt,
+    engine: Engine = EngineOpt,
+    precision: Precision = PrecisionOpt,
     strength: float = StrengthOpt,
     preserve_color: bool = ColorOpt,
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided smoothing against "
@@ -73,7 +77,8 @@ def live(
         if (width is None) != (height is None):
             raise VidstyleError("give both --width and --height, or neither")
         opts = LiveOptions(source=source, style=style, mix=mix, width=width, height=height, fps=fps,
-                           device=device.value, max_side=max_side, strength=strength, preserve_color=preserve_color,
+                           device=device.value, max_side=max_side, brush=brush, engine=engine.value,
+                           precision=precision.value, strength=strength, preserve_color=preserve_color,
                            temporal=temporal, temporal_strength=temporal_strength, flow=flow,
                            side_by_side=side_by_side, preview=preview, virtual_cam=virtual_cam,
                            cam_device=cam_device, serve=serve, record=record, overwrite=overwrite, frames=frames,

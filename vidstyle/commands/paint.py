@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 
 from ..errors import IncompleteInput, VidstyleError
-from .common import (ColorOpt, Device, DeviceOpt, MaxSideOpt, MixOpt, Progress, StrengthOpt, StyleOpt, parse_size,
-                     user_errors)
+from .common import (BrushOpt, ColorOpt, Device, DeviceOpt, EngineOpt, Engine, MaxSideOpt, MixOpt, Precision,
+                     PrecisionOpt, Progress, StrengthOpt, StyleOpt, parse_size, user_errors)
 
 
 def run(
@@ -20,6 +20,9 @@ def run(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per network call (default: auto)."),
     device: Device = DeviceOpt,
     max_side: Optional[int] = MaxSideOpt,
+    brush: float = BrushOpt,
+    engine: Engine = EngineOpt,
+    precision: Precision = PrecisionOpt,
     out_size: Optional[str] = typer.Option(None, "--out-size", help="Write at WIDTHxHEIGHT instead of the input size."),
     strength: float = StrengthOpt,
     preserve_color: bool = ColorOpt,
@@ -59,13 +62,17 @@ def run(
             job = StylizeJob(style, mix=mix, device=device.value, max_side=max_side, out_size=parse_size(out_size),
                              strength=strength, preserve_color=preserve_color, batch_size=batch_size, codec=codec,
                              crf=crf, preset=preset, temporal=temporal, temporal_strength=temporal_strength,
-                             flow=flow, video_options=video_options)
+                             flow=flow, video_options=video_options, engine=engine.value,
+                             precision=precision.value, brush=brush)
             executor = choose_executor(cluster)
             if not one:
                 if segments > 1:
                     raise VidstyleError("--segments splits one video; give one input")
                 if output is None:
                     raise VidstyleError("several inputs need an output folder: -o DIR")
+                if output.suffix and not output.is_dir():
+                    what = "a directory" if len(inputs) == 1 and Path(inputs[0]).is_dir() else "several inputs"
+                    raise VidstyleError(f"{what} need an output folder, not the file name {output}")
                 _run_batch(inputs, output, job, executor, overwrite, quiet, json_out)
                 return
             from ..segments import stylize_segments
@@ -83,6 +90,7 @@ def run(
             try:
                 r = stylize_video(input, output, style, mix=mix, batch_size=batch_size, device=device.value,
                                   max_side=max_side, out_size=parse_size(out_size), strength=strength,
+                                  engine=engine.value, precision=precision.value, brush=brush,
                                   preserve_color=preserve_color, codec=codec, crf=crf, preset=preset,
                                   overwrite=overwrite, stabilizer=stab, progress=bar, **video_options)
             except IncompleteInput as e:
@@ -157,6 +165,9 @@ def image(
     mix: Optional[str] = MixOpt,
     device: Device = DeviceOpt,
     max_side: Optional[int] = MaxSideOpt,
+    brush: float = BrushOpt,
+    engine: Engine = EngineOpt,
+    precision: Precision = PrecisionOpt,
     strength: float = StrengthOpt,
     preserve_color: bool = ColorOpt,
     optimize: bool = typer.Option(False, "--optimize", help="Gatys et al. optimisation (slow, highest quality) instead of a trained network."),
@@ -204,6 +215,7 @@ def image(
                     typer.echo(str(dst), err=True)
             return
         st = make_stylizer(style, mix=mix, device=device.value, max_side=max_side, strength=strength,
+                           engine=engine.value, precision=precision.value, brush=brush,
                            preserve_color=preserve_color)
         from ..api import stylize_image
         for f in files:

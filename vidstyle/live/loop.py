@@ -41,6 +41,9 @@ class LiveOptions:
     fps: float | None = None
     device: str = "auto"
     max_side: int | None = None
+    brush: float = 1.0
+    engine: str = "auto"                 # auto | torch | openvino
+    precision: str = "auto"              # auto | fp32 | bf16 | fp16
     strength: float = 1.0
     preserve_color: bool = False
     temporal: bool = False
@@ -166,8 +169,9 @@ class LiveSession:
             raise VidstyleError("--frames must be at least 1")
         if opts.preview:
             check_display()  # before anything is opened: OpenCV's Qt would abort the process
-        device = pick_device(opts.device)
-        self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side)
+        device = pick_device("cpu" if opts.engine == "openvino" and opts.device == "auto" else opts.device)
+        self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side, brush=opts.brush,
+                              engine=opts.engine, precision=opts.precision)
         self.bank[self.bank.start]  # load (and check) the first style before opening anything
         self.source = open_source(opts.source, opts.width, opts.height, opts.fps, loop=opts.loop, pace=opts.pace)
         src_size = getattr(self.source, "size", None)
@@ -440,7 +444,7 @@ def _bench_clip(path: Path, w: int, h: int, n: int, fps: int) -> Path:
 
 
 def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "auto", max_side=None,
-               source_fps: int = 60) -> dict:
+               source_fps: int = 60, *, engine: str = "auto", precision: str = "auto", brush: float = 1.0) -> dict:
     """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window: fps and latency."""
     import torch
 
@@ -448,7 +452,8 @@ def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "a
     warmup = min(10, max(1, frames // 5))
     with tempfile.TemporaryDirectory() as tmp:
         clip = _bench_clip(Path(tmp) / "live.mp4", w, h, max(30, source_fps), fps=source_fps)
-        opts = LiveOptions(source=str(clip), style=style, device=device, max_side=max_side, preview=False,
+        opts = LiveOptions(source=str(clip), style=style, device=device, max_side=max_side, brush=brush,
+                           engine=engine, precision=precision, preview=False,
                            loop=True, frames=frames + warmup, warmup=warmup)
         session = LiveSession(opts, notify=lambda m: None)
         r = session.run()
@@ -456,6 +461,7 @@ def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "a
     gpu = torch.cuda.get_device_name(0) if st.device.type == "cuda" else None
     return {"mode": "live", "resolution": f"{w}x{h}", "source_fps": source_fps, "frames": r.frames - warmup,
             "warmup_frames": warmup, "device": r.device, "gpu": gpu, "style": r.style,
-            "arch": st.model.net.config.arch, "half": st.half, "fps": r.fps,
+            "arch": st.model.net.config.arch, "half": st.half, "engine": st.engine.name,
+            "precision": st.precision, "work_size": "x".join(map(str, st.work_size(h, w)[::-1])), "fps": r.fps,
             "latency_ms_median": r.latency_ms_median, "latency_ms_p95": r.latency_ms_p95,
             "dropped_frames": r.dropped, "cpu_threads": torch.get_num_threads()}

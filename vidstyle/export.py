@@ -1,0 +1,257 @@
+"""A style network as a standalone graph: ONNX or OpenVINO IR, for other runtimes and for the OpenVINO engine.
+
+Exported graphs (``export_model``)
+----------------------------------
+Inputs
+  ``image``  float32 (N, 3, H, W): RGB in [0, 1]; N, H and W are dynamic (H, W >= 5).
+  ``mix``    float32 (S,): one non-negative weight per style of the model (S = n_styles),
+             summing to 1; one-hot picks a style, anything else blends the styles.
+Output
+  ``stylized`` float32 (N, 3, H, W): RGB, roughly in [0, 1], not clamped (clamp for display).
+
+Inside, H and W are padded (reflect) up to multiples of 4 and the result is cropped back, as
+``TransformerNet.forward`` does. Tiny frames (a side under 5) must be padded by the caller
+(the Stylizer pads them with edge pixels to 8).
+
+The OpenVINO engine (``vidstyle.engines``) converts the same network without the padding step
+(``StyleGraph(net, pad=False)``): the Stylizer hands it sizes that are already multiples of 4.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import VidstyleError
+
+log = logging.getLogger("vidstyle")
+
+FORMATS = ("onnx", "openvino")
+INPUTS = ("image", "mix")
+OUTPUT = "stylized"
+# Bump when the graph built here changes: cached conversions are keyed by it.
+GRAPH_VERSION = 1
+ONNX_OPSET = 17
+
+IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
+          "mix float32 (S,) style weights summing to 1, one per style. "
+          "output: stylized float32 (N,3,H,W) RGB roughly in [0,1], not clamped.")
+
+
+class StyleGraph(nn.Module):
+    """``TransformerNet`` with the style mix as a second input, for tracing.
+
+    ``pad``: pad H and W (reflect) to multiples of 4 inside the graph and crop back; without it
+    the caller must give multiples of 4 (at least 8).
+    """
+
+    def __init__(self, net: nn.Module, pad: bool = True):
+        super().__init__()
+        self.net = net
+        self.pad = pad
+
+    def forward(self, image: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        if not self.pad:
+            return self.net.decode(self.net.encode(image, mix), mix)
+        h, w = image.shape[-2], image.shape[-1]
+        # written without Python branches so that tracing keeps H and W dynamic
+        ph, pw = (4 - h % 4) % 4, (4 - w % 4) % 4
+        x = F.pad(image, (0, pw, 0, ph), mode="reflect")
+        y = self.net.decode(self.net.encode(x, mix), mix)
+        return y[:, :, :h, :w]
+
+
+def example_inputs(net: nn.Module, h: int = 64, w: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    n = net.config.n_styles
+    return torch.rand(1, 3, h, w), torch.full((n,), 1.0 / n)
+
+
+@contextmanager
+def _quiet():
+    """Tracing warns about every shape expression and about deprecations; none of it is the user's concern."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
+    """The network on the CPU in fp32, eval mode, without touching the caller's module."""
+    import copy
+
+    p = next(net.parameters(), None)
+    if p is not None and p.device.type == "cpu" and p.dtype == torch.float32 and not net.training:
+        return net
+    return copy.deepcopy(net).float().cpu().eval()
+
+
+def to_onnx_bytes(net: nn.Module, pad: bool = True) -> bytes:
+    """The ONNX model (opset 17) of ``net``: inputs ``image`` (dynamic N, H, W) and ``mix``, output ``stylized``."""
+    net = _cpu_fp32_copy(net)
+    dyn = {0: "batch", 2: "height", 3: "width"}
+    buf = io.BytesIO()
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(StyleGraph(net, pad=pad).eval(), example_inputs(net), buf, dynamo=False,
+                          opset_version=ONNX_OPSET, input_names=list(INPUTS), output_names=[OUTPUT],
+                          dynamic_axes={"image": dyn, OUTPUT: dyn})
+    return buf.getvalue()
+
+
+def to_openvino(net: nn.Module, pad: bool = True):
+    """``openvino.Model`` of ``net`` with inputs ``image`` (dynamic N, H, W) and ``mix``; fp32 weights.
+
+    Through an in-memory ONNX export (about 2 s for the full network here), or, where that
+    fails, ``openvino.convert_model`` on the module itself (tracing, about 7 s); both give the
+    same graph speed.
+    """
+    ov = require_openvino()
+    net = _cpu_fp32_copy(net)
+    n = net.config.n_styles
+    try:
+        model = ov.convert_model(io.BytesIO(to_onnx_bytes(net, pad)))
+    except Exception as e:  # noqa: BLE001 - the slower route below
+        log.debug("ONNX route to OpenVINO failed (%s); converting the module directly", e)
+        with _quiet(), torch.inference_mode(False), torch.no_grad():
+            model = ov.convert_model(
+                StyleGraph(net, pad=pad).eval(), example_input=example_inputs(net),
+                input=[("image", ov.PartialShape([-1, 3, -1, -1]), ov.Type.f32),
+                       ("mix", ov.PartialShape([n]), ov.Type.f32)])
+    for port, name in zip(model.inputs, INPUTS):
+        port.get_tensor().set_names({name})
+    model.outputs[0].get_tensor().set_names({OUTPUT})
+    return model
+
+
+def require_openvino():
+    """The ``openvino`` module, or one clear VidstyleError saying how to get it."""
+    try:
+        import openvino
+    except ImportError as e:
+        raise VidstyleError(f"the OpenVINO engine needs the openvino package: pip install openvino "
+                            f"({str(e).splitlines()[0][:80]})") from None
+    return openvino
+
+
+def _describe(model) -> dict[str, str]:
+    """Metadata stored in an exported file: what the inputs are and which styles the mix weights."""
+    net = model.net
+    return {
+        "producer": "vidstyle",
+        "vidstyle.graph_version": str(GRAPH_VERSION),
+        "vidstyle.arch": json.dumps(net.config.to_dict()),
+        "vidstyle.styles": json.dumps(list(model.styles)),
+        "vidstyle.name": model.name,
+        "vidstyle.io": IO_DOC,
+    }
+
+
+def _tmp_beside(path: Path, suffix: str) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def export_model(model, path: str | os.PathLike, format: str | None = None) -> Path:  # noqa: A002 - API name
+    """Write ``model`` (a StyleModel) as a standalone graph; returns the path written.
+
+    ``format``: ``"onnx"`` (one ``.onnx`` file, opset 17) or ``"openvino"`` (IR: ``.xml`` plus
+    ``.bin`` beside it, fp32 weights); default from the suffix of ``path`` (.onnx / .xml).
+
+    The graph:
+
+    * input ``image``: float32 (N, 3, H, W), RGB in [0, 1]; N, H, W dynamic (H and W at least 5);
+    * input ``mix``: float32 (n_styles,), one weight per style in ``model.styles`` order, summing to 1;
+    * output ``stylized``: float32 (N, 3, H, W), RGB roughly in [0, 1]; clamp it for display.
+
+    The style names, architecture and this description are stored in the file: ONNX
+    ``doc_string`` and ``metadata_props`` (keys ``vidstyle.styles``, ``vidstyle.arch``,
+    ``vidstyle.io``, ...); OpenVINO ``rt_info`` under ``vidstyle``.
+    Writes are atomic (a temporary file beside the target, then a rename).
+    """
+    if not hasattr(model, "net") or not hasattr(model.net, "config"):
+        raise VidstyleError("export_model needs a loaded vidstyle model (vidstyle.load_model)")
+    path = Path(path).expanduser()
+    fmt = (format or {".onnx": "onnx", ".xml": "openvino"}.get(path.suffix.lower(), "")).lower()
+    if fmt in ("ir", "ov"):
+        fmt = "openvino"
+    if fmt not in FORMATS:
+        raise VidstyleError(f"export format must be onnx or openvino, not {format!r}" if format else
+                            f"cannot tell the export format of {path}: name it .onnx or .xml, or give the format")
+    want = ".onnx" if fmt == "onnx" else ".xml"
+    if path.suffix.lower() != want:
+        raise VidstyleError(f"a {fmt} export must be named *{want}, not {path.name}")
+    if path.is_dir():
+        raise VidstyleError(f"{path} is a folder; give a file name ending in {want}")
+    if not path.parent.is_dir():
+        raise VidstyleError(f"cannot write {path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise VidstyleError(f"cannot write {path}: folder {path.parent} is not writable")
+    try:
+        if fmt == "onnx":
+            _export_onnx(model, path)
+        else:
+            _export_openvino(model, path)
+    except VidstyleError:
+        raise
+    except OSError as e:
+        raise VidstyleError(f"cannot write {path}: {e.strerror or e}") from None
+    log.info("exported %s to %s (%s)", model.name, path, fmt)
+    return path
+
+
+def _export_onnx(model, path: Path) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise VidstyleError("ONNX export needs the onnx package: pip install onnx") from None
+    net = model.net
+    tmp = _tmp_beside(path, ".onnx")
+    try:
+        proto = onnx.load_from_string(to_onnx_bytes(net, pad=True))
+        meta = _describe(model)
+        proto.doc_string = f"vidstyle style network {model.name!r} ({net.config.arch}); {IO_DOC}"
+        proto.producer_name = "vidstyle"
+        del proto.metadata_props[:]
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        docs = {"image": "RGB in [0, 1], (N, 3, H, W)",
+                "mix": f"style weights summing to 1, in this order: {', '.join(model.styles)}",
+                OUTPUT: "stylized RGB, roughly in [0, 1] (clamp for display)"}
+        for v in list(proto.graph.input) + list(proto.graph.output):
+            v.doc_string = docs.get(v.name, "")
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _export_openvino(model, path: Path) -> None:
+    ov = require_openvino()
+    om = to_openvino(model.net, pad=True)
+    for k, v in _describe(model).items():
+        om.set_rt_info(v, ["vidstyle", k.removeprefix("vidstyle.")])
+    save_ir_atomic(ov, om, path)
+
+
+def save_ir_atomic(ov, om, xml: Path) -> None:
+    """``ov.save_model`` (fp32 weights) to ``xml`` and its ``.bin``, both written beside and renamed.
+
+    The ``.bin`` is renamed first: a reader that finds the ``.xml`` finds its weights too.
+    """
+    stage = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.partial-", dir=xml.parent))
+    try:
+        ov.save_model(om, str(stage / xml.name), compress_to_fp16=False)
+        os.replace(stage / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
+        os.replace(stage / xml.name, xml)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
