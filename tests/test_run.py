@@ -166,9 +166,28 @@ def test_image_command_on_folder(tmp_path, model_file):
     out = tmp_path / "painted"
     res = runner.invoke(app, ["image", str(folder), "-o", str(out), "--style", str(model_file), "--device", "cpu", "-q"])
     assert res.exit_code == 0, res.output
-    files = sorted(p.name for p in out.iterdir())
-    assert files == ["a.random_lite.png", "b.random_lite.png"]
-    assert cv2.imread(str(out / "b.random_lite.png")).shape == (29, 41, 3)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert files == ["a.random_lite.png", "sub/b.random_lite.png"]  # the folder layout is kept
+    assert cv2.imread(str(out / "sub" / "b.random_lite.png")).shape == (29, 41, 3)
+
+
+def test_image_inputs_with_the_same_name_are_not_written_over_each_other(tmp_path, model_file):
+    import cv2
+    from conftest import pattern
+    for d, i in (("x", 0), ("y", 7)):
+        (tmp_path / d / "sub").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / d / "sub" / "same.png"), pattern(i, 40, 30))
+    out = tmp_path / "painted"
+    two_files = [str(tmp_path / "x" / "sub" / "same.png"), str(tmp_path / "y" / "sub" / "same.png")]
+    res = runner.invoke(app, ["image", *two_files, "-o", str(out), "--style", str(model_file), "-q"])
+    assert res.exit_code == 2 and "would both be written" in res.output
+    assert not list(out.rglob("*.png"))
+    # given as folders, each keeps its layout: x/ gives sub/same, y/sub/ gives same
+    res = runner.invoke(app, ["image", str(tmp_path / "x"), str(tmp_path / "y" / "sub"), "-o", str(out),
+                              "--style", str(model_file), "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["same.random_lite.png",
+                                                                          "sub/same.random_lite.png"]
 
 
 def _clip_with_subtitles(tmp_path):

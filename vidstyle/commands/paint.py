@@ -186,27 +186,47 @@ def image(
 
     with user_errors():
         files: list[Path] = []
+        rel: dict[Path, Path] = {}  # where each output goes under -o: a folder's layout is kept
         for p in inputs:
             if p.is_dir():
                 found = find_images(p)
                 if not found:
                     raise VidstyleError(f"no images in folder {p}")
                 files += found
+                rel.update({f: f.relative_to(p) for f in found})
             elif not p.exists():
                 raise VidstyleError(f"input not found: {p}")
             else:
                 files.append(p)
+                rel[p] = Path(p.name)
         many = len(files) > 1 or any(p.is_dir() for p in inputs)
         if many and output is not None:
             if output.exists() and not output.is_dir():
                 raise VidstyleError(f"with several inputs --output must be a folder: {output}")
             output.mkdir(parents=True, exist_ok=True)
+
+        def target(f: Path, tag: str) -> Path | None:
+            if many and output is not None:
+                return output / rel[f].parent / f"{f.stem}.{tag}.png"
+            return output
+
+        def check_unique(tag: str) -> None:
+            seen: dict[Path, Path] = {}
+            for f in files:
+                dst = target(f, tag) or f.with_name(f"{f.stem}.{tag}.png")
+                if dst in seen:
+                    raise VidstyleError(f"{seen[dst]} and {f} would both be written to {dst}; "
+                                        "give their folders instead, or paint them separately")
+                seen[dst] = f
+
         if optimize:
             from ..train.gatys import optimize_image
             if style_image is None:
                 raise VidstyleError("--optimize needs --style-image PICTURE")
+            check_unique("gatys")
             for f in files:
-                dst = (output / f"{f.stem}.png" if many and output else output) or f.with_name(f"{f.stem}.gatys.png")
+                dst = target(f, "gatys") or f.with_name(f"{f.stem}.gatys.png")
+                dst.parent.mkdir(parents=True, exist_ok=True)
                 with Progress(quiet, f"optimising {f.name}") as bar:
                     out = optimize_image(read_image(f), read_image(style_image), steps=steps, loss_net=loss_net,
                                          device=device.value, max_side=max_side or 512, progress=bar)
@@ -218,8 +238,12 @@ def image(
                            engine=engine.value, precision=precision.value, brush=brush,
                            preserve_color=preserve_color)
         from ..api import stylize_image
+        tag = "".join(c if c.isalnum() or c in "-_+" else "_" for c in getattr(st.model, "label", st.name))
+        check_unique(tag)
         for f in files:
-            dst = (output / f"{f.stem}.{st.name}.png" if many and output else output)
+            dst = target(f, tag)
+            if dst is not None:
+                dst.parent.mkdir(parents=True, exist_ok=True)
             written = stylize_image(f, dst, stylizer=st, overwrite=overwrite)
             if not quiet:
                 typer.echo(str(written), err=True)
