@@ -1,11 +1,12 @@
-"""Training throughput: vidstyle's loop against a plain fp32 loop, same network, losses and batches.
+"""Training throughput: vidstyle's loop in fp32 and in bf16 against a plain fp32 loop, same network and losses.
 
-    python benchmarks/train_throughput.py --data ../shared/data/content --size 256 --steps 50   # on a GPU
+    python benchmarks/train_throughput.py --size 256 --steps 10            # CPU: seconds per step
+    python benchmarks/train_throughput.py --size 256 --steps 50            # GPU
 
 "plain" is the way pytorch/examples' fast_neural_style trains: fp32, contiguous tensors, Adam, one
-process. "vidstyle" is `Trainer.train_step` (bf16 autocast and channels_last on CUDA, AdamW). Both leave
-out the temporal loss so that the work is the same; both read the same photos with the same seeds.
-The issue's target (GPU, 256 px): vidstyle >= 2x plain. On a CPU both run fp32 and the ratio is about 1.
+process, a zero-padded VGG. "vidstyle" is `Trainer.train_step` with ``--precision fp32`` and with
+``--precision bf16`` (autocast; channels_last on CUDA), AdamW and the reflect-padded loss network. All leave out
+the temporal loss so that the work is the same, and read the same photos with the same seeds.
 """
 from __future__ import annotations
 
@@ -40,28 +41,34 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--loss-net", default="auto")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precisions", default="fp32,bf16", help="vidstyle loops to time")
     a = ap.parse_args()
 
-    cfg = TrainConfig(styles=[a.style], data=a.data, arch=a.arch, size=a.size, batch_size=a.batch_size,
-                      steps=10 ** 9, temporal="none", loss_net=a.loss_net, device=a.device, checkpoint_every=0,
-                      preview_every=0, run_dir="/tmp/vidstyle-throughput", data_limit=512)
-    tr = Trainer(cfg)
-    dev = tr.device
+    def config(precision: str) -> TrainConfig:
+        return TrainConfig(styles=[a.style], data=a.data, arch=a.arch, size=a.size, batch_size=a.batch_size,
+                           steps=10 ** 9, temporal="none", loss_net=a.loss_net, device=a.device, checkpoint_every=0,
+                           preview_minutes=0, run_dir="/tmp/vidstyle-throughput", data_limit=512,
+                           precision=precision, output="/tmp/vidstyle-throughput/unused.safetensors")
 
-    # vidstyle's loop
-    for _ in range(a.warmup):
-        tr.train_step()
-    sync(dev)
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        tr.train_step()
-    sync(dev)
-    ours = a.steps * a.batch_size / (time.perf_counter() - t0)
+    seconds = {}
+    for precision in a.precisions.split(","):
+        tr = Trainer(config(precision))
+        dev = tr.device
+        for _ in range(a.warmup):
+            tr.train_step()
+        sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            tr.train_step()
+        sync(dev)
+        seconds[f"vidstyle_{precision}"] = (time.perf_counter() - t0) / a.steps
+    cfg = tr.cfg
 
     # the plain loop: fp32, contiguous, Adam
     torch.manual_seed(0)
     net = TransformerNet(arch_config(a.arch, 1)).to(dev)
-    vgg = tr.vgg.to(memory_format=torch.contiguous_format).float()
+    from vidstyle.train.lossnet import load_loss_net
+    vgg = load_loss_net(a.loss_net, dev)  # zero padding, as trained
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     grams = tr.grams[0]
 
@@ -83,12 +90,13 @@ def main() -> None:
     for i in range(a.steps):
         plain_step(i)
     sync(dev)
-    plain = a.steps * a.batch_size / (time.perf_counter() - t0)
+    seconds["plain_fp32"] = (time.perf_counter() - t0) / a.steps
     gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else None
     print(json.dumps({"device": str(dev), "gpu": gpu, "arch": a.arch, "size": a.size, "batch_size": a.batch_size,
-                      "steps": a.steps, "vidstyle_images_per_s": round(ours, 2), "plain_fp32_images_per_s":
-                      round(plain, 2), "ratio": round(ours / plain, 3), "loss_net": tr.vgg.source,
-                      "cpu_threads": torch.get_num_threads()}))
+                      "steps": a.steps, **{f"{k}_s_per_step": round(v, 3) for k, v in seconds.items()},
+                      **{f"{k}_speedup_over_plain": round(seconds["plain_fp32"] / v, 2)
+                         for k, v in seconds.items() if k != "plain_fp32"},
+                      "loss_net": tr.vgg.source, "cpu_threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

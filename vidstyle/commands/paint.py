@@ -28,7 +28,7 @@ def run(
     preserve_color: bool = ColorOpt,
     codec: Optional[str] = typer.Option(None, "--codec", help="libx264 (default), hevc, vp9 (default for .webm), h264_nvenc."),
     crf: Optional[int] = typer.Option(None, "--crf", min=0, max=63, help="Quality: lower is better (x264/x265 default 18, vp9 32)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Encoder preset (x264/x265: ultrafast..veryslow, default medium)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Encoder preset (x264/x265: ultrafast..veryslow, default veryfast, which leaves the CPU to the painter; medium gives smaller files)."),
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided stabilisation against flicker."),
     temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0, help="How much of the warped previous output to keep where it is visible."),
     flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),

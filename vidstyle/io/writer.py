@@ -445,7 +445,9 @@ class VideoWriter:
 
     def _encoder_options(self, crf: int | None, preset: str | None) -> dict:
         if self.encoder in ("libx264", "libx265"):
-            opts = {"crf": str(18 if crf is None else crf), "preset": preset or "medium"}
+            # veryfast by default: the encoder shares the CPU with the painter, the slowest stage, and
+            # x264's medium took enough of it to slow the whole run by a quarter (docs/PERFORMANCE.md)
+            opts = {"crf": str(18 if crf is None else crf), "preset": preset or "veryfast"}
             if self.encoder == "libx265":
                 opts["x265-params"] = "log-level=error"
             return opts
