@@ -26,7 +26,11 @@ for p in sorted(src.rglob("*.jpg")):
         (dst / rel).symlink_to(p)
 PYEOF
 fi
-resume=(); [ -f "$RUN/checkpoint.safetensors" ] && resume=(--resume "$RUN/checkpoint.safetensors")
+# continue the run; when its checkpoint is lost, start from the bundled model's weights
+resume=()
+if [ -f "$RUN/checkpoint.safetensors" ]; then resume=(--resume "$RUN/checkpoint.safetensors")
+elif [ -f vidstyle/models/bundled/paintings.safetensors ]; then resume=(--init vidstyle/models/bundled/paintings.safetensors)
+fi
 export OMP_WAIT_POLICY=PASSIVE  # yield the cores quickly when other work shares them
 exec nice -n 5 .venv/bin/vidstyle train $(for s in $STYLES; do echo "$DATA/style/$s.jpg"; done) \
   --data "$RUN/photos" --loss-net hed --steps "$STEPS" --run-dir "$RUN" --checkpoint-every 250 \

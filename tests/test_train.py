@@ -421,3 +421,31 @@ def test_batch_must_split_over_ranks(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(VidstyleError, match="does not split"):
         Trainer(config(tmp_path, batch_size=3))
+
+
+@needs_hed
+def test_init_warm_starts_from_a_model_with_styles_matched_by_name(tmp_path):
+    """--init: weights from a model file, a fresh optimiser and step count; styles matched by name."""
+    from vidstyle.models.files import load_model
+    from vidstyle.train.loop import Trainer
+    first = Trainer(config(tmp_path, steps=3, names=["a"], output=str(tmp_path / "a.safetensors")))
+    first.train()
+    src = load_model(tmp_path / "a.safetensors").net.state_dict()
+    pic2 = tmp_path / "style2.png"
+    cv2.imwrite(str(pic2), cv2.imread(str(tmp_path / "style.png"))[:, ::-1])
+    warm = Trainer(config(tmp_path, steps=2, styles=[str(tmp_path / "style.png"), str(pic2)], names=["b", "a"],
+                          init=str(tmp_path / "a.safetensors"), output=str(tmp_path / "ab.safetensors")))
+    assert warm.step == 0 and not warm.opt.state
+    got = warm.net.state_dict()
+    assert torch.equal(got["encoder.0.conv.weight"], src["encoder.0.conv.weight"])
+    assert torch.equal(got["encoder.0.norm.weight"][1], src["encoder.0.norm.weight"][0])  # "a" found by name
+    assert torch.equal(got["encoder.0.norm.weight"][0], src["encoder.0.norm.weight"].mean(0))  # "b" is new
+    warm.train()
+    from_ck = Trainer(config(tmp_path, steps=1, names=["a"], init=str(tmp_path / "run" / "checkpoint.safetensors"),
+                             output=str(tmp_path / "c.safetensors")))  # a checkpoint works too
+    assert torch.equal(from_ck.net.state_dict()["encoder.0.conv.weight"], warm.net.state_dict()["encoder.0.conv.weight"])
+    with pytest.raises(VidstyleError, match="not --arch"):
+        Trainer(config(tmp_path, arch="transformer", init=str(tmp_path / "a.safetensors"), overwrite=True))
+    with pytest.raises(VidstyleError, match="not both"):
+        Trainer(config(tmp_path, init=str(tmp_path / "a.safetensors"), overwrite=True,
+                       resume=str(tmp_path / "run" / "checkpoint.safetensors")))

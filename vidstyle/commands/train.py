@@ -44,6 +44,7 @@ def train(
     preview_minutes: float = typer.Option(10.0, "--preview-minutes", min=0, help="Write RUN_DIR/preview.png (one row per style) and print the ETA every N minutes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output model."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint.safetensors."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from the weights of a model file or checkpoint (same --arch) with this command's recipe: a fresh optimiser and step count. Styles are matched by name; new ones start from the mean of the file's styles."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16. auto: bf16 autocast on CUDA and on CPUs with bf16 maths (AVX-512 BF16, AMX), else fp32."),
     loss_padding: str = typer.Option("reflect", "--loss-padding", help="Conv padding of the loss network: reflect (no bands along the edges) or zeros (as VGG was trained)."),
@@ -74,7 +75,7 @@ def train(
                           temporal=temporal_loss, temporal_weight=temporal_weight,
                           feature_temporal_weight=feature_temporal_weight, loss_net=loss_net, device=device,
                           run_dir=str(run_dir) if run_dir else None, checkpoint_every=checkpoint_every,
-                          preview_every=preview_every, preview_minutes=preview_minutes, overwrite=overwrite, resume=str(resume) if resume else None, threads=threads,
+                          preview_every=preview_every, preview_minutes=preview_minutes, overwrite=overwrite, resume=str(resume) if resume else None, init=str(init) if init else None, threads=threads,
                           precision=precision, loss_padding=loss_padding)
         bar = None
         quiet = quiet or os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all

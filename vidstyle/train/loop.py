@@ -62,6 +62,7 @@ class TrainConfig:
     preview_minutes: float = 10.0          # minutes between previews and status lines (0: only by steps)
     overwrite: bool = False                # replace an existing output model
     resume: str | None = None
+    init: str | None = None                # warm start: the weights of a model file or checkpoint, new recipe
     threads: int | None = None
     precision: str = "auto"                # auto | fp32 | bf16 (auto: bf16 on CUDA and on CPUs with bf16 maths)
     loss_padding: str = "reflect"          # the loss network's conv padding: reflect (no border bands) or zeros
@@ -176,8 +177,12 @@ class Trainer:
         out = self.output_path()
         if out.exists() and not cfg.overwrite:
             raise VidstyleError(f"{out} exists; pass --overwrite to replace it, or choose another --output")
+        if cfg.resume and cfg.init:
+            raise VidstyleError("give --resume (continue a run) or --init (start from its weights), not both")
         if cfg.resume:
             self._load_checkpoint(Path(cfg.resume))
+        elif cfg.init:
+            self._warm_start(Path(cfg.init))
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -309,6 +314,42 @@ class Trainer:
         self.step = int(meta["step"])
         self.seconds = float(meta.get("seconds", 0.0))
 
+    def _warm_start(self, path: Path) -> None:
+        """Start from the weights of a model file or a training checkpoint (same architecture).
+
+        The optimiser, the step count and the recipe start afresh. Each style's norm parameters come from
+        the style of the same name in the file; a style it does not have starts from the mean of its styles.
+        """
+        from safetensors import safe_open
+
+        from ..models.files import load_model
+
+        if not path.is_file():
+            raise VidstyleError(f"--init file not found: {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "config" in meta:  # a checkpoint
+            state = {k[4:]: v for k, v in load_file(str(path)).items() if k.startswith("net.")}
+            names = json.loads(meta.get("styles", "[]"))
+            arch = json.loads(meta["config"]).get("arch")
+        else:
+            model = load_model(path)
+            state, names, arch = model.net.state_dict(), model.styles, model.net.config.arch
+        if arch != self.cfg.arch:
+            raise VidstyleError(f"--init {path} is a {arch} network, not --arch {self.cfg.arch}")
+        own = self.net.state_dict()
+        for key, value in own.items():
+            src = state.get(key)
+            if src is None:
+                raise VidstyleError(f"--init {path} does not match --arch {self.cfg.arch} (no {key})")
+            if key.endswith((".norm.weight", ".norm.bias")):  # (n_styles, C): one row per style
+                rows = [src[names.index(n)] if n in names else src.mean(0) for n in self.names]
+                src = torch.stack(rows)
+            if tuple(src.shape) != tuple(value.shape):
+                raise VidstyleError(f"--init {path} does not match --arch {self.cfg.arch} ({key})")
+            value.copy_(src.to(value.dtype))
+        log.info("warm start from %s (%s)", path, ", ".join(n for n in self.names if n in names) or "no shared styles")
+
     def preview(self) -> Path:
         self.net.eval()
         rows = []
@@ -419,6 +460,7 @@ class Trainer:
             "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                         "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
             "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
+            "init": Path(cfg.init).name if cfg.init else None,
             "seconds": round(total_seconds, 1), "device": str(self.device), "world_size": self.world,
         }
         save_model(out, self.net.eval(), self.names, training, style_images=self.style_pictures)
