@@ -272,7 +272,7 @@ def test_export_bad_path_or_format(tmp_path, bundled):
     with pytest.raises(VidstyleError, match="does not exist"):
         export_model(bundled, tmp_path / "missing" / "m.onnx")
     (tmp_path / "d.onnx").mkdir()
-    with pytest.raises(VidstyleError, match="folder"):
+    with pytest.raises(VidstyleError, match="directory"):
         export_model(bundled, tmp_path / "d.onnx")
     with pytest.raises(VidstyleError, match="loaded vidstyle model"):
         export_model("starry_night", tmp_path / "m.onnx")

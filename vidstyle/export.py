@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import VidstyleError
+from .io.writer import check_target
 
 log = logging.getLogger("vidstyle")
 
@@ -189,12 +190,7 @@ def export_model(model, path: str | os.PathLike, format: str | None = None) -> P
     want = ".onnx" if fmt == "onnx" else ".xml"
     if path.suffix.lower() != want:
         raise VidstyleError(f"a {fmt} export must be named *{want}, not {path.name}")
-    if path.is_dir():
-        raise VidstyleError(f"{path} is a folder; give a file name ending in {want}")
-    if not path.parent.is_dir():
-        raise VidstyleError(f"cannot write {path}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise VidstyleError(f"cannot write {path}: folder {path.parent} is not writable")
+    check_target(path, overwrite=True)  # not a folder; the folder exists and is writable
     try:
         if fmt == "onnx":
             _export_onnx(model, path)
