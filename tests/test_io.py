@@ -366,7 +366,10 @@ def test_sigterm_and_sighup_remove_the_partial_file(tmp_path, signum, abort):
     dst = tmp_path / "o.mp4"
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITE, str(dst), abort], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            # the default disposition, as a shell gives it: under nohup SIGHUP is ignored,
+                            # and the writer rightly leaves an ignored signal alone
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
         assert partials(dst)  # the premise: a partial file exists while writing
