@@ -92,9 +92,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = read_metadata(Path(args.model))
-    styles = args.styles or json.loads(meta["styles"])
+    names = json.loads(meta["styles"])
+    styles = args.styles or names
     training = json.loads(meta.get("training", "{}"))
-    images = dict(zip(styles, training.get("style_images", [f"{s}.jpg" for s in styles])))
+    images = dict(zip(names, training.get("style_images", [f"{s}.jpg" for s in names])))
     photos = {n: photo(n) for n in HELD_OUT}
     frames = [frame(n) for n in FRAMES]
     report = {"model": Path(args.model).name, "held_out": HELD_OUT, "preview_photos": PREVIEW, "frames": FRAMES,
