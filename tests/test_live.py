@@ -324,7 +324,10 @@ def test_preview_window_shows_the_stylized_frame(tmp_path, xvfb):
     env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb")
     proc = subprocess.Popen([sys.executable, "-m", "vidstyle", "live", "--source", str(src), "--loop",
                              "--style", "starry_night", "--device", "cpu", "--duration", "600", "--record", str(rec),
-                             "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as a terminal delivers it, even when the tests run in the background
+                            # (where a shell starts its children with SIGINT ignored)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     tmpl = expected[h // 2:]  # the lower half: the HUD sits at the top
     # generous: under load a cold start (imports, the engine's first compile) can take minutes
     best_err, deadline = None, time.time() + 300
