@@ -449,3 +449,69 @@ def test_init_warm_starts_from_a_model_with_styles_matched_by_name(tmp_path):
     with pytest.raises(VidstyleError, match="not both"):
         Trainer(config(tmp_path, init=str(tmp_path / "a.safetensors"), overwrite=True,
                        resume=str(tmp_path / "run" / "checkpoint.safetensors")))
+
+
+@needs_hed
+def test_a_non_finite_step_is_skipped_and_never_saved(tmp_path, monkeypatch):
+    """A batch that makes the loss NaN leaves the weights as they were, and the run goes on."""
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path))
+    t.train_step()
+    before = {k: v.clone() for k, v in t.net.state_dict().items()}
+    real = t.losses
+
+    def poisoned(step, data=None):
+        out = real(step, data)
+        out["total"] = out["total"] * float("nan")
+        return out
+
+    monkeypatch.setattr(t, "losses", poisoned)
+    logged = t.train_step()
+    assert np.isnan(logged["total"]) and t.skipped_steps == 1 and t.step == 2
+    assert all(torch.equal(before[k], v) for k, v in t.net.state_dict().items())
+    monkeypatch.setattr(t, "losses", real)
+    assert np.isfinite(t.train_step()["total"])  # the next good batch trains as usual
+    ck = t.save_checkpoint()
+    with torch.no_grad():
+        next(t.net.parameters())[0].fill_(float("nan"))
+    good = ck.read_bytes()
+    with pytest.raises(VidstyleError, match="not finite"):
+        t.save_checkpoint()
+    assert ck.read_bytes() == good
+
+
+@needs_hed
+def test_gradient_clip_bounds_the_norm(tmp_path):
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path, clip_grad=1e-3))
+    logged = t.train_step()
+    assert logged["grad_norm"] > 1e-3  # the norm before clipping is logged
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in t.net.parameters() if p.grad is not None))
+    assert norm <= 1e-3 * 1.01
+
+
+@needs_hed
+def test_checkpoint_keeps_the_one_before(tmp_path):
+    from safetensors import safe_open
+
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path))
+    t.train_step()
+    ck = t.save_checkpoint()
+    t.train_step()
+    t.save_checkpoint()
+    prev = ck.with_name("checkpoint-prev.safetensors")
+    with safe_open(str(prev), framework="pt") as f:
+        assert f.metadata()["step"] == "1"
+    with safe_open(str(ck), framework="pt") as f:
+        assert f.metadata()["step"] == "2"
+
+
+@needs_hed
+def test_content_layer_is_used_and_checked(tmp_path):
+    from vidstyle.train.loop import Trainer
+    a = Trainer(config(tmp_path, content_layer="relu2_2", run_dir=str(tmp_path / "a"))).losses(0)["content"]
+    b = Trainer(config(tmp_path, content_layer="relu3_3", run_dir=str(tmp_path / "b"))).losses(0)["content"]
+    assert not torch.isclose(a, b)
+    with pytest.raises(VidstyleError, match="content-layer"):
+        Trainer(config(tmp_path, content_layer="conv9"))

@@ -48,9 +48,11 @@ class TrainConfig:
     steps: int = 40000
     lr: float = 1e-3
     seed: int = 0
-    content_weight: float = 1.0
+    content_weight: float = 4.0
+    content_layer: str = "relu3_3"         # relu2_2 keeps edges literally (embossed lines with the hed net)
     style_weight: float = 1e5
-    tv_weight: float = 0.2
+    tv_weight: float = 1.0
+    clip_grad: float = 0.0                 # max gradient norm (0: no clipping); non-finite steps are always skipped
     temporal: str = "output"               # output | reconet | none
     temporal_weight: float = 30.0
     feature_temporal_weight: float = 0.0
@@ -70,7 +72,8 @@ class TrainConfig:
     names: list[str] = field(default_factory=list)  # style names; default the image stems
 
     # options a resumed run must share with the checkpoint
-    MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "style_weight", "tv_weight",
+    MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
+             "style_weight", "tv_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -129,6 +132,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if not cfg.styles:
             raise VidstyleError("give at least one style image")
+        if cfg.content_layer not in L.STYLE_LAYERS:
+            raise VidstyleError(f"--content-layer must be one of {', '.join(L.STYLE_LAYERS)}, not {cfg.content_layer!r}")
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
@@ -169,6 +174,7 @@ class Trainer:
         with torch.no_grad():
             self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
         self.step = 0
+        self.skipped_steps = 0  # steps whose loss or gradient was not finite: no update was made
         self.seconds = 0.0  # training time before this run (restored by --resume)
         self._t0: float | None = None  # when this run's train() started
         name = "+".join(self.names)
@@ -224,9 +230,9 @@ class Trainer:
             y, feats = self.model(x, mix, return_features=True)
             fy = self.vgg(y)
             with torch.no_grad():
-                fx = self.vgg(x, upto="relu2_2")
+                fx = self.vgg(x, upto=cfg.content_layer)
         out = {
-            "content": L.content_loss(fy, fx),
+            "content": L.content_loss(fy, fx, cfg.content_layer),
             "style": L.style_loss(fy, self.grams[k]),
             "tv": L.tv_loss(y.float()),
         }
@@ -251,8 +257,18 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         out = self.losses(self.step, data)
         out["total"].backward()
-        self.opt.step()
+        # The gradient's norm (inf or nan when any part is not finite; under DDP the same on every rank,
+        # as the gradients are already averaged). One bad batch once turned a 7,000-step run into NaN:
+        # such a step is skipped, and --clip-grad bounds the size of any update.
+        limit = self.cfg.clip_grad if self.cfg.clip_grad > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), limit)
+        if torch.isfinite(norm) and torch.isfinite(out["total"]):
+            self.opt.step()
+        else:
+            self.skipped_steps += 1
+            log.warning("step %d: loss or gradient not finite; the update was skipped", self.step + 1)
         self.step += 1
+        out["grad_norm"] = norm
         values = torch.stack([v.detach().float() for v in out.values()])
         if self.world > 1:  # log the global batch's losses, as one process would
             import torch.distributed as dist
@@ -266,7 +282,11 @@ class Trainer:
         return self.run_dir / "checkpoint.safetensors"
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
+        """Write the run's state; the one it replaces is kept as ``checkpoint-prev.safetensors``."""
         path = path or self.checkpoint_path()
+        if not all(torch.isfinite(p).all() for p in self.net.parameters()):
+            raise VidstyleError(f"the weights are not finite at step {self.step}; the last checkpoint "
+                                f"({path}) is left as it was")
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         for i, p in enumerate(self.net.parameters()):
             st = self.opt.state.get(p, {})
@@ -279,6 +299,8 @@ class Trainer:
                 "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles])}
         atomic = AtomicPath(path)
         save_file(tensors, str(atomic.tmp), metadata=meta)
+        if path.exists():
+            os.replace(path, path.with_name(path.stem + "-prev" + path.suffix))
         atomic.commit()
         return path
 
@@ -294,6 +316,7 @@ class Trainer:
             old = json.loads(meta["config"])
         except Exception:
             raise VidstyleError(f"{path} is not a vidstyle training checkpoint") from None
+        old.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
         for key in TrainConfig.MATCH:
             if old.get(key) != getattr(self.cfg, key):
                 raise VidstyleError(f"resume file {path} was made with --{key.replace('_', '-')} {old.get(key)}, "
@@ -413,7 +436,11 @@ class Trainer:
                     if not self.main:
                         continue
                     if writer is None:
-                        writer = csv.DictWriter(fh, ["step", "seconds", *last.keys()], extrasaction="ignore")
+                        fields = ["step", "seconds", *last.keys()]
+                        if not new_log:  # a resumed run appends under the columns the log already has
+                            with open(log_path, newline="") as old_fh:
+                                fields = next(csv.reader(old_fh), fields)
+                        writer = csv.DictWriter(fh, fields, extrasaction="ignore")
                         if new_log:
                             writer.writeheader()
                     writer.writerow({"step": self.step, "seconds": round(self._elapsed(), 2), **last})
@@ -443,7 +470,8 @@ class Trainer:
         out = self.output_path()
         summary = {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
                    "seconds": round(seconds, 1), "total_seconds": round(total_seconds, 1), "first_losses": first,
-                   "final_losses": last, "skipped_images": len(self.photos.skipped), "loss_net": self.vgg.source,
+                   "final_losses": last, "skipped_images": len(self.photos.skipped),
+                   "skipped_steps": self.skipped_steps, "loss_net": self.vgg.source,
                    "run_dir": str(self.run_dir), "world_size": self.world}
         if not self.main:
             return summary
@@ -457,6 +485,7 @@ class Trainer:
             # the short side of the pictures the network learnt on: brush strokes are painting-sized at it
             "scale": self.photos.short_side, "style_size": cfg.style_size, "precision": precision.name(self.amp),
             "data": str(cfg.data), "video_data": cfg.video_data, "images": len(self.photos),
+            "content_layer": cfg.content_layer, "clip_grad": cfg.clip_grad,
             "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                         "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
             "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
