@@ -34,7 +34,7 @@ def train(
     content_layer: str = typer.Option("relu3_3", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally."),
     style_weight: float = typer.Option(1e5, "--style-weight"),
     tv_weight: float = typer.Option(1.0, "--tv-weight", help="Total variation: against pixel-grid artefacts and hatching."),
-    clip_grad: float = typer.Option(0.0, "--clip-grad", min=0, help="Clip the gradient to this norm (0: no clipping). Steps whose loss or gradient is not finite are always skipped."),
+    clip_grad: float = typer.Option(10.0, "--clip-grad", min=0, help="Clip the gradient to this norm (0: no clipping). Steps whose loss or gradient is not finite are always skipped."),
     temporal_loss: str = typer.Option("output", "--temporal-loss", help="output (Ruder et al.), reconet (Gao et al.) or none."),
     temporal_weight: float = typer.Option(30.0, "--temporal-weight"),
     feature_temporal_weight: float = typer.Option(0.0, "--feature-temporal-weight", help="Temporal term on the encoder output."),

@@ -52,7 +52,7 @@ class TrainConfig:
     content_layer: str = "relu3_3"         # relu2_2 keeps edges literally (embossed lines with the hed net)
     style_weight: float = 1e5
     tv_weight: float = 1.0
-    clip_grad: float = 0.0                 # max gradient norm (0: no clipping); non-finite steps are always skipped
+    clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
     temporal: str = "output"               # output | reconet | none
     temporal_weight: float = 30.0
     feature_temporal_weight: float = 0.0
