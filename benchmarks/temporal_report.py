@@ -1,0 +1,87 @@
+"""Flicker of every style of a model on the DAVIS sequences: the temporal table of docs/MODELS.md.
+
+    python benchmarks/temporal_report.py vidstyle/models/bundled/paintings.safetensors --out docs/models
+
+For each style and each sequence of ``../shared/data/video/davis2016`` (read at 640 px, as `vidstyle eval
+--max-side 640` does), painted per frame and with the flow-guided stabiliser (``--temporal``):
+- the short-term warping error E_warp (``vidstyle.evaluate``: the metric of `vidstyle eval`);
+- the style loss, and its rise with ``--temporal`` (the acceptance: E_warp <= 0.03 with ``--temporal``, the
+  style loss up by at most 10%).
+It also writes ``temporal_<style>.jpg``: four consecutive frames of one moving sequence, per frame above and
+with ``--temporal`` below, to look for ghosting trails. Writes temporal.json; prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidstyle.api import make_stylizer  # noqa: E402
+from vidstyle.evaluate import FlowBank, evaluate, load_frames, stylize_frames  # noqa: E402
+from vidstyle.models.files import read_metadata  # noqa: E402
+from vidstyle.io.images import read_image  # noqa: E402
+from vidstyle.temporal import Stabilizer  # noqa: E402
+
+DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "davis2016"
+STYLE_DIR = DAVIS.parents[1] / "style"
+STRIP = ("dog", 20)  # sequence and first frame of the ghosting strip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="a model file (single or multi-style)")
+    ap.add_argument("--out", default="docs/models", help="folder for temporal.json and the frame strips")
+    ap.add_argument("--styles", nargs="*", help="only these styles of the model")
+    ap.add_argument("--max-frames", type=int, default=40, help="frames per sequence (CPU time grows with it)")
+    ap.add_argument("--max-side", type=int, default=640)
+    ap.add_argument("--loss-net", default="hed")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = read_metadata(Path(args.model))
+    names = json.loads(meta["styles"])
+    images = dict(zip(names, json.loads(meta.get("training", "{}")).get("style_images", [f"{s}.jpg" for s in names])))
+    seqs = sorted(p for p in DAVIS.iterdir() if p.is_dir())
+    clips = {s.name: load_frames(s, args.max_frames, args.max_side) for s in seqs}
+    banks = {n: FlowBank(f) for n, f in clips.items()}
+    report = {"model": Path(args.model).name, "max_side": args.max_side, "max_frames": args.max_frames, "styles": {}}
+    for style in args.styles or names:
+        t0 = time.perf_counter()
+        st = make_stylizer(f"{args.model}:{style}", device="cpu")
+        painting = read_image(STYLE_DIR / images.get(style, f"{style}.jpg"))
+        rows = {}
+        for name, frames in clips.items():
+            plain = evaluate(frames, st, label="per frame", bank=banks[name], loss_net=args.loss_net, style_rgb=painting)
+            stab = evaluate(frames, st, label="temporal", stabilizer=Stabilizer(), bank=banks[name],
+                            loss_net=args.loss_net, style_rgb=painting)
+            rows[name] = {"warp_error": round(plain.warp_error, 5), "warp_error_temporal": round(stab.warp_error, 5),
+                          "style_loss": plain.style_loss, "style_loss_temporal": stab.style_loss,
+                          "style_loss_rise": round(stab.style_loss / plain.style_loss - 1, 3)}
+        worst = max(r["warp_error_temporal"] for r in rows.values())
+        rise = max(r["style_loss_rise"] for r in rows.values())
+        report["styles"][style] = {"sequences": rows, "worst_warp_error_temporal": worst, "worst_style_loss_rise": rise,
+                                   "mean_warp_error": round(float(np.mean([r["warp_error"] for r in rows.values()])), 5),
+                                   "mean_warp_error_temporal": round(float(np.mean([r["warp_error_temporal"] for r in rows.values()])), 5),
+                                   "seconds": round(time.perf_counter() - t0, 1)}
+        seq, first = STRIP
+        a, _ = stylize_frames(clips[seq][:first + 4], st)
+        b, _ = stylize_frames(clips[seq][:first + 4], st, Stabilizer())
+        strip = np.concatenate([np.concatenate(a[first:], 1), np.concatenate(b[first:], 1)], 0)
+        cv2.imwrite(str(out / f"temporal_{style}.jpg"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+        print(style, json.dumps({k: v for k, v in report["styles"][style].items() if k != "sequences"}), flush=True)
+    (out / "temporal.json").write_text(json.dumps(report, indent=1) + "\n")
+    print("| style | E_warp per frame (mean) | E_warp --temporal (mean, worst) | style loss rise (worst) |")
+    print("| --- | --- | --- | --- |")
+    for s, r in report["styles"].items():
+        print(f"| {s} | {r['mean_warp_error']} | {r['mean_warp_error_temporal']}, {r['worst_warp_error_temporal']} | "
+              f"{r['worst_style_loss_rise']:+.1%} |")
+
+
+if __name__ == "__main__":
+    main()
