@@ -1,0 +1,86 @@
+"""What a keyframe costs at a seam: re-encode one lossless painting of a clip in the ways a join could.
+
+    vidstyle run clip.mp4 -o painted.mp4 --temporal --crf 0
+    python benchmarks/seam_keyframes.py clip.mp4 painted.mp4 --cuts 100 250 [--params ipratio=1.0 ...]
+
+Encodes the painted frames with x264 (CRF 18, veryfast, as `vidstyle run`) in one piece, in one piece with a
+keyframe forced at each cut, as separate parts (what `--segments` joins), and as parts whose encoders also
+see the frames around the cut; then prints the warping error (``vidstyle.evaluate``) of the pair across each
+cut against the median of the pairs near it. Each ``--params`` string is tried with forced keyframes.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidstyle.evaluate import FlowBank, load_frames, warping_errors  # noqa: E402
+
+
+def encode(frames: list, force=(), params: str = "", crf: int = 18) -> list:
+    """Frames -> x264 in memory (a keyframe forced at each index of ``force``) -> decoded frames."""
+    h, w = frames[0].shape[:2]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"crf": str(crf), "preset": "veryfast", **({"x264-params": params} if params else {})}
+        for i, a in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(a, format="rgb24")
+            f.pts = i
+            if i in force:
+                f.pict_type = av.video.frame.PictureType.I
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    buf.seek(0)
+    with av.open(buf) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source")
+    ap.add_argument("painted", help="the lossless painting of the source")
+    ap.add_argument("--cuts", type=int, nargs="+", default=[100, 250])
+    ap.add_argument("--window", type=int, default=6)
+    ap.add_argument("--margin", type=int, default=30, help="frames the warm parts' encoders see beyond their ends")
+    ap.add_argument("--params", nargs="*", default=[], help="x264-params strings to try")
+    a = ap.parse_args()
+    src, painted = load_frames(a.source, max_side=640), load_frames(a.painted, max_side=640)
+    cuts = a.cuts
+
+    def measure(out, label):
+        seams, inside = [], []
+        for c in cuts:
+            idx = list(range(c - a.window - 1, c + a.window))
+            pairs = dict(zip(idx[1:], warping_errors([out[i] for i in idx], FlowBank([src[i] for i in idx]), 1)))
+            seams.append(pairs[c])
+            inside += [e for t, e in pairs.items() if t != c]
+        med = float(np.median(inside))
+        print(f"{label:44s} cuts {[round(x, 5) for x in seams]} median {med:.5f} worst/median {max(seams) / med:.2f}",
+              flush=True)
+
+    bounds = [0, *cuts, len(painted)]
+    spans = list(zip(bounds, bounds[1:]))
+    measure(painted, "lossless painting")
+    measure(encode(painted), "one piece")
+    measure(encode(painted, force=set(cuts)), "one piece, keyframe forced at the cuts")
+    measure(sum((encode(painted[s:e]) for s, e in spans), []), "parts (as --segments joins them)")
+    warm = []
+    for s, e in spans:
+        lo, hi = max(0, s - a.margin), min(len(painted), e + a.margin)
+        warm += encode(painted[lo:hi], force={s - lo, e - lo})[s - lo:e - lo]
+    measure(warm, "parts whose encoders see the margins")
+    for params in a.params:
+        measure(encode(painted, force=set(cuts), params=params), f"forced keyframes, {params}")
+
+
+if __name__ == "__main__":
+    main()
