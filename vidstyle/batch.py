@@ -414,15 +414,14 @@ class StylizeJob:
         self.model_bytes = np.frombuffer(data, dtype=np.uint8)  # zero-copy out of Ray's object store
         self.model_name = Path(path).name
         self.inner, self.mix = inner, mix
-        self.device, self.max_side, self.out_size = device, max_side, out_size
-        self.strength, self.preserve_color, self.batch_size = strength, preserve_color, batch_size
+        # the Stylizer's options: one dict builds it in every worker and keys the per-process cache
+        self.paint = dict(device=device, max_side=max_side, out_size=out_size, strength=strength,
+                          preserve_color=preserve_color, engine=engine, precision=precision, brush=brush)
+        self.device, self.out_size, self.batch_size = device, out_size, batch_size
         self.codec, self.crf, self.preset = codec, crf, preset
         self.temporal, self.temporal_strength, self.flow = temporal, temporal_strength, flow
         self.video_options = dict(video_options or {})
-        self.engine, self.precision, self.brush = engine, precision, brush
-        opts = json.dumps([self.model_name, inner, mix, device, max_side, out_size, strength, preserve_color,
-                           engine, precision, brush],
-                          sort_keys=True, default=str)
+        opts = json.dumps([self.model_name, inner, mix, self.paint], sort_keys=True, default=str)
         self.key = hashlib.sha256(data + opts.encode()).hexdigest()[:20]
 
     def __repr__(self) -> str:
@@ -447,9 +446,7 @@ class StylizeJob:
                     folder.rmdir()
                 model.path = Path(self.model_name)
                 model.label = model.select(self.inner, self.mix)
-                st = Stylizer(model, self.device, max_side=self.max_side, out_size=self.out_size,
-                              strength=self.strength, preserve_color=self.preserve_color, engine=self.engine,
-                              precision=self.precision, brush=self.brush)
+                st = Stylizer(model, **self.paint)
                 _STYLIZERS[self.key] = st
             return st
 
