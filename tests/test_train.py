@@ -515,3 +515,28 @@ def test_content_layer_is_used_and_checked(tmp_path):
     assert not torch.isclose(a, b)
     with pytest.raises(VidstyleError, match="content-layer"):
         Trainer(config(tmp_path, content_layer="conv9"))
+
+
+@needs_hed
+def test_export_a_model_from_a_checkpoint(tmp_path):
+    """`vidstyle export CHECKPOINT -o M.safetensors` paints as the trainer's own model at that step."""
+    from vidstyle.api import load_model
+    from vidstyle.models.files import read_metadata
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path, steps=3, overwrite=True))
+    t.train()  # writes m.safetensors and a checkpoint at step 3
+    ck = tmp_path / "run" / "checkpoint.safetensors"
+    out = tmp_path / "from_ck.safetensors"
+    r = runner.invoke(app, ["export", str(ck), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    a, b = load_model(tmp_path / "m.safetensors"), load_model(out)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(a.net(x), b.net(x))
+    meta = json.loads(read_metadata(out)["training"])
+    assert meta["steps"] == 3 and meta["scale"] == json.loads(read_metadata(tmp_path / "m.safetensors")["training"])["scale"]
+    assert sorted(a.style_images) == sorted(b.style_images)
+    again = runner.invoke(app, ["export", str(ck), "-o", str(out)])
+    assert again.exit_code == 2 and "exists" in again.output
+    bad = runner.invoke(app, ["export", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "x.safetensors")])
+    assert bad.exit_code == 2 and "not a vidstyle training checkpoint" in bad.output

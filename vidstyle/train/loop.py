@@ -105,6 +105,77 @@ def _grid(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
 
 
+def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict[str, torch.Tensor]]:
+    """A training checkpoint's (metadata, tensors), or a one-line VidstyleError."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise VidstyleError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        json.loads(meta["config"])
+        tensors = load_file(str(path))
+    except Exception:
+        raise VidstyleError(f"{path} is not a vidstyle training checkpoint") from None
+    return meta, tensors
+
+
+def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int, loss_net: str, precision: str,
+                    images: int | None, final_losses: dict | None, device: str, world_size: int) -> dict:
+    """The ``training`` metadata of a model file: how it was made."""
+    return {
+        "style_images": [Path(s).name for s in cfg.styles],
+        "style_sha256": [_file_hash(s) if Path(s).is_file() else None for s in cfg.styles],
+        "loss_net": loss_net, "steps": step, "size": cfg.size, "batch_size": cfg.batch_size,
+        # the short side of the pictures the network learnt on: brush strokes are painting-sized at it
+        "scale": scale, "style_size": cfg.style_size, "precision": precision,
+        "data": str(cfg.data), "video_data": cfg.video_data, "images": images,
+        "content_layer": cfg.content_layer, "clip_grad": cfg.clip_grad,
+        "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
+                    "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
+        "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": final_losses,
+        "init": Path(cfg.init).name if cfg.init else None,
+        "seconds": round(seconds, 1), "device": device, "world_size": world_size,
+    }
+
+
+def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the model file of a training checkpoint, e.g. while that training goes on.
+
+    The metadata is the one ``vidstyle train`` writes at its end, less what only the running trainer
+    knows (the loss network's source, the photo count, the last losses: ``None``); the style pictures
+    are stored when their files are still where the checkpoint says.
+    """
+    import dataclasses
+
+    checkpoint, output = Path(checkpoint), Path(output)
+    if output.exists() and not overwrite:
+        raise VidstyleError(f"{output} exists; pass --overwrite to replace it")
+    meta, tensors = read_checkpoint(checkpoint)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in known})
+    cfg.content_layer = json.loads(meta["config"]).get("content_layer", "relu2_2")
+    names = json.loads(meta.get("styles", "[]")) or [Path(s).stem for s in cfg.styles]
+    net = TransformerNet(arch_config(cfg.arch, len(names)))
+    try:
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    except RuntimeError:
+        raise VidstyleError(f"{checkpoint} does not hold a {cfg.arch} network with {len(names)} styles") from None
+    if not all(torch.isfinite(p).all() for p in net.parameters()):
+        raise VidstyleError(f"{checkpoint} holds weights that are not finite")
+    pictures = None
+    if all(Path(s).is_file() for s in cfg.styles):
+        pictures = [(_style_image(s, cfg.style_size)[0].permute(1, 2, 0) * 255).round().byte() for s in cfg.styles]
+    scale = max(cfg.size, cfg.photo_size or int(np.ceil(cfg.size * 1.15)))
+    training = training_record(cfg, int(meta["step"]), float(meta.get("seconds", 0.0)), scale=scale,
+                               loss_net=cfg.loss_net, precision=cfg.precision, images=None, final_losses=None,
+                               device="unknown", world_size=1)
+    training["checkpoint"] = checkpoint.name
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return save_model(output, net.eval(), names, training, style_images=pictures)
+
+
 def _world() -> tuple[int, int, int]:
     """(world size, rank, local rank) from torchrun's environment; (1, 0, 0) in a plain process."""
     env = os.environ
@@ -305,17 +376,8 @@ class Trainer:
         return path
 
     def _load_checkpoint(self, path: Path) -> None:
-        from safetensors import safe_open
-
-        if not path.is_file():
-            raise VidstyleError(f"resume file not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            tensors = load_file(str(path))
-            old = json.loads(meta["config"])
-        except Exception:
-            raise VidstyleError(f"{path} is not a vidstyle training checkpoint") from None
+        meta, tensors = read_checkpoint(path, "resume file")
+        old = json.loads(meta["config"])
         old.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
         for key in TrainConfig.MATCH:
             if old.get(key) != getattr(self.cfg, key):
@@ -478,19 +540,9 @@ class Trainer:
         self.save_checkpoint()
         self.preview()
         out.parent.mkdir(parents=True, exist_ok=True)
-        training = {
-            "style_images": [Path(s).name for s in cfg.styles],
-            "style_sha256": [_file_hash(s) for s in cfg.styles],
-            "loss_net": self.vgg.source, "steps": self.step, "size": cfg.size, "batch_size": cfg.batch_size,
-            # the short side of the pictures the network learnt on: brush strokes are painting-sized at it
-            "scale": self.photos.short_side, "style_size": cfg.style_size, "precision": precision.name(self.amp),
-            "data": str(cfg.data), "video_data": cfg.video_data, "images": len(self.photos),
-            "content_layer": cfg.content_layer, "clip_grad": cfg.clip_grad,
-            "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
-                        "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
-            "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": last,
-            "init": Path(cfg.init).name if cfg.init else None,
-            "seconds": round(total_seconds, 1), "device": str(self.device), "world_size": self.world,
-        }
+        training = training_record(cfg, self.step, total_seconds, scale=self.photos.short_side,
+                                   loss_net=self.vgg.source, precision=precision.name(self.amp),
+                                   images=len(self.photos), final_losses=last, device=str(self.device),
+                                   world_size=self.world)
         save_model(out, self.net.eval(), self.names, training, style_images=self.style_pictures)
         return summary
