@@ -49,9 +49,9 @@ def config(tmp_path, **kw):
 @needs_hed
 def test_thirty_steps_lower_the_loss(tmp_path):
     from vidstyle.train.loop import Trainer
-    t = Trainer(config(tmp_path))
+    t = Trainer(config(tmp_path, lr=1e-2))
     totals = [t.train_step()["total"] for _ in range(30)]
-    assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5]), totals
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
 
 
 def caffe_reference(img_rgb_u8: np.ndarray) -> dict:
@@ -355,7 +355,7 @@ def test_cli_defaults_are_the_recipe():
             assert opt == fields[key], (name, opt, fields[key])
             checked += 1
     assert checked >= 15
-    assert fields["style_weight"] == 1e5 and fields["size"] == 128
+    assert fields["style_weight"] == 2.0 and fields["style_norm"] == "relative" and fields["size"] == 128
 
 
 @needs_hed
@@ -540,3 +540,18 @@ def test_export_a_model_from_a_checkpoint(tmp_path):
     assert again.exit_code == 2 and "exists" in again.output
     bad = runner.invoke(app, ["export", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "x.safetensors")])
     assert bad.exit_code == 2 and "not a vidstyle training checkpoint" in bad.output
+
+
+def test_relative_style_loss_weighs_every_layer():
+    """Raw Gram errors of deep layers are orders of magnitude below relu1_2's; relative ones are not."""
+    from vidstyle.train import losses as L
+    torch.manual_seed(0)
+    scales = {"relu1_2": 1.0, "relu2_2": 0.1, "relu3_3": 0.01, "relu4_3": 0.001}
+    style = {l: torch.rand(1, 8, 16, 16) * s for l, s in scales.items()}
+    out = {l: torch.rand(2, 8, 16, 16) * s * 2 for l, s in scales.items()}  # every layer equally wrong
+    grams = {l: L.gram(f) for l, f in style.items()}
+    raw = {l: float(L.style_loss(out, grams, [l])) for l in scales}
+    rel = {l: float(L.style_loss(out, grams, [l], L.gram_norms(grams))) for l in scales}
+    assert raw["relu1_2"] > 1e10 * raw["relu4_3"]
+    assert max(rel.values()) < 2 * min(rel.values())
+    assert float(L.style_loss(out, grams, norms=L.gram_norms(grams))) == pytest.approx(sum(rel.values()), rel=1e-5)

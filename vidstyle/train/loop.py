@@ -50,7 +50,8 @@ class TrainConfig:
     seed: int = 0
     content_weight: float = 4.0
     content_layer: str = "relu3_3"         # relu2_2 keeps edges literally (embossed lines with the hed net)
-    style_weight: float = 1e5
+    style_weight: float = 2.0
+    style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     tv_weight: float = 1.0
     clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
     temporal: str = "output"               # output | reconet | none
@@ -73,7 +74,7 @@ class TrainConfig:
 
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
-             "style_weight", "tv_weight",
+             "style_weight", "style_norm", "tv_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -131,7 +132,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         # the short side of the pictures the network learnt on: brush strokes are painting-sized at it
         "scale": scale, "style_size": cfg.style_size, "precision": precision,
         "data": str(cfg.data), "video_data": cfg.video_data, "images": images,
-        "content_layer": cfg.content_layer, "clip_grad": cfg.clip_grad,
+        "content_layer": cfg.content_layer, "style_norm": cfg.style_norm, "clip_grad": cfg.clip_grad,
         "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                     "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": final_losses,
@@ -156,6 +157,7 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in known})
     cfg.content_layer = json.loads(meta["config"]).get("content_layer", "relu2_2")
+    cfg.style_norm = json.loads(meta["config"]).get("style_norm", "none")
     names = json.loads(meta.get("styles", "[]")) or [Path(s).stem for s in cfg.styles]
     net = TransformerNet(arch_config(cfg.arch, len(names)))
     try:
@@ -205,6 +207,8 @@ class Trainer:
             raise VidstyleError("give at least one style image")
         if cfg.content_layer not in L.STYLE_LAYERS:
             raise VidstyleError(f"--content-layer must be one of {', '.join(L.STYLE_LAYERS)}, not {cfg.content_layer!r}")
+        if cfg.style_norm not in ("relative", "none"):
+            raise VidstyleError(f"--style-norm must be relative or none, not {cfg.style_norm!r}")
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
@@ -244,6 +248,7 @@ class Trainer:
             self.model = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.cuda else None)
         with torch.no_grad():
             self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
+        self.norms = [L.gram_norms(g) if cfg.style_norm == "relative" else None for g in self.grams]
         self.step = 0
         self.skipped_steps = 0  # steps whose loss or gradient was not finite: no update was made
         self.seconds = 0.0  # training time before this run (restored by --resume)
@@ -304,7 +309,7 @@ class Trainer:
                 fx = self.vgg(x, upto=cfg.content_layer)
         out = {
             "content": L.content_loss(fy, fx, cfg.content_layer),
-            "style": L.style_loss(fy, self.grams[k]),
+            "style": L.style_loss(fy, self.grams[k], norms=self.norms[k]),
             "tv": L.tv_loss(y.float()),
         }
         if temporal:
@@ -379,6 +384,7 @@ class Trainer:
         meta, tensors = read_checkpoint(path, "resume file")
         old = json.loads(meta["config"])
         old.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
+        old.setdefault("style_norm", "none")  # and from before --style-norm
         for key in TrainConfig.MATCH:
             if old.get(key) != getattr(self.cfg, key):
                 raise VidstyleError(f"resume file {path} was made with --{key.replace('_', '-')} {old.get(key)}, "

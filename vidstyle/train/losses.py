@@ -24,13 +24,25 @@ def content_loss(feats_y: dict, feats_x: dict, layer: str = "relu2_2") -> torch.
     return F.mse_loss(feats_y[layer].float(), feats_x[layer].float())
 
 
-def style_loss(feats_y: dict, style_grams: dict, layers=STYLE_LAYERS) -> torch.Tensor:
-    """Sum over layers of the MSE between Gram matrices; ``style_grams[l]`` is (1 or N, C, C)."""
+def style_loss(feats_y: dict, style_grams: dict, layers=STYLE_LAYERS, norms: dict | None = None) -> torch.Tensor:
+    """Sum over layers of the MSE between Gram matrices; ``style_grams[l]`` is (1 or N, C, C).
+
+    ``norms`` (``gram_norms``): each layer's MSE is divided by its own, so that every layer counts. Without
+    them the shallowest layer dominates: with the hed loss network the raw MSEs of relu1_2 .. relu4_3 are
+    about 1e-5, 1e-7, 1e-9 and 1e-12, and a network trained on their sum matches colour and pixel-scale
+    texture only, not the painting's strokes.
+    """
     total = 0.0
     for l in layers:
         g = gram(feats_y[l])
-        total = total + F.mse_loss(g, style_grams[l].expand_as(g))
+        err = F.mse_loss(g, style_grams[l].expand_as(g))
+        total = total + (err / norms[l] if norms is not None else err)
     return total
+
+
+def gram_norms(style_grams: dict) -> dict:
+    """Per layer, the mean square of the style's Gram matrix: ``style_loss`` then measures relative errors."""
+    return {l: g.float().pow(2).mean().clamp_min(1e-30) for l, g in style_grams.items()}
 
 
 def tv_loss(y: torch.Tensor) -> torch.Tensor:
