@@ -115,8 +115,13 @@ def warping_errors(outputs: list[np.ndarray], bank: FlowBank, k: int = 1) -> lis
 
 
 def perceptual(outputs: list[np.ndarray], inputs: list[np.ndarray], style_rgb: np.ndarray | None,
-               loss_net: str = "auto", every: int = 1) -> tuple[float | None, float]:
-    """(mean style loss, mean content loss) of the outputs, as in training."""
+               loss_net: str = "auto", every: int = 1, content_layer: str = "relu3_3",
+               relative: bool = True) -> tuple[float | None, float]:
+    """(mean style loss, mean content loss) of the outputs, as `vidstyle train` measures them by default.
+
+    The style loss is relative (each layer's Gram error over the style's own: ``losses.gram_norms``),
+    so strokes count as much as colour; ``relative=False`` gives the raw sum (figures before 2026-11-26).
+    """
     from .train import losses as L
     from .train.lossnet import load_loss_net
 
@@ -124,12 +129,13 @@ def perceptual(outputs: list[np.ndarray], inputs: list[np.ndarray], style_rgb: n
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
     with torch.no_grad():
         grams = {k: L.gram(v) for k, v in vgg(to_t(style_rgb)).items()} if style_rgb is not None else None
+        norms = L.gram_norms(grams) if grams is not None and relative else None
         s_sum, c_sum, n = 0.0, 0.0, 0
         for o, x in list(zip(outputs, inputs))[::every]:
-            fo, fx = vgg(to_t(o)), vgg(to_t(x), upto="relu2_2")
-            c_sum += float(L.content_loss(fo, fx))
+            fo, fx = vgg(to_t(o)), vgg(to_t(x), upto=content_layer)
+            c_sum += float(L.content_loss(fo, fx, content_layer))
             if grams is not None:
-                s_sum += float(L.style_loss(fo, grams))
+                s_sum += float(L.style_loss(fo, grams, norms=norms))
             n += 1
     return (s_sum / n if grams is not None else None), c_sum / n
 
