@@ -24,11 +24,13 @@ def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
 
 
 def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, loss_net: str = "auto",
-                   device: str = "auto", max_side: int = 512, content_weight: float = 1.0,
-                   style_weight: float = 1e6, progress: Callable[[int, int], None] | None = None,
+                   device: str = "auto", max_side: int = 512, content_weight: float = 4.0,
+                   style_weight: float = 1.0, content_layer: str = "relu3_3", progress: Callable[[int, int], None] | None = None,
                    history: list | None = None) -> np.ndarray:
     """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side).
 
+    The losses are `vidstyle train`'s defaults: content at ``content_layer``, the relative style loss
+    (each layer's Gram error over the style's own), so a network and this optimisation are measured alike.
     ``history``, when given, receives the total loss of every evaluation.
     """
     dev = pick_device(device)
@@ -38,6 +40,7 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
     with torch.no_grad():
         fx = vgg(x)
         grams = {k: L.gram(v) for k, v in vgg(s).items()}
+        norms = L.gram_norms(grams)
     y = x.clone(memory_format=torch.contiguous_format).requires_grad_(True)  # L-BFGS flattens grads with view()
     opt = torch.optim.LBFGS([y], lr=1.0, max_iter=steps, history_size=50, line_search_fn="strong_wolfe")
     count = [0]
@@ -45,7 +48,7 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
     def closure():
         opt.zero_grad()
         fy = vgg(y)
-        loss = content_weight * L.content_loss(fy, fx, "relu4_3") + style_weight * L.style_loss(fy, grams)
+        loss = content_weight * L.content_loss(fy, fx, content_layer) + style_weight * L.style_loss(fy, grams, norms=norms)
         loss.backward()
         count[0] += 1
         if history is not None:
