@@ -355,7 +355,7 @@ def test_cli_defaults_are_the_recipe():
             assert opt == fields[key], (name, opt, fields[key])
             checked += 1
     assert checked >= 15
-    assert fields["style_weight"] == 1.0 and fields["style_norm"] == "relative" and fields["size"] == 128
+    assert fields["style_weight"] == 0.5 and fields["style_norm"] == "relative" and fields["size"] == 128
 
 
 @needs_hed

@@ -32,7 +32,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Same seed, same data order and losses."),
     content_weight: float = typer.Option(4.0, "--content-weight"),
     content_layer: str = typer.Option("relu3_3", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally."),
-    style_weight: float = typer.Option(1.0, "--style-weight"),
+    style_weight: float = typer.Option(0.5, "--style-weight"),
     style_norm: str = typer.Option("relative", "--style-norm", help="relative: each layer's Gram error is divided by the mean square of the style's Gram at that layer, so relu1_2 .. relu4_3 all count (strokes, not only colour). none: raw sums, where relu1_2 outweighs relu4_3 a millionfold with the hed network."),
     tv_weight: float = typer.Option(2.0, "--tv-weight", help="Total variation: against pixel-grid artefacts and hatching."),
     clip_grad: float = typer.Option(10.0, "--clip-grad", min=0, help="Clip the gradient to this norm (0: no clipping). Steps whose loss or gradient is not finite are always skipped."),

@@ -50,7 +50,7 @@ class TrainConfig:
     seed: int = 0
     content_weight: float = 4.0
     content_layer: str = "relu3_3"         # relu2_2 keeps edges literally (embossed lines with the hed net)
-    style_weight: float = 1.0
+    style_weight: float = 0.5
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     tv_weight: float = 2.0
     clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
