@@ -48,8 +48,8 @@ class TrainConfig:
     steps: int = 40000
     lr: float = 1e-3
     seed: int = 0
-    content_weight: float = 4.0
-    content_layer: str = "relu3_3"         # relu2_2 keeps edges literally (embossed lines with the hed net)
+    content_weight: float = 2.0
+    content_layer: str = "relu2_2"         # of the hed net, the layer that keeps the most structure
     style_weight: float = 0.5
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     tv_weight: float = 2.0
