@@ -29,8 +29,10 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
                    history: list | None = None) -> np.ndarray:
     """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side).
 
-    The losses are `vidstyle train`'s defaults: content at ``content_layer``, the relative style loss
-    (each layer's Gram error over the style's own), so a network and this optimisation are measured alike.
+    The style loss is `vidstyle train`'s relative one (each layer's Gram error over the style's own), so a
+    network and this optimisation are measured alike. Content is compared at ``content_layer``; relu3_3
+    suffices here because the optimisation starts from the photo (a network must draw the subject itself,
+    and trains with relu2_2).
     ``history``, when given, receives the total loss of every evaluation.
     """
     dev = pick_device(device)
