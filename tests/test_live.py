@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from fractions import Fraction
@@ -330,7 +331,7 @@ def test_preview_window_shows_the_stylized_frame(tmp_path, xvfb):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     tmpl = expected[h // 2:]  # the lower half: the HUD sits at the top
     # generous: under load a cold start (imports, the engine's first compile) can take minutes
-    best_err, deadline = None, time.time() + 300
+    best_err, deadline, shot = None, time.time() + 300, None
     try:
         while time.time() < deadline and proc.poll() is None:
             time.sleep(1.0)
@@ -346,6 +347,11 @@ def test_preview_window_shows_the_stylized_frame(tmp_path, xvfb):
     finally:
         if proc.poll() is None:
             proc.kill()
+    if shot is not None and best_err >= 3:  # keep what the screen showed, for the one who reads the failure
+        keep = Path(tempfile.gettempdir()) / "vidstyle-preview-test-failure"
+        keep.mkdir(exist_ok=True)
+        cv2.imwrite(str(keep / "screen.png"), cv2.cvtColor(shot, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(keep / "expected.png"), cv2.cvtColor(expected, cv2.COLOR_RGB2BGR))
     assert best_err is not None and best_err < 3, (best_err, err_text[-2000:])
     # the unpainted picture is not what the window shows
     inp = decoded[h // 2:].astype(int)
