@@ -26,7 +26,11 @@ for p in sorted(src.rglob("*.jpg")):
         (dst / rel).symlink_to(p)
 PYEOF
 fi
-# continue the run; when its checkpoint is lost, start from the bundled model's weights
+# continue the run; when its checkpoint is lost, take the copy in $BACKUP (a folder that outlives ~ more
+# often, e.g. BACKUP=/work/vidstyle-runs-backup/six), else start from the bundled model's weights
+if [ ! -f "$RUN/checkpoint.safetensors" ] && [ -n "${BACKUP:-}" ] && [ -f "$BACKUP/checkpoint.safetensors" ]; then
+  cp "$BACKUP/checkpoint.safetensors" "$RUN/checkpoint.safetensors"
+fi
 resume=()
 if [ -f "$RUN/checkpoint.safetensors" ]; then resume=(--resume "$RUN/checkpoint.safetensors")
 elif [ -f vidstyle/models/bundled/paintings.safetensors ]; then resume=(--init vidstyle/models/bundled/paintings.safetensors)
