@@ -69,12 +69,13 @@ def main() -> None:
                                    "mean_warp_error": round(float(np.mean([r["warp_error"] for r in rows.values()])), 5),
                                    "mean_warp_error_temporal": round(float(np.mean([r["warp_error_temporal"] for r in rows.values()])), 5),
                                    "seconds": round(time.perf_counter() - t0, 1)}
+        print(style, json.dumps({k: v for k, v in report["styles"][style].items() if k != "sequences"}), flush=True)
         seq, first = STRIP
+        first = max(0, min(first, len(clips[seq]) - 4))  # fewer frames than the strip's start: the last four
         a, _ = stylize_frames(clips[seq][:first + 4], st)
         b, _ = stylize_frames(clips[seq][:first + 4], st, Stabilizer())
         strip = np.concatenate([np.concatenate(a[first:], 1), np.concatenate(b[first:], 1)], 0)
         cv2.imwrite(str(out / f"temporal_{style}.jpg"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
-        print(style, json.dumps({k: v for k, v in report["styles"][style].items() if k != "sequences"}), flush=True)
     (out / "temporal.json").write_text(json.dumps(report, indent=1) + "\n")
     print("| style | E_warp per frame (mean) | E_warp --temporal (mean, worst) | style loss rise (worst) |")
     print("| --- | --- | --- | --- |")
