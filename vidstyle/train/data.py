@@ -37,6 +37,11 @@ def _load(path: Path, short_side: int) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def photo_scale(size: int, short_side: int | None) -> int:
+    """The short side photos are scaled to before a ``size`` crop (``Photos``; a model's ``scale``)."""
+    return max(size, short_side or math.ceil(size * 1.15))
+
+
 class Photos:
     """Every image below a folder, decoded on demand, scaled so the short side is ``short_side``
     (default ``size`` * 1.15), then cropped to ``size``. A larger ``short_side`` shows the network
@@ -52,7 +57,7 @@ class Photos:
         if not self.files:
             raise VidstyleError(f"no images in data folder {folder}")
         self.size = size
-        self.short_side = max(size, short_side or math.ceil(size * 1.15))
+        self.short_side = photo_scale(size, short_side)
         self.skipped: set[Path] = set()
         self.cache: dict[int, np.ndarray] = {}
 

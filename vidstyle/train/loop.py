@@ -26,7 +26,7 @@ from ..models.files import save_model
 from ..models.transformer import TransformerNet, arch_config
 from .. import precision
 from . import losses as L
-from .data import Photos, VideoPairs, synthetic_pair
+from .data import Photos, VideoPairs, photo_scale, synthetic_pair
 from .lossnet import load_loss_net
 
 log = logging.getLogger("vidstyle")
@@ -95,6 +95,15 @@ def _style_image(path: str, max_side: int) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
 
 
+def _picture(style: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, as model files store style pictures."""
+    return (style[0].permute(1, 2, 0) * 255).round().byte()
+
+
+def _finite(net: torch.nn.Module) -> bool:
+    return all(torch.isfinite(p).all() for p in net.parameters())
+
+
 def _hms(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
@@ -106,8 +115,11 @@ def _grid(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
 
 
-def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict[str, torch.Tensor]]:
-    """A training checkpoint's (metadata, tensors), or a one-line VidstyleError."""
+def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, dict[str, torch.Tensor]]:
+    """A training checkpoint's (metadata, config, tensors), or a one-line VidstyleError.
+
+    ``config`` is the TrainConfig it was made with; options it predates get the values training used then.
+    """
     from safetensors import safe_open
 
     if not path.is_file():
@@ -115,11 +127,13 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict[st
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        json.loads(meta["config"])
+        config = json.loads(meta["config"])
         tensors = load_file(str(path))
     except Exception:
         raise VidstyleError(f"{path} is not a vidstyle training checkpoint") from None
-    return meta, tensors
+    config.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
+    config.setdefault("style_norm", "none")  # and from before --style-norm
+    return meta, config, tensors
 
 
 def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int, loss_net: str, precision: str,
@@ -153,24 +167,22 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
     checkpoint, output = Path(checkpoint), Path(output)
     if output.exists() and not overwrite:
         raise VidstyleError(f"{output} exists; pass --overwrite to replace it")
-    meta, tensors = read_checkpoint(checkpoint)
+    meta, config, tensors = read_checkpoint(checkpoint)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in known})
-    cfg.content_layer = json.loads(meta["config"]).get("content_layer", "relu2_2")
-    cfg.style_norm = json.loads(meta["config"]).get("style_norm", "none")
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in known})
     names = json.loads(meta.get("styles", "[]")) or [Path(s).stem for s in cfg.styles]
     net = TransformerNet(arch_config(cfg.arch, len(names)))
     try:
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     except RuntimeError:
         raise VidstyleError(f"{checkpoint} does not hold a {cfg.arch} network with {len(names)} styles") from None
-    if not all(torch.isfinite(p).all() for p in net.parameters()):
+    if not _finite(net):
         raise VidstyleError(f"{checkpoint} holds weights that are not finite")
     pictures = None
     if all(Path(s).is_file() for s in cfg.styles):
-        pictures = [(_style_image(s, cfg.style_size)[0].permute(1, 2, 0) * 255).round().byte() for s in cfg.styles]
-    scale = max(cfg.size, cfg.photo_size or int(np.ceil(cfg.size * 1.15)))
-    training = training_record(cfg, int(meta["step"]), float(meta.get("seconds", 0.0)), scale=scale,
+        pictures = [_picture(_style_image(s, cfg.style_size)) for s in cfg.styles]
+    training = training_record(cfg, int(meta["step"]), float(meta.get("seconds", 0.0)),
+                               scale=photo_scale(cfg.size, cfg.photo_size),
                                loss_net=cfg.loss_net, precision=cfg.precision, images=None, final_losses=None,
                                device="unknown", world_size=1)
     training["checkpoint"] = checkpoint.name
@@ -223,7 +235,7 @@ class Trainer:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if self.cuda else "gloo")
         style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
-        self.style_pictures = [(s[0].permute(1, 2, 0) * 255).round().byte() for s in style_imgs]
+        self.style_pictures = [_picture(s) for s in style_imgs]
         self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size)
         gen = torch.Generator().manual_seed(12345)
         self.preview_x = self.photos.batch(4, gen)  # the same 4 photos whatever the world size
@@ -360,7 +372,7 @@ class Trainer:
     def save_checkpoint(self, path: Path | None = None) -> Path:
         """Write the run's state; the one it replaces is kept as ``checkpoint-prev.safetensors``."""
         path = path or self.checkpoint_path()
-        if not all(torch.isfinite(p).all() for p in self.net.parameters()):
+        if not _finite(self.net):
             raise VidstyleError(f"the weights are not finite at step {self.step}; the last checkpoint "
                                 f"({path}) is left as it was")
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
@@ -381,10 +393,7 @@ class Trainer:
         return path
 
     def _load_checkpoint(self, path: Path) -> None:
-        meta, tensors = read_checkpoint(path, "resume file")
-        old = json.loads(meta["config"])
-        old.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
-        old.setdefault("style_norm", "none")  # and from before --style-norm
+        meta, old, tensors = read_checkpoint(path, "resume file")
         for key in TrainConfig.MATCH:
             if old.get(key) != getattr(self.cfg, key):
                 raise VidstyleError(f"resume file {path} was made with --{key.replace('_', '-')} {old.get(key)}, "
