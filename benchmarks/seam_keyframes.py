@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import av
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidstyle.evaluate import FlowBank, load_frames, warping_errors  # noqa: E402
+from vidstyle.evaluate import load_frames  # noqa: E402
+from vidstyle.segments import seam_table  # noqa: E402
 
 
 def encode(frames: list, force=(), params: str = "", crf: int = 18) -> list:
@@ -57,15 +57,9 @@ def main() -> None:
     cuts = a.cuts
 
     def measure(out, label):
-        seams, inside = [], []
-        for c in cuts:
-            idx = list(range(c - a.window - 1, c + a.window))
-            pairs = dict(zip(idx[1:], warping_errors([out[i] for i in idx], FlowBank([src[i] for i in idx]), 1)))
-            seams.append(pairs[c])
-            inside += [e for t, e in pairs.items() if t != c]
-        med = float(np.median(inside))
-        print(f"{label:44s} cuts {[round(x, 5) for x in seams]} median {med:.5f} worst/median {max(seams) / med:.2f}",
-              flush=True)
+        t = seam_table(dict(enumerate(src)), dict(enumerate(out)), cuts, window=a.window)
+        print(f"{label:44s} cuts {[round(s['error'], 5) for s in t['seams']]} median {t['inside_median']:.5f} "
+              f"worst/median {t['worst_ratio']:.2f}", flush=True)
 
     bounds = [0, *cuts, len(painted)]
     spans = list(zip(bounds, bounds[1:]))

@@ -504,20 +504,21 @@ def seam_errors(src: str | Path, output: str | Path, cuts: list[int], *, window:
     the input frames; the pair (c-1, c) is the seam, the others are inside a part. Returns
     ``{"seams": [{"cut", "error", "inside_median"}], "inside_median", "worst_ratio"}``.
     """
+    wanted = {i for c in cuts for i in range(max(0, c - window - 1), c + window)}
+    return seam_table(_frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side), cuts, window=window)
+
+
+def seam_table(inputs: dict[int, np.ndarray], outputs: dict[int, np.ndarray], cuts: list[int], *,
+               window: int = 6) -> dict:
+    """``seam_errors`` on frames already decoded: {frame index: (H, W, 3) uint8} of the input and output."""
     from .evaluate import FlowBank, warping_errors
 
-    windows = []
-    for c in cuts:
-        lo, hi = max(0, c - window - 1), c + window
-        windows.append((c, lo, hi))
-    wanted = {i for _, lo, hi in windows for i in range(lo, hi)}
-    ins, outs = _frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side)
     seams, inside = [], []
-    for c, lo, hi in windows:
-        idx = [i for i in range(lo, hi) if i in ins and i in outs]
+    for c in cuts:
+        idx = [i for i in range(max(0, c - window - 1), c + window) if i in inputs and i in outputs]
         if c not in idx or c - 1 not in idx:
             continue
-        errs = warping_errors([outs[i] for i in idx], FlowBank([ins[i] for i in idx]), 1)
+        errs = warping_errors([outputs[i] for i in idx], FlowBank([inputs[i] for i in idx]), 1)
         pairs = dict(zip(idx[1:], errs))  # t -> error of (t-1, t)
         here = [e for t, e in pairs.items() if t != c]
         inside += here
@@ -529,4 +530,4 @@ def seam_errors(src: str | Path, output: str | Path, cuts: list[int], *, window:
 
 
 __all__ = ["NoSegments", "Part", "SegmentPlan", "cannot_segment", "SegmentResult", "join_parts", "paint_part", "plan_segments", "probe_video",
-           "seam_errors", "stylize_segments"]
+           "seam_errors", "seam_table", "stylize_segments"]
