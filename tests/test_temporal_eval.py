@@ -179,3 +179,37 @@ def test_colour_distance_follows_the_palette():
     assert colour_distance(grey, painting) > colour_distance(blue, painting)
     white = lab_stats(np.full((4, 4, 3), 255, np.uint8))
     assert abs(white[0] - 100) < 0.5 and np.abs(white[3:]).max() < 1e-3
+
+
+def strokes(seed, h=64, w=96):
+    """A stroke-like texture around mid grey: (1, 3, H, W) in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    return (0.5 + 0.15 * torch.randn(1, 3, h // 2, w // 2, generator=gen)).repeat_interleave(2, 2) \
+        .repeat_interleave(2, 3).clamp(0, 1)
+
+
+def detail_energy(x):
+    return float((x - torch.nn.functional.avg_pool2d(x, 4).repeat_interleave(4, 2).repeat_interleave(4, 3))
+                 .pow(2).mean())
+
+
+def test_restore_detail_gives_an_averaged_texture_back_its_contrast():
+    from vidstyle.temporal import restore_detail
+    new, old = strokes(1), strokes(2)
+    blend = 0.3 * new + 0.7 * old                 # two independent paintings averaged: flatter
+    assert detail_energy(blend) < 0.7 * detail_energy(new)
+    out = restore_detail(blend, new)
+    assert 0.8 * detail_energy(new) < detail_energy(out) < 1.2 * detail_energy(new)
+    # the structure stays the blend's (what keeps flicker down): closer to it than to the new frame
+    assert float((out - blend).abs().mean()) < float((out - new).abs().mean())
+    # and the local means (colour) are untouched
+    pool = torch.nn.functional.avg_pool2d
+    assert float((pool(out, 16) - pool(blend, 16)).abs().max()) < 0.02
+
+
+def test_restore_detail_leaves_agreeing_paintings_alone():
+    from vidstyle.temporal import restore_detail
+    y = strokes(3)
+    assert torch.allclose(restore_detail(y.clone(), y), y, atol=1e-6)
+    flat = torch.full_like(y, 0.4)                # never invents detail that the frame lacks
+    assert torch.allclose(restore_detail(flat.clone(), flat), flat, atol=1e-6)
