@@ -565,3 +565,20 @@ def test_relative_style_loss_weighs_every_layer():
     assert raw["relu1_2"] > 1e10 * raw["relu4_3"]
     assert max(rel.values()) < 2 * min(rel.values())
     assert float(L.style_loss(out, grams, norms=L.gram_norms(grams))) == pytest.approx(sum(rel.values()), rel=1e-5)
+
+
+@needs_hed
+@pytest.mark.parametrize("temporal", ["output", "none"])
+def test_loss_network_sees_each_photo_once(tmp_path, temporal):
+    """With the temporal loss a batch is frames t-1 then frames t (a warp of the same photos): the loss
+    network runs on frames t-1 only; the temporal loss still sees the network's output for both."""
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path, temporal=temporal))
+    seen = []
+    vgg = t.vgg
+    t.vgg = lambda x, **kw: (seen.append(len(x)), vgg(x, **kw))[1]
+    x, _, _ = t.batch(0)
+    out = t.losses(0)
+    assert len(x) == (4 if temporal == "output" else 2)
+    assert seen == [2, 2]                          # the output's features, then the input's content features
+    assert ("temporal" in out) == (temporal == "output") and float(out["total"]) > 0

@@ -314,11 +314,15 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        # With the temporal loss, frame t is frame t-1 moved a little (a warp of the same photo, or the next
+        # video frame): its perceptual losses would repeat the first half's at twice the loss network's cost.
+        # So the loss network sees frames t-1 only, and frames t are tied to them by the temporal loss.
+        n = len(x) // 2 if temporal else len(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
-            y, feats = self.model(x, mix, return_features=True)
-            fy = self.vgg(y)
+            y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
+            fy = self.vgg(y[:n])
             with torch.no_grad():
-                fx = self.vgg(x, upto=cfg.content_layer)
+                fx = self.vgg(x[:n], upto=cfg.content_layer)
         out = {
             "content": L.content_loss(fy, fx, cfg.content_layer),
             "style": L.style_loss(fy, self.grams[k], norms=self.norms[k]),
