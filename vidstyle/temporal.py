@@ -23,19 +23,14 @@ from .flow import RAFTFlow, make_flow, to_tensor
 from .warp import occlusion, warp
 
 
-def _box(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over a k x k window (k odd), same size, edges replicated: (N, C, H, W) -> (N, C, H, W).
+def _coarse(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Means over k x k cells: (N, C, H, W) -> (N, C, ceil(H/k), ceil(W/k))."""
+    return F.avg_pool2d(x, k, ceil_mode=True)
 
-    Running sums along each axis, so the cost does not grow with k.
-    """
-    r = k // 2
-    for dim in (2, 3):
-        pad = (0, 0, r, r) if dim == 2 else (r, r, 0, 0)
-        c = F.pad(x, pad, mode="replicate").cumsum(dim)
-        c = torch.cat([torch.zeros_like(c.narrow(dim, 0, 1)), c], dim)
-        n = c.shape[dim] - k
-        x = (c.narrow(dim, k, n) - c.narrow(dim, 0, n)) / k
-    return x
+
+def _fine(x: torch.Tensor, hw: tuple) -> torch.Tensor:
+    """Bilinear back to the full size: (N, C, h, w) -> (N, C, H, W)."""
+    return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
 
 
 def restore_detail(blend: torch.Tensor, frame: torch.Tensor, max_gain: float = 1.6) -> torch.Tensor:
@@ -45,19 +40,23 @@ def restore_detail(blend: torch.Tensor, frame: torch.Tensor, max_gain: float = 1
     stroke that is not in the same place in both (two partly independent textures averaged with
     weights 0.3/0.7 keep about 76% of their amplitude), and repeated resampling softens them a
     little more each frame: the picture turns flat as it is stabilised. Here the blend's detail
-    (itself minus a local mean over about 1/60 of the shorter side) is scaled, per pixel, by the
+    (itself minus its local mean, over cells of about 1/60 of the shorter side) is scaled, per pixel, by the
     ratio of the frame's local detail energy to the blend's, at least 1 and at most ``max_gain``.
     Where the two paintings agree the ratio is 1 and nothing changes; the structure and its
-    position stay the blend's, so flicker stays down. The energies are smoothed over 4 windows,
+    position stay the blend's, so flicker stays down. The energies are smoothed over 5 x 5 cells,
     so the gain varies slowly in space (and in time, as the frame's strokes do).
     """
-    k = max(3, min(blend.shape[-2:]) // 60) | 1
-    base = _box(blend, k)
-    detail = blend - base                                         # (1, 3, H, W)
-    e_blend = _box(detail.pow(2).mean(1, keepdim=True), 4 * k + 1)  # (1, 1, H, W)
-    e_frame = _box((frame - _box(frame, k)).pow(2).mean(1, keepdim=True), 4 * k + 1)
-    gain = ((e_frame + 1e-6) / (e_blend + 1e-6)).sqrt().clamp_(1.0, max_gain)
-    return (base + detail * gain).clamp_(0, 1)
+    k = max(3, min(blend.shape[-2:]) // 60)
+    hw = blend.shape[-2:]
+    base = _fine(_coarse(blend, k), hw)                             # (1, 3, H, W) local mean
+    detail = blend - base
+    frame_detail = frame - _fine(_coarse(frame, k), hw)
+    # local detail energies per k x k cell, smoothed over 5 x 5 cells (the gain varies slowly)
+    smooth = lambda e: F.avg_pool2d(F.pad(e, (2, 2, 2, 2), mode="replicate"), 5, stride=1)  # noqa: E731
+    e_blend = smooth(_coarse(detail.pow(2).mean(1, keepdim=True), k))   # (1, 1, H/k, W/k)
+    e_frame = smooth(_coarse(frame_detail.pow(2).mean(1, keepdim=True), k))
+    gain = ((e_frame + 1e-6) / (e_blend + 1e-6)).sqrt_().clamp_(1.0, max_gain)
+    return base.add_(detail.mul_(_fine(gain, hw))).clamp_(0, 1)
 
 
 class Stabilizer:
