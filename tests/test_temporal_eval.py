@@ -213,3 +213,14 @@ def test_restore_detail_leaves_agreeing_paintings_alone():
     assert torch.allclose(restore_detail(y.clone(), y), y, atol=1e-6)
     flat = torch.full_like(y, 0.4)                # never invents detail that the frame lacks
     assert torch.allclose(restore_detail(flat.clone(), flat), flat, atol=1e-6)
+
+
+@pytest.mark.parametrize("w", [96, 97, 101])
+def test_restore_detail_keeps_smooth_gradients_whatever_the_size(w):
+    """A colour ramp is no detail: however much texture the new frame has, the ramp stays as it was
+    (its local mean must line up with it, also when the size is not a multiple of the cell)."""
+    from vidstyle.temporal import restore_detail
+    ramp = torch.linspace(0.2, 0.8, w).expand(1, 3, 60, w).contiguous()
+    out = restore_detail(ramp.clone(), (ramp + (strokes(4, 60, 2 * w)[..., :w] - 0.5)).clamp(0, 1))
+    inner = (out - ramp)[..., 4:-4, 4:-4]
+    assert float(inner.abs().max()) < 1e-3, float(inner.abs().max())

@@ -3,8 +3,10 @@
 For each frame t: flow between input frames t and t-1, the previous *stylized*
 output warped by it, an occlusion mask (forward-backward check plus pixels that
 came from outside the frame), and the new output blended with the warped
-previous one only where the pixel was visible in both frames. A scene cut (most
-pixels occluded, or a large colour change) resets the history.
+previous one only where the pixel was visible in both frames; the blend then gets
+back the new frame's local stroke contrast (``restore_detail``), which averaging
+takes away. A scene cut (most pixels occluded, or a large colour change) resets
+the history.
 
 Flows for a batch are computed on a worker thread while the network paints it
 (OpenCV releases the GIL), then the blend runs sequentially on the device. RAFT
@@ -24,39 +26,44 @@ from .warp import occlusion, warp
 
 
 def _coarse(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Means over k x k cells: (N, C, H, W) -> (N, C, ceil(H/k), ceil(W/k))."""
-    return F.avg_pool2d(x, k, ceil_mode=True)
+    """Means over k x k cells: (N, C, H, W) -> (N, C, ceil(H/k), ceil(W/k)); the last cells are
+    filled out by repeating the edge."""
+    h, w = x.shape[-2:]
+    x = F.pad(x, (0, -w % k, 0, -h % k), mode="replicate")
+    return F.avg_pool2d(x, k)
 
 
-def _fine(x: torch.Tensor, hw: tuple) -> torch.Tensor:
-    """Bilinear back to the full size: (N, C, h, w) -> (N, C, H, W)."""
-    return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+def _fine(x: torch.Tensor, k: int, hw: tuple) -> torch.Tensor:
+    """Cell values back to pixels, bilinear between the cells' centres: (N, C, h, w) -> (N, C, H, W)."""
+    return F.interpolate(x, scale_factor=k, mode="bilinear", align_corners=False)[..., :hw[0], :hw[1]]
 
 
 def restore_detail(blend: torch.Tensor, frame: torch.Tensor, max_gain: float = 1.6) -> torch.Tensor:
-    """Give ``blend`` the local detail contrast of ``frame``: both (1, 3, H, W) in [0, 1].
+    """Give ``blend`` the local detail contrast of ``frame``: both (N, C, H, W) in [0, 1], float.
 
     Averaging the new painting with the warped previous one lowers the contrast of every brush
-    stroke that is not in the same place in both (two partly independent textures averaged with
-    weights 0.3/0.7 keep about 76% of their amplitude), and repeated resampling softens them a
-    little more each frame: the picture turns flat as it is stabilised. Here the blend's detail
-    (itself minus its local mean, over cells of about 1/60 of the shorter side) is scaled, per pixel, by the
-    ratio of the frame's local detail energy to the blend's, at least 1 and at most ``max_gain``.
-    Where the two paintings agree the ratio is 1 and nothing changes; the structure and its
-    position stay the blend's, so flicker stays down. The energies are smoothed over 5 x 5 cells,
-    so the gain varies slowly in space (and in time, as the frame's strokes do).
+    stroke that is not in the same place in both (two independent textures averaged with weights
+    0.3/0.7 keep about 76% of their amplitude), and repeated resampling softens them a little more
+    each frame: the picture turns flat as it is stabilised. Here the blend's detail (itself minus
+    its local mean: the means of k x k cells, k about 1/60 of the shorter side and at least 3,
+    interpolated between the cells' centres) is scaled, per pixel, by the ratio of the frame's
+    local detail amplitude to the blend's (the square root of their energies), at least 1 and at
+    most ``max_gain``. Where the two paintings agree the ratio is 1 and nothing changes; the
+    structure and its position stay the blend's, so flicker stays down. The energies are smoothed
+    over 5 x 5 cells, so the gain varies slowly in space (and in time, as the frame's strokes do).
+    Inference only (some operations are in place).
     """
     k = max(3, min(blend.shape[-2:]) // 60)
     hw = blend.shape[-2:]
-    base = _fine(_coarse(blend, k), hw)                             # (1, 3, H, W) local mean
+    base = _fine(_coarse(blend, k), k, hw)                          # (N, C, H, W) local mean
     detail = blend - base
-    frame_detail = frame - _fine(_coarse(frame, k), hw)
+    frame_detail = frame - _fine(_coarse(frame, k), k, hw)
     # local detail energies per k x k cell, smoothed over 5 x 5 cells (the gain varies slowly)
     smooth = lambda e: F.avg_pool2d(F.pad(e, (2, 2, 2, 2), mode="replicate"), 5, stride=1)  # noqa: E731
-    e_blend = smooth(_coarse(detail.pow(2).mean(1, keepdim=True), k))   # (1, 1, H/k, W/k)
+    e_blend = smooth(_coarse(detail.pow(2).mean(1, keepdim=True), k))   # (N, 1, H/k, W/k)
     e_frame = smooth(_coarse(frame_detail.pow(2).mean(1, keepdim=True), k))
     gain = ((e_frame + 1e-6) / (e_blend + 1e-6)).sqrt_().clamp_(1.0, max_gain)
-    return base.add_(detail.mul_(_fine(gain, hw))).clamp_(0, 1)
+    return (base + detail * _fine(gain, k, hw)).clamp_(0, 1)
 
 
 class Stabilizer:

@@ -315,8 +315,8 @@ class Trainer:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # With the temporal loss, frame t is frame t-1 moved a little (a warp of the same photo, or the next
-        # video frame): its perceptual losses would repeat the first half's at twice the loss network's cost.
-        # So the loss network sees frames t-1 only, and frames t are tied to them by the temporal loss.
+        # video frame): its perceptual losses would nearly repeat the first half's, at twice the loss network's
+        # cost. So the loss network sees frames t-1 only; the temporal loss links the outputs of frames t to them.
         n = len(x) // 2 if temporal else len(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
             y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
