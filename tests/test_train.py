@@ -581,4 +581,4 @@ def test_loss_network_sees_each_photo_once(tmp_path, temporal):
     out = t.losses(0)
     assert len(x) == (4 if temporal == "output" else 2)
     assert seen == [2, 2]                          # the output's features, then the input's content features
-    assert ("temporal" in out) == (temporal == "output") and float(out["total"]) > 0
+    assert ("temporal" in out) == (temporal == "output") and float(out["total"].detach()) > 0
