@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-$(cd .. && pwd)/shared/data}
 RUN=${RUN:-$HOME/vidstyle-runs/six}
 STEPS=${STEPS:-40000}
+# the learning rate: 1e-3 (the default) for the first part, then 3e-4 for the second (docs/MODELS.md):
+# LR=3e-4 SEED=1 RUN=~/vidstyle-runs/six-lr3 INIT=<the first part's checkpoint>
+LR=${LR:-1e-3}
+SEED=${SEED:-0}
 STYLES="starry_night great_wave_off_kanagawa the_scream composition_vii udnie shipwreck_of_the_minotaur"
 mkdir -p "$RUN"
 if [ ! -d "$RUN/photos" ]; then  # links to the training photos: all but the held-out ones
@@ -33,9 +37,10 @@ if [ ! -f "$RUN/checkpoint.safetensors" ] && [ -n "${BACKUP:-}" ] && [ -f "$BACK
 fi
 resume=()
 if [ -f "$RUN/checkpoint.safetensors" ]; then resume=(--resume "$RUN/checkpoint.safetensors")
+elif [ -n "${INIT:-}" ]; then resume=(--init "$INIT")
 elif [ -f vidstyle/models/bundled/paintings.safetensors ]; then resume=(--init vidstyle/models/bundled/paintings.safetensors)
 fi
 export OMP_WAIT_POLICY=PASSIVE  # yield the cores quickly when other work shares them
 exec nice -n 5 .venv/bin/vidstyle train $(for s in $STYLES; do echo "$DATA/style/$s.jpg"; done) \
-  --data "$RUN/photos" --loss-net hed --steps "$STEPS" --run-dir "$RUN" --checkpoint-every 250 \
-  -o "$RUN/paintings.safetensors" --overwrite "${resume[@]}"
+  --data "$RUN/photos" --loss-net hed --steps "$STEPS" --lr "$LR" --seed "$SEED" --run-dir "$RUN" \
+  --checkpoint-every 250 --preview-every 500 -o "$RUN/paintings.safetensors" --overwrite "${resume[@]}"
