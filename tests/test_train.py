@@ -582,3 +582,32 @@ def test_loss_network_sees_each_photo_once(tmp_path, temporal):
     assert len(x) == (4 if temporal == "output" else 2)
     assert seen == [2, 2]                          # the output's features, then the input's content features
     assert ("temporal" in out) == (temporal == "output") and float(out["total"].detach()) > 0
+
+
+@needs_hed
+def test_style_scale_weights_one_style_of_a_multi_style_run(tmp_path):
+    from vidstyle.train.loop import Trainer
+    second = tmp_path / "second.png"
+    cv2.imwrite(str(second), cv2.imread(str(style_picture(tmp_path / "style.png")))[::-1].copy())
+    styles = [str(tmp_path / "style.png"), str(second)]
+    plain = Trainer(config(tmp_path, styles=styles, run_dir=str(tmp_path / "a")))
+    scaled = Trainer(config(tmp_path, styles=styles, run_dir=str(tmp_path / "b"), style_scales={"second": 3.0}))
+    with torch.no_grad():
+        for step, factor in ((0, 1.0), (1, 3.0)):    # step k trains style k % 2: "style", then "second"
+            a, b = plain.losses(step), scaled.losses(step)
+            assert torch.isclose(a["style"], b["style"])       # the same network, pictures and style term
+            extra = float(b["total"] - a["total"])
+            assert extra == pytest.approx((factor - 1.0) * 0.5 * float(a["style"]), rel=1e-4, abs=1e-7)
+    assert scaled.style_weights == [0.5, 1.5]
+
+
+def test_style_scale_bad_values_are_one_line_errors(tmp_path):
+    from vidstyle.cli import app
+    photos = write_images(tmp_path / "photos", 2)
+    style = style_picture(tmp_path / "style.png")
+    for bad, says in (("nosuch=2", "not a style of this run"), ("style=0", "above 0"), ("style", "NAME=FACTOR"),
+                      ("style=big", "NAME=FACTOR")):
+        res = runner.invoke(app, ["train", str(style), "--data", str(photos), "--steps", "1", "--style-scale", bad,
+                                  "-o", str(tmp_path / "m.safetensors"), "--loss-net", "hed", "-q"])
+        assert res.exit_code == 2, (bad, res.output)
+        assert says in res.output and "Traceback" not in res.output, (bad, res.output)

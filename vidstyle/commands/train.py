@@ -33,6 +33,7 @@ def train(
     content_weight: float = typer.Option(2.0, "--content-weight"),
     content_layer: str = typer.Option("relu2_2", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally."),
     style_weight: float = typer.Option(0.5, "--style-weight"),
+    style_scale: Optional[List[str]] = typer.Option(None, "--style-scale", help="NAME=FACTOR: multiply --style-weight by FACTOR for the style NAME (an image's stem) of a multi-style run, for a style that stays flat. Repeat for several."),
     style_norm: str = typer.Option("relative", "--style-norm", help="relative: each layer's Gram error is divided by the mean square of the style's Gram at that layer, so relu1_2 .. relu4_3 all count (strokes, not only colour). none: raw sums, where relu1_2 outweighs relu4_3 a millionfold with the hed network."),
     tv_weight: float = typer.Option(2.0, "--tv-weight", help="Total variation: against pixel-grid artefacts and hatching."),
     clip_grad: float = typer.Option(10.0, "--clip-grad", min=0, help="Clip the gradient to this norm (0: no clipping). Steps whose loss or gradient is not finite are always skipped."),
@@ -74,7 +75,7 @@ def train(
         cfg = TrainConfig(styles=styles, data=str(data), output=str(output) if output else None,
                           video_data=str(video_data) if video_data else None, flow=flow, arch=arch, size=size,
                           photo_size=photo_size, style_size=style_size, batch_size=batch_size, steps=steps, lr=lr, seed=seed,
-                          content_weight=content_weight, content_layer=content_layer, clip_grad=clip_grad, style_weight=style_weight, style_norm=style_norm, tv_weight=tv_weight,
+                          content_weight=content_weight, content_layer=content_layer, clip_grad=clip_grad, style_weight=style_weight, style_scales=_scales(style_scale), style_norm=style_norm, tv_weight=tv_weight,
                           temporal=temporal_loss, temporal_weight=temporal_weight,
                           feature_temporal_weight=feature_temporal_weight, loss_net=loss_net, device=device,
                           run_dir=str(run_dir) if run_dir else None, checkpoint_every=checkpoint_every,
@@ -114,6 +115,20 @@ def train(
             fl = summary["final_losses"]
             typer.echo(f"{summary['output']}: {summary['steps']} steps in {summary['seconds']:.0f} s, "
                        f"final total loss {fl.get('total', float('nan')):.4g} (loss net {summary['loss_net']})", err=True)
+
+
+def _scales(items: Optional[List[str]]) -> dict[str, float]:
+    """``--style-scale NAME=FACTOR`` options -> {name: factor}."""
+    out = {}
+    for item in items or []:
+        name, sep, factor = item.partition("=")
+        try:
+            out[name.strip()] = float(factor)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise VidstyleError(f"--style-scale takes NAME=FACTOR (e.g. starry_night=2), not {item!r}")
+    return out
 
 
 def _torchrun(nproc: int) -> int:

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,7 @@ class TrainConfig:
     content_weight: float = 2.0
     content_layer: str = "relu2_2"         # of the hed net, the layer that keeps the most structure
     style_weight: float = 0.5
+    style_scales: dict[str, float] = field(default_factory=dict)  # style name -> factor on style_weight
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     tv_weight: float = 2.0
     clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
@@ -74,7 +76,7 @@ class TrainConfig:
 
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
-             "style_weight", "style_norm", "tv_weight",
+             "style_weight", "style_scales", "style_norm", "tv_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -133,6 +135,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
         raise VidstyleError(f"{path} is not a vidstyle training checkpoint") from None
     config.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
     config.setdefault("style_norm", "none")  # and from before --style-norm
+    config.setdefault("style_scales", {})  # and from before --style-scale
     return meta, config, tensors
 
 
@@ -149,6 +152,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         "content_layer": cfg.content_layer, "style_norm": cfg.style_norm, "clip_grad": cfg.clip_grad,
         "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
                     "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
+        "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": final_losses,
         "init": Path(cfg.init).name if cfg.init else None,
         "seconds": round(seconds, 1), "device": device, "world_size": world_size,
@@ -224,6 +228,15 @@ class Trainer:
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
+        unknown = sorted(set(cfg.style_scales) - set(self.names))
+        if unknown:
+            raise VidstyleError(f"--style-scale names {', '.join(unknown)}, not a style of this run "
+                                f"({', '.join(self.names)})")
+        bad = [f"{n}={v}" for n, v in cfg.style_scales.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise VidstyleError(f"--style-scale factors must be above 0: {', '.join(bad)}")
+        # the style weight of each style: --style-weight times its --style-scale factor (default 1)
+        self.style_weights = [cfg.style_weight * cfg.style_scales.get(n, 1.0) for n in self.names]
         self.device = pick_device(cfg.device)
         self.cuda = self.device.type == "cuda"
         if self.world > 1:
@@ -339,7 +352,7 @@ class Trainer:
             if cfg.feature_temporal_weight > 0:
                 fp, ft = feats.float().chunk(2)
                 out["feature_temporal"] = L.feature_temporal_loss(ft, fp, flow, mask)
-        w = {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
+        w = {"content": cfg.content_weight, "style": self.style_weights[k], "tv": cfg.tv_weight,
              "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
