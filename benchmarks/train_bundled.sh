@@ -3,7 +3,8 @@
 # The recipe is vidstyle train's default; only the data, the styles and the output are named here.
 # Training never sees the 24 held-out photos that docs/MODELS.md measures colour on
 # (benchmarks/styles_report.py HELD_OUT): it reads a folder of links to every other photo.
-# Hours on 2 CPU cores: run it in the background (nohup) and run it again to resume.
+# Hours on 2 CPU cores: run it in the background (nohup) and run it again to resume. Arguments go to
+# vidstyle train (e.g. --style-scale starry_night=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-$(cd .. && pwd)/shared/data}
@@ -43,4 +44,4 @@ fi
 export OMP_WAIT_POLICY=PASSIVE  # yield the cores quickly when other work shares them
 exec nice -n 5 .venv/bin/vidstyle train $(for s in $STYLES; do echo "$DATA/style/$s.jpg"; done) \
   --data "$RUN/photos" --loss-net hed --steps "$STEPS" --lr "$LR" --seed "$SEED" --run-dir "$RUN" \
-  --checkpoint-every 250 --preview-every 500 -o "$RUN/paintings.safetensors" --overwrite "${resume[@]}"
+  --checkpoint-every 250 --preview-every 500 -o "$RUN/paintings.safetensors" --overwrite "${resume[@]}" "$@"
