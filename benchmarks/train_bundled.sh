@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-$(cd .. && pwd)/shared/data}
 RUN=${RUN:-$HOME/vidstyle-runs/six}
 STEPS=${STEPS:-40000}
-# the learning rate: 1e-3 (the default) for the first part, then 3e-4 for the second (docs/MODELS.md):
-# LR=3e-4 SEED=1 RUN=~/vidstyle-runs/six-lr3 INIT=<the first part's checkpoint>
+# the learning rate: 1e-3 (the default) for the first part, then 3e-4 with a new run warm-started from it
+# (LR=3e-4 SEED=1 RUN=... INIT=<the first part's checkpoint>); docs/MODELS.md names the run in progress
 LR=${LR:-1e-3}
 SEED=${SEED:-0}
 STYLES="starry_night great_wave_off_kanagawa the_scream composition_vii udnie shipwreck_of_the_minotaur"

@@ -330,12 +330,12 @@ class Trainer:
         # With the temporal loss, frame t is frame t-1 moved a little (a warp of the same photo, or the next
         # video frame): its perceptual losses would nearly repeat the first half's, at twice the loss network's
         # cost. So the loss network sees frames t-1 only; the temporal loss links the outputs of frames t to them.
-        n = len(x) // 2 if temporal else len(x)
+        firsts = len(x) // 2 if temporal else len(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
             y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
-            fy = self.vgg(y[:n])
+            fy = self.vgg(y[:firsts])
             with torch.no_grad():
-                fx = self.vgg(x[:n], upto=cfg.content_layer)
+                fx = self.vgg(x[:firsts], upto=cfg.content_layer)
         out = {
             "content": L.content_loss(fy, fx, cfg.content_layer),
             "style": L.style_loss(fy, self.grams[k], norms=self.norms[k]),
