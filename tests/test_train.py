@@ -611,3 +611,45 @@ def test_style_scale_bad_values_are_one_line_errors(tmp_path):
                                   "-o", str(tmp_path / "m.safetensors"), "--loss-net", "hed", "-q"])
         assert res.exit_code == 2, (bad, res.output)
         assert says in res.output and "Traceback" not in res.output, (bad, res.output)
+
+
+def test_layout_loss_sees_coarse_lightness_only():
+    """The layout term compares cell-mean luma: strokes finer than a cell and colour that keeps the luma are free."""
+    from vidstyle.train import losses as L
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 128, 96)                    # 6-px cells: 16 along the short side
+    assert float(L.layout_loss(x, x)) == 0.0
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(96), indexing="ij")
+    strokes = 0.1 * ((yy + xx) % 2 * 2 - 1).float()  # a checkerboard: zero mean over every 6x6 cell
+    assert float(L.layout_loss(x + strokes, x)) < 1e-10
+    recolour = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1) * 0.2  # red up, green down, the same luma
+    assert float(L.layout_loss(x + recolour, x)) < 1e-10
+    darker = x * 0.5                                 # half the light: the error is a quarter of the cell luma's square
+    cells = torch.nn.functional.avg_pool2d((x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1), 6)
+    assert float(L.layout_loss(darker, x)) == pytest.approx(float((0.5 * cells).pow(2).mean()), rel=1e-4)
+
+
+@needs_hed
+def test_layout_weight_adds_its_term_and_old_checkpoints_resume_without_it(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from vidstyle.train.loop import Trainer, read_checkpoint
+    on = Trainer(config(tmp_path, run_dir=str(tmp_path / "a")))
+    off = Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), layout_weight=0.0))
+    with torch.no_grad():
+        a, b = on.losses(0), off.losses(0)
+    assert "layout" not in b and float(a["layout"]) > 0
+    assert float(a["total"] - b["total"]) == pytest.approx(10.0 * float(a["layout"]), rel=1e-3)
+    # a checkpoint from before --layout-weight trained without it: it resumes with 0, not the new default
+    ck = off.save_checkpoint()
+    with safe_open(str(ck), framework="pt") as f:
+        meta = f.metadata()
+    config_old = json.loads(meta["config"])
+    del config_old["layout_weight"]
+    old = tmp_path / "old.safetensors"
+    save_file(read_checkpoint(ck)[2], str(old), metadata={**meta, "config": json.dumps(config_old)})
+    assert read_checkpoint(old)[1]["layout_weight"] == 0.0
+    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), layout_weight=0.0, resume=str(old))).step == 0
+    with pytest.raises(VidstyleError, match="layout-weight"):
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old)))

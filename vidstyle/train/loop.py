@@ -55,6 +55,7 @@ class TrainConfig:
     style_scales: dict[str, float] = field(default_factory=dict)  # style name -> factor on style_weight
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     tv_weight: float = 2.0
+    layout_weight: float = 10.0            # the photo's coarse light and dark (losses.layout_loss)
     clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
     temporal: str = "output"               # output | reconet | none
     temporal_weight: float = 30.0
@@ -76,7 +77,7 @@ class TrainConfig:
 
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
-             "style_weight", "style_scales", "style_norm", "tv_weight",
+             "style_weight", "style_scales", "style_norm", "tv_weight", "layout_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -136,6 +137,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("content_layer", "relu2_2")  # checkpoints from before --content-layer
     config.setdefault("style_norm", "none")  # and from before --style-norm
     config.setdefault("style_scales", {})  # and from before --style-scale
+    config.setdefault("layout_weight", 0.0)  # and from before --layout-weight
     return meta, config, tensors
 
 
@@ -151,7 +153,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         "data": str(cfg.data), "video_data": cfg.video_data, "images": images,
         "content_layer": cfg.content_layer, "style_norm": cfg.style_norm, "clip_grad": cfg.clip_grad,
         "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
-                    "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
+                    "layout": cfg.layout_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
         "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": final_losses,
         "init": Path(cfg.init).name if cfg.init else None,
@@ -341,6 +343,8 @@ class Trainer:
             "style": L.style_loss(fy, self.grams[k], norms=self.norms[k]),
             "tv": L.tv_loss(y.float()),
         }
+        if cfg.layout_weight > 0:
+            out["layout"] = L.layout_loss(y, x)
         if temporal:
             flow, mask = flow.to(self.device), mask.to(self.device)
             yp, yt = y.float().chunk(2)
@@ -353,7 +357,7 @@ class Trainer:
                 fp, ft = feats.float().chunk(2)
                 out["feature_temporal"] = L.feature_temporal_loss(ft, fp, flow, mask)
         w = {"content": cfg.content_weight, "style": self.style_weights[k], "tv": cfg.tv_weight,
-             "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
+             "layout": cfg.layout_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
 

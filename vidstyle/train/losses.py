@@ -49,6 +49,21 @@ def tv_loss(y: torch.Tensor) -> torch.Tensor:
     return (y[..., 1:, :] - y[..., :-1, :]).abs().mean() + (y[..., :, 1:] - y[..., :, :-1]).abs().mean()
 
 
+def layout_loss(y: torch.Tensor, x: torch.Tensor, cells: int = 16) -> torch.Tensor:
+    """MSE between the coarse lightness of y and x (N, 3, H, W in [0, 1]): luma averaged over square cells,
+    ``cells`` of them along the short side (8-px cells on a 128-px crop).
+
+    The loss network's Gram and content terms barely see where a picture is light or dark: optimised from
+    noise, a picture matches them as well with a third of the photo's lightness contrast as with all of it.
+    This term keeps the photo's light and dark layout (a bright sky, a dark roof) and leaves everything
+    finer than a cell, strokes included, and all of the colour to the style.
+    """
+    k = max(1, min(y.shape[-2:]) // cells)
+    ly = F.avg_pool2d(luminance(y.float()), k)  # (N, 1, H/k, W/k)
+    lx = F.avg_pool2d(luminance(x.float()), k)
+    return F.mse_loss(ly, lx)
+
+
 def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``err`` (N, C, H, W) over the pixels where ``mask`` (N, 1, H, W) is 1."""
     return (err * mask).sum() / (mask.sum() * err.shape[1]).clamp_min(1.0)
