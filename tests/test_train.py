@@ -55,11 +55,11 @@ def fixed_batch_loss(t) -> float:
 @needs_hed
 def test_thirty_steps_lower_the_loss(tmp_path):
     from vidstyle.train.loop import Trainer
-    t = Trainer(config(tmp_path, lr=1e-2))
+    t = Trainer(config(tmp_path))
     before = fixed_batch_loss(t)
     totals = [t.train_step()["total"] for _ in range(30)]
     after = fixed_batch_loss(t)
-    assert after < 0.9 * before, (before, after, totals)  # 0.81 measured
+    assert after < 0.9 * before, (before, after, totals)  # 0.78 measured (lr 3e-3; 1e-2 overshoots)
 
 
 def caffe_reference(img_rgb_u8: np.ndarray) -> dict:
@@ -653,3 +653,27 @@ def test_layout_weight_adds_its_term_and_old_checkpoints_resume_without_it(tmp_p
     assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), layout_weight=0.0, resume=str(old))).step == 0
     with pytest.raises(VidstyleError, match="layout-weight"):
         Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old)))
+
+
+def test_colour_loss_asks_for_the_paintings_colours_not_their_places():
+    from vidstyle.train import losses as L
+    torch.manual_seed(0)
+    dirs = L.colour_directions()
+    assert dirs.shape == (3, 16) and torch.allclose(dirs.norm(dim=0), torch.ones(16))
+    assert torch.equal(dirs, L.colour_directions())                  # the same directions in every run
+    painting = torch.rand(1, 3, 40, 60) * torch.tensor([0.3, 0.5, 1.0]).view(1, 3, 1, 1)  # bluish
+    q = L.colour_quantiles(painting, dirs)
+    shuffled = painting.reshape(3, -1)[:, torch.randperm(2400)].reshape(3, 2, 1200).permute(1, 0, 2).reshape(2, 3, 30, 40)
+    assert float(L.colour_loss(shuffled, q, dirs)) < 1e-10         # the same colours, elsewhere, over a batch of 2
+    grey = torch.full((2, 3, 30, 40), float(painting.mean()))
+    warm = shuffled.flip(1)                                           # red and blue swapped
+    assert float(L.colour_loss(grey, q, dirs)) > 0.01
+    assert float(L.colour_loss(warm, q, dirs)) > 0.01
+    y = grey.clone().requires_grad_(True)                             # and its gradient leads there
+    opt = torch.optim.Adam([y], lr=0.02)
+    first = float(L.colour_loss(y, q, dirs))
+    for _ in range(100):
+        opt.zero_grad()
+        L.colour_loss(y, q, dirs).backward()
+        opt.step()
+    assert float(L.colour_loss(y, q, dirs)) < 0.2 * first

@@ -56,6 +56,7 @@ class TrainConfig:
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     tv_weight: float = 2.0
     layout_weight: float = 10.0            # the photo's coarse light and dark (losses.layout_loss)
+    colour_weight: float = 10.0            # the painting's distribution of colours (losses.colour_loss)
     clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
     temporal: str = "output"               # output | reconet | none
     temporal_weight: float = 30.0
@@ -77,7 +78,7 @@ class TrainConfig:
 
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
-             "style_weight", "style_scales", "style_norm", "tv_weight", "layout_weight",
+             "style_weight", "style_scales", "style_norm", "tv_weight", "layout_weight", "colour_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -138,6 +139,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("style_norm", "none")  # and from before --style-norm
     config.setdefault("style_scales", {})  # and from before --style-scale
     config.setdefault("layout_weight", 0.0)  # and from before --layout-weight
+    config.setdefault("colour_weight", 0.0)  # and from before --colour-weight
     return meta, config, tensors
 
 
@@ -153,7 +155,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         "data": str(cfg.data), "video_data": cfg.video_data, "images": images,
         "content_layer": cfg.content_layer, "style_norm": cfg.style_norm, "clip_grad": cfg.clip_grad,
         "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
-                    "layout": cfg.layout_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
+                    "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
         "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "final_losses": final_losses,
         "init": Path(cfg.init).name if cfg.init else None,
@@ -276,6 +278,8 @@ class Trainer:
         with torch.no_grad():
             self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
         self.norms = [L.gram_norms(g) if cfg.style_norm == "relative" else None for g in self.grams]
+        self.colour_dirs = L.colour_directions().to(self.device)
+        self.colour_targets = [L.colour_quantiles(s.to(self.device), self.colour_dirs) for s in style_imgs]
         self.step = 0
         self.skipped_steps = 0  # steps whose loss or gradient was not finite: no update was made
         self.seconds = 0.0  # training time before this run (restored by --resume)
@@ -345,6 +349,8 @@ class Trainer:
         }
         if cfg.layout_weight > 0:
             out["layout"] = L.layout_loss(y, x)
+        if cfg.colour_weight > 0:
+            out["colour"] = L.colour_loss(y[:firsts], self.colour_targets[k], self.colour_dirs)
         if temporal:
             flow, mask = flow.to(self.device), mask.to(self.device)
             yp, yt = y.float().chunk(2)
@@ -357,7 +363,7 @@ class Trainer:
                 fp, ft = feats.float().chunk(2)
                 out["feature_temporal"] = L.feature_temporal_loss(ft, fp, flow, mask)
         w = {"content": cfg.content_weight, "style": self.style_weights[k], "tv": cfg.tv_weight,
-             "layout": cfg.layout_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
+             "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
 
