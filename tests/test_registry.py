@@ -15,6 +15,9 @@ from vidstyle.models import registry
 
 runner = CliRunner()
 
+PAINTINGS = ["starry_night", "great_wave_off_kanagawa", "the_scream", "composition_vii", "udnie",
+             "shipwreck_of_the_minotaur"]  # the bundled multi-style model's styles, in its order
+
 
 def _save(path: Path, styles: list[str], seed: int = 0) -> Path:
     from vidstyle.models import TransformerNet, arch_config, save_model
@@ -39,11 +42,18 @@ def user_models(tmp_path, monkeypatch, duo_file) -> Path:
     return folder
 
 
-def test_bundled_styles_live_in_the_package():
+def test_bundled_styles_live_in_the_package(tmp_path, monkeypatch):
     import vidstyle
     assert registry.BUNDLED_DIR.parent == Path(vidstyle.__file__).resolve().parent / "models"
-    names = {p.stem for p in registry.BUNDLED_DIR.glob("*.safetensors")}
-    assert {"starry_night", "the_scream", "udnie", "great_wave_off_kanagawa"} <= names
+    assert [p.name for p in registry.BUNDLED_DIR.glob("*.safetensors")] == ["paintings.safetensors"]
+    monkeypatch.setenv("VIDSTYLE_MODELS", str(tmp_path / "empty"))  # the bundled styles alone
+    paintings = registry.BUNDLED_DIR / "paintings.safetensors"
+    listed = registry.list_styles()
+    assert sorted(e.name for e in listed) == sorted(PAINTINGS)  # each by its own name
+    for e in listed:
+        assert (e.path, e.inner, e.source, e.arch, e.styles) == (paintings, e.name, "bundled", "transformer", PAINTINGS)
+        assert registry.resolve(e.name) == (paintings, e.name) == registry.resolve(f"paintings:{e.name}")
+    assert registry.resolve("paintings") == (paintings, None)  # the whole model (for --mix)
 
 
 def test_style_inside_a_multi_style_model_by_its_own_name(user_models):
@@ -61,19 +71,32 @@ def test_model_style_and_model_name_keep_working(user_models):
         registry.resolve("nope:cubist")
 
 
-def test_single_style_file_wins_over_a_style_inside_a_multi_style_model(user_models):
-    # the bundled the_scream.safetensors wins over duo's the_scream
-    path, inner = registry.resolve("the_scream")
-    assert path == registry.BUNDLED_DIR / "the_scream.safetensors" and inner is None
+def test_user_multi_style_model_comes_before_the_bundled_one(user_models):
+    # both duo (user) and paintings (bundled) hold a the_scream: the user model's gets the bare name
+    paintings = registry.BUNDLED_DIR / "paintings.safetensors"
+    assert registry.resolve("the_scream") == (user_models / "duo.safetensors", "the_scream")
     listed = {e.name: e for e in registry.list_styles()}
-    assert listed["the_scream"].path.parent == registry.BUNDLED_DIR
-    assert listed["duo:the_scream"].inner == "the_scream"  # still listed, under a name that reaches it
+    assert listed["the_scream"].source == "user" and "duo:the_scream" not in listed
+    assert (listed["paintings:the_scream"].path, listed["paintings:the_scream"].inner) == (paintings, "the_scream")
+    assert registry.resolve("paintings:the_scream") == (paintings, "the_scream")  # still reachable
+    assert registry.resolve("udnie") == (paintings, "udnie")  # the bundled styles duo lacks keep their names
+
+
+def test_single_style_file_wins_over_a_style_inside_a_multi_style_model(user_models):
+    _save(user_models / "the_scream.safetensors", ["the_scream"], seed=5)
+    assert registry.resolve("the_scream") == (user_models / "the_scream.safetensors", None)
+    listed = {e.name: e for e in registry.list_styles()}
+    assert listed["the_scream"].inner is None and listed["the_scream"].path.name == "the_scream.safetensors"
+    # both multi-style models' the_scream stay listed, under names that reach them
     assert registry.resolve("duo:the_scream") == (user_models / "duo.safetensors", "the_scream")
+    assert listed["duo:the_scream"].inner == "the_scream"
+    assert listed["paintings:the_scream"].path == registry.BUNDLED_DIR / "paintings.safetensors"
 
 
-def test_user_file_wins_over_bundled_file_and_order_among_multi_style_models(user_models):
-    _save(user_models / "udnie.safetensors", ["udnie"], seed=1)
+def test_user_file_wins_over_a_bundled_style_and_order_among_multi_style_models(user_models):
+    _save(user_models / "udnie.safetensors", ["udnie"], seed=1)  # over the bundled paintings' udnie
     assert registry.resolve("udnie") == (user_models / "udnie.safetensors", None)
+    assert registry.resolve("paintings:udnie") == (registry.BUNDLED_DIR / "paintings.safetensors", "udnie")
     # a user single-style file named like a style inside a user multi-style model wins over it
     _save(user_models / "cubist.safetensors", ["cubist"], seed=2)
     assert registry.resolve("cubist") == (user_models / "cubist.safetensors", None)
@@ -93,14 +116,28 @@ def test_unknown_name_lists_the_known_names(user_models):
         registry.resolve("no_such_style")
     msg = str(err.value)
     assert "unknown style 'no_such_style'" in msg
-    for name in ("starry_night", "cubist", "duo:the_scream"):
+    for name in ("starry_night", "cubist", "the_scream", "paintings:the_scream"):
         assert name in msg
 
 
 def test_default_style_stays_starry_night(user_models):
+    assert registry.DEFAULT_STYLE == "starry_night"
     assert registry.default_style() == "starry_night"
     assert registry.list_styles()[0].name == "starry_night"
-    assert registry.resolve(None) == (registry.BUNDLED_DIR / "starry_night.safetensors", None)
+    # a style inside the bundled multi-style model
+    assert registry.resolve(None) == (registry.BUNDLED_DIR / "paintings.safetensors", "starry_night")
+    from vidstyle.api import load_model
+    model = load_model(None)
+    assert model.label == "starry_night" and model.net.mix.tolist() == [1.0, 0, 0, 0, 0, 0]
+
+
+def test_a_user_model_hides_the_bundled_model_of_the_same_name(user_models):
+    _save(user_models / "paintings.safetensors", ["mine"], seed=6)
+    assert registry.resolve("paintings") == (user_models / "paintings.safetensors", None)
+    assert [e.name for e in registry.list_styles()] == ["cubist", "paintings", "the_scream"]  # the_scream: duo's
+    with pytest.raises(VidstyleError, match="unknown style 'udnie'"):
+        registry.resolve("udnie")
+    assert registry.default_style() == "cubist"  # no starry_night left: the first listed style
 
 
 def test_styles_json_one_row_per_style(user_models):
@@ -113,15 +150,22 @@ def test_styles_json_one_row_per_style(user_models):
     assert rows["cubist"] == {"name": "cubist", "source": "user", "arch": "lite", "model": "duo", "style": "cubist",
                               "styles": ["cubist", "the_scream"], "path": str(user_models / "duo.safetensors"),
                               "default": False}
-    assert rows["duo:the_scream"]["model"] == "duo" and rows["duo:the_scream"]["style"] == "the_scream"
-    assert rows["the_scream"]["source"] == "bundled" and rows["the_scream"]["model"] == "the_scream"
+    assert rows["the_scream"]["model"] == "duo" and rows["the_scream"]["style"] == "the_scream"
+    paintings = str(registry.BUNDLED_DIR / "paintings.safetensors")
+    for style in PAINTINGS:
+        name = "paintings:the_scream" if style == "the_scream" else style  # the bare name is duo's
+        assert rows[name] == {"name": name, "source": "bundled", "arch": "transformer", "model": "paintings",
+                              "style": style, "styles": PAINTINGS, "path": paintings,
+                              "default": style == "starry_night"}
     assert rows["starry_night"]["default"] and sum(r["default"] for r in rows.values()) == 1
-    assert "duo" not in rows  # a multi-style model is listed by its styles
+    assert "duo" not in rows and "paintings" not in rows  # a multi-style model is listed by its styles
     assert rows["broken"]["arch"] == "unreadable"
     res = runner.invoke(app, ["styles"])
     assert res.exit_code == 0
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("cubist "))
     assert line.split() == ["cubist", "user", "lite", "duo.safetensors"]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("starry_night "))
+    assert line.split() == ["starry_night", "bundled", "transformer", "paintings.safetensors", "(default)"]
     assert str(user_models) in res.stdout
 
 
@@ -135,7 +179,8 @@ def test_run_and_live_take_the_inner_style_name(user_models, tmp_path):
     assert json.loads(res.stdout.strip().splitlines()[-1])["style"] == "cubist" and len(frames_rgb(out)) == 3
     from vidstyle.live.loop import StyleBank
     bank = StyleBank("cubist", None, torch.device("cpu"))
-    assert bank.specs[bank.start] == ("cubist", None) and "duo:the_scream" in [s for s, _ in bank.specs]
+    assert bank.specs[bank.start] == ("cubist", None)
+    assert {"the_scream", "paintings:the_scream", "starry_night"} <= {s for s, _ in bank.specs}
     assert bank.label(bank.start) == "cubist"
 
 
