@@ -70,9 +70,9 @@ def colour_directions(n: int = 16) -> torch.Tensor:
     return F.normalize(torch.cat([torch.eye(3), extra]), dim=1).T
 
 
-def colour_quantiles(style: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-    """The style picture's (1, 3, H, W) pixel colours along ``dirs`` (3, D), each direction sorted: (H*W, D)."""
-    return (style.float().permute(0, 2, 3, 1).reshape(-1, 3) @ dirs.to(style.device)).sort(0).values
+def colour_quantiles(pictures: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """The pixel colours of (N, 3, H, W) pictures, pooled, along ``dirs`` (3, D), each direction sorted: (N*H*W, D)."""
+    return (pictures.float().permute(0, 2, 3, 1).reshape(-1, 3) @ dirs.to(pictures.device)).sort(0).values
 
 
 def colour_loss(y: torch.Tensor, quantiles: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,7 @@ def colour_loss(y: torch.Tensor, quantiles: torch.Tensor, dirs: torch.Tensor) ->
     Great Wave, dark blue for Starry Night). This term asks for the painting's distribution of colours,
     its darks, lights and accents included, without saying where they go.
     """
-    p = (y.float().permute(0, 2, 3, 1).reshape(-1, 3) @ dirs.to(y.device)).sort(0).values  # (M, D)
+    p = colour_quantiles(y, dirs)  # (M, D)
     idx = torch.linspace(0, quantiles.shape[0] - 1, p.shape[0], device=y.device).round().long()
     return F.mse_loss(p, quantiles[idx])
 
