@@ -7,6 +7,9 @@ For each style and each sequence of ``../shared/data/video/davis2016`` (read at 
 - the short-term warping error E_warp (``vidstyle.evaluate``: the metric of `vidstyle eval`);
 - the style loss, and its rise with ``--temporal`` (the acceptance: E_warp <= 0.03 with ``--temporal``, the
   style loss up by at most 10%).
+The stabiliser runs at each style's own strength (the one its model file records, else 0.7), as
+`vidstyle run --temporal` does; ``--strength STYLE=S`` tries another. With ``--styles``, the other styles'
+rows already in temporal.json are kept.
 It also writes ``temporal_<style>.jpg``: four consecutive frames of one moving sequence, per frame above and
 with ``--temporal`` below, to look for ghosting trails. Writes temporal.json; prints a markdown table.
 """
@@ -41,7 +44,10 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=40, help="frames per sequence (CPU time grows with it)")
     ap.add_argument("--max-side", type=int, default=640)
     ap.add_argument("--loss-net", default="hed")
+    ap.add_argument("--strength", nargs="*", default=[], metavar="STYLE=S",
+                    help="stabiliser strength for these styles instead of the model's own")
     args = ap.parse_args()
+    tries = {k: float(v) for k, v in (item.split("=") for item in args.strength)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = read_metadata(Path(args.model))
@@ -51,21 +57,27 @@ def main() -> None:
     clips = {s.name: load_frames(s, args.max_frames, args.max_side) for s in seqs}
     banks = {n: FlowBank(f) for n, f in clips.items()}
     report = {"model": Path(args.model).name, "max_side": args.max_side, "max_frames": args.max_frames, "styles": {}}
+    old = out / "temporal.json"
+    if args.styles and old.is_file():  # a partial run: keep the other styles' rows
+        kept = json.loads(old.read_text())
+        if (kept.get("model"), kept.get("max_side"), kept.get("max_frames")) == (report["model"], args.max_side, args.max_frames):
+            report["styles"] = {s: r for s, r in kept["styles"].items() if s in names}
     for style in args.styles or names:
         t0 = time.perf_counter()
         st = make_stylizer(f"{args.model}:{style}", device="cpu")
+        strength = tries.get(style, st.temporal_strength)
         painting = read_image(STYLE_DIR / images.get(style, f"{style}.jpg"))
         rows = {}
         for name, frames in clips.items():
             plain = evaluate(frames, st, label="per frame", bank=banks[name], loss_net=args.loss_net, style_rgb=painting)
-            stab = evaluate(frames, st, label="temporal", stabilizer=Stabilizer(), bank=banks[name],
+            stab = evaluate(frames, st, label="temporal", stabilizer=Stabilizer(strength), bank=banks[name],
                             loss_net=args.loss_net, style_rgb=painting)
             rows[name] = {"warp_error": round(plain.warp_error, 5), "warp_error_temporal": round(stab.warp_error, 5),
                           "style_loss": plain.style_loss, "style_loss_temporal": stab.style_loss,
                           "style_loss_rise": round(stab.style_loss / plain.style_loss - 1, 3)}
         worst = max(r["warp_error_temporal"] for r in rows.values())
         rise = max(r["style_loss_rise"] for r in rows.values())
-        report["styles"][style] = {"sequences": rows, "worst_warp_error_temporal": worst, "worst_style_loss_rise": rise,
+        report["styles"][style] = {"temporal_strength": strength, "sequences": rows, "worst_warp_error_temporal": worst, "worst_style_loss_rise": rise,
                                    "mean_warp_error": round(float(np.mean([r["warp_error"] for r in rows.values()])), 5),
                                    "mean_warp_error_temporal": round(float(np.mean([r["warp_error_temporal"] for r in rows.values()])), 5),
                                    "seconds": round(time.perf_counter() - t0, 1)}
@@ -73,15 +85,15 @@ def main() -> None:
         seq, first = STRIP
         first = max(0, min(first, len(clips[seq]) - 4))  # fewer frames than the strip's start: the last four
         a, _ = stylize_frames(clips[seq][:first + 4], st)
-        b, _ = stylize_frames(clips[seq][:first + 4], st, Stabilizer())
+        b, _ = stylize_frames(clips[seq][:first + 4], st, Stabilizer(strength))
         strip = np.concatenate([np.concatenate(a[first:], 1), np.concatenate(b[first:], 1)], 0)
         cv2.imwrite(str(out / f"temporal_{style}.jpg"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
     (out / "temporal.json").write_text(json.dumps(report, indent=1) + "\n")
-    print("| style | E_warp per frame (mean) | E_warp --temporal (mean, worst) | style loss rise (worst) |")
-    print("| --- | --- | --- | --- |")
+    print("| style | strength | E_warp per frame (mean) | E_warp --temporal (mean, worst) | style loss rise (worst) |")
+    print("| --- | --- | --- | --- | --- |")
     for s, r in report["styles"].items():
-        print(f"| {s} | {r['mean_warp_error']} | {r['mean_warp_error_temporal']}, {r['worst_warp_error_temporal']} | "
-              f"{r['worst_style_loss_rise']:+.1%} |")
+        print(f"| {s} | {r.get('temporal_strength', 0.7):g} | {r['mean_warp_error']} | {r['mean_warp_error_temporal']}, "
+              f"{r['worst_warp_error_temporal']} | {r['worst_style_loss_rise']:+.1%} |")
 
 
 if __name__ == "__main__":

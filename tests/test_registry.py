@@ -141,7 +141,10 @@ def test_a_user_model_hides_the_bundled_model_of_the_same_name(user_models):
 
 
 def test_styles_json_one_row_per_style(user_models):
+    from vidstyle.models.files import read_metadata, with_temporal_strengths
     (user_models / "broken.safetensors").write_bytes(b"not a model")
+    duo = user_models / "duo.safetensors"
+    with_temporal_strengths(duo, duo, {"the_scream": 0.45}, overwrite=True)
     res = runner.invoke(app, ["styles", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.stdout)}
@@ -149,23 +152,27 @@ def test_styles_json_one_row_per_style(user_models):
         assert {"name", "source", "arch", "model", "path", "default", "styles"} <= set(r)
     assert rows["cubist"] == {"name": "cubist", "source": "user", "arch": "lite", "model": "duo", "style": "cubist",
                               "styles": ["cubist", "the_scream"], "path": str(user_models / "duo.safetensors"),
-                              "default": False}
+                              "default": False, "temporal_strength": 0.7}
     assert rows["the_scream"]["model"] == "duo" and rows["the_scream"]["style"] == "the_scream"
+    assert rows["the_scream"]["temporal_strength"] == 0.45
     paintings = str(registry.BUNDLED_DIR / "paintings.safetensors")
+    recorded = json.loads(read_metadata(paintings).get("temporal_strength", "{}"))
     for style in PAINTINGS:
         name = "paintings:the_scream" if style == "the_scream" else style  # the bare name is duo's
         assert rows[name] == {"name": name, "source": "bundled", "arch": "transformer", "model": "paintings",
                               "style": style, "styles": PAINTINGS, "path": paintings,
-                              "default": style == "starry_night"}
+                              "default": style == "starry_night",
+                              "temporal_strength": recorded.get(style, 0.7)}
     assert rows["starry_night"]["default"] and sum(r["default"] for r in rows.values()) == 1
     assert "duo" not in rows and "paintings" not in rows  # a multi-style model is listed by its styles
     assert rows["broken"]["arch"] == "unreadable"
     res = runner.invoke(app, ["styles"])
     assert res.exit_code == 0
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("cubist "))
-    assert line.split() == ["cubist", "user", "lite", "duo.safetensors"]
+    assert line.split() == ["cubist", "user", "lite", "0.7", "duo.safetensors"]
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("starry_night "))
-    assert line.split() == ["starry_night", "bundled", "transformer", "paintings.safetensors", "(default)"]
+    assert line.split() == ["starry_night", "bundled", "transformer", f"{recorded.get('starry_night', 0.7):g}",
+                            "paintings.safetensors", "(default)"]
     assert str(user_models) in res.stdout
 
 

@@ -284,3 +284,25 @@ def test_segments_from_the_command_line(tmp_path, model_file):
                             "--style", str(model_file), "-q"])
     assert r.exit_code == 0, r.output
     assert video_pts(out) == video_pts(src) and audio_hashes(out) == audio_hashes(src)
+
+
+def test_run_temporal_uses_the_styles_own_strength(tmp_path):
+    """`run --temporal` with no --temporal-strength stabilises at the strength the model file records.
+
+    A style recording 0 comes out as without --temporal; --temporal-strength still overrides it.
+    """
+    import torch
+    from vidstyle.models import TransformerNet, arch_config, save_model
+    torch.manual_seed(0)
+    model = save_model(tmp_path / "calm.safetensors", TransformerNet(arch_config("lite")), ["calm"],
+                       temporal_strengths={"calm": 0.0})
+    src = make_clip(tmp_path / "in.mp4", n=8, audio=None)
+    outs = {}
+    for name, extra in (("plain", []), ("own", ["--temporal"]), ("given", ["--temporal", "--temporal-strength", "0.9"])):
+        dst = tmp_path / f"{name}.mp4"
+        r = runner.invoke(app, ["run", str(src), "--style", str(model), "-o", str(dst), "--device", "cpu", "-q", *extra])
+        assert r.exit_code == 0, r.output
+        outs[name] = np.stack(frames_rgb(dst)).astype(int)
+    assert len(outs["own"]) == 8
+    assert np.array_equal(outs["own"], outs["plain"])
+    assert np.abs(outs["given"][1:] - outs["plain"][1:]).mean() > 0.1  # a random network paints nearly flat grey

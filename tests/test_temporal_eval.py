@@ -224,3 +224,76 @@ def test_restore_detail_keeps_smooth_gradients_whatever_the_size(w):
     out = restore_detail(ramp.clone(), (ramp + (strokes(4, 60, 2 * w)[..., :w] - 0.5)).clamp(0, 1))
     inner = (out - ramp)[..., 4:-4, 4:-4]
     assert float(inner.abs().max()) < 1e-3, float(inner.abs().max())
+
+
+# -- the stabiliser strength each style records in its model file --------------------------------
+
+def two_style_model(tmp_path, strengths):
+    from vidstyle.models import TransformerNet, arch_config, save_model
+    torch.manual_seed(0)
+    return save_model(tmp_path / "two.safetensors", TransformerNet(arch_config("lite", n_styles=2)), ["a", "b"],
+                      temporal_strengths=strengths)
+
+
+def test_the_style_painted_sets_the_stabiliser_strength(tmp_path):
+    """Stabilizer(None) blends with the strength the model records for the style (or mix) painted now."""
+    from vidstyle.api import make_stylizer
+    from vidstyle.temporal import DEFAULT_STRENGTH
+    path = two_style_model(tmp_path, {"a": 0.4, "b": 0.6})
+    frames = np.stack(panning_frames(n=4, h=48, w=64)[0])
+    st = make_stylizer(f"{path}:a", device="cpu", engine="torch", precision="fp32")
+    assert st.temporal_strength == pytest.approx(0.4)
+    own, fixed = Stabilizer(flow="dis", flow_scale=1.0), Stabilizer(0.4, flow="dis", flow_scale=1.0)
+    a = st.paint_frames(frames, own)
+    b = st.paint_frames(frames, fixed)
+    assert own.weight == pytest.approx(0.4) and torch.equal(a, b)
+    plain = st.paint_frames(frames)
+    assert not torch.allclose(a[1:], plain[1:], atol=1e-3)  # it did blend
+    st.model.select("b")
+    assert st.temporal_strength == pytest.approx(0.6)
+    st.model.select(mix={"a": 1.0, "b": 3.0})
+    assert st.temporal_strength == pytest.approx(0.25 * 0.4 + 0.75 * 0.6)
+    st.paint_frames(frames, own)
+    assert own.weight == pytest.approx(0.55)
+    assert Stabilizer(0.9).weight == 0.9  # --temporal-strength given: it wins
+    # a style without a recorded strength, and a mix including it: the default
+    (tmp_path / "x").mkdir()
+    only_a = str(two_style_model(tmp_path / "x", {"a": 0.4}))
+    assert make_stylizer(f"{only_a}:b", device="cpu", engine="torch").temporal_strength == DEFAULT_STRENGTH
+    assert make_stylizer(only_a, mix="a:0.5,b:0.5", device="cpu", engine="torch").temporal_strength == DEFAULT_STRENGTH
+
+
+def test_export_records_temporal_strengths_in_a_copy(tmp_path):
+    from vidstyle.api import load_model
+    from vidstyle.cli import app
+    src = two_style_model(tmp_path, None)
+    out = tmp_path / "tuned.safetensors"
+    r = runner.invoke(app, ["export", str(src), "-o", str(out), "--temporal-strength", "b=0.45"])
+    assert r.exit_code == 0, r.output
+    m, orig = load_model(str(out)), load_model(str(src))
+    assert m.temporal_strengths == {"b": 0.45} and orig.temporal_strengths == {}
+    assert all(torch.equal(v, orig.net.state_dict()[k]) for k, v in m.net.state_dict().items())
+    r = runner.invoke(app, ["export", str(out), "-o", str(out), "--overwrite", "--temporal-strength", "0.5"])
+    assert r.exit_code == 0, r.output
+    assert load_model(str(out)).temporal_strengths == {"a": 0.5, "b": 0.5}
+    for bad, msg in ((["--temporal-strength", "c=0.5"], "not one of its styles"),
+                     (["--temporal-strength", "a=1.5"], "from 0 to 1"),
+                     (["--temporal-strength", "a=lots"], "STYLE=S"),
+                     ([], "already a model file")):
+        r = runner.invoke(app, ["export", str(src), "-o", str(tmp_path / "bad.safetensors"), *bad])
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "bad.safetensors").exists()
+    r = runner.invoke(app, ["export", str(src), "-o", str(tmp_path / "m.onnx"), "--temporal-strength", "0.5"])
+    assert r.exit_code == 2 and "ONNX" in r.output
+
+
+def test_a_broken_temporal_strength_in_a_file_is_a_one_line_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from vidstyle.errors import VidstyleError
+    from vidstyle.models.files import load_model, read_metadata
+    src = two_style_model(tmp_path, {"a": 0.4})
+    meta = read_metadata(src)
+    meta["temporal_strength"] = json.dumps({"a": 3})
+    save_file(load_file(str(src)), str(tmp_path / "broken.safetensors"), metadata=meta)
+    with pytest.raises(VidstyleError, match="from 0 to 1"):
+        load_model(tmp_path / "broken.safetensors")

@@ -549,7 +549,7 @@ def test_export_a_model_from_a_checkpoint(tmp_path):
     again = runner.invoke(app, ["export", str(ck), "-o", str(out)])
     assert again.exit_code == 2 and "exists" in again.output
     bad = runner.invoke(app, ["export", str(tmp_path / "m.safetensors"), "-o", str(tmp_path / "x.safetensors")])
-    assert bad.exit_code == 2 and "not a vidstyle training checkpoint" in bad.output
+    assert bad.exit_code == 2 and "already a model file" in bad.output
 
 
 def test_relative_style_loss_weighs_every_layer():

@@ -390,7 +390,8 @@ class StylizeJob:
     The style is resolved and checked here (a bad style fails at once, in the driver), and the model
     file's bytes travel with the job: no path needs to exist on a remote worker. The Stylizer is built
     on first use in each process and kept there, so a worker loads the model once for all its videos.
-    ``temporal``: a fresh ``temporal.Stabilizer`` per video (``temporal_strength``, ``flow``).
+    ``temporal``: a fresh ``temporal.Stabilizer`` per video (``temporal_strength``: None for the
+    style's own; ``flow``).
     ``video_options``: more keyword arguments for ``api.stylize_video`` (e.g. ``chroma``, ``deinterlace``).
     """
 
@@ -398,7 +399,7 @@ class StylizeJob:
                  device: str = "auto", max_side: int | None = None, out_size: tuple[int, int] | None = None,
                  strength: float = 1.0, preserve_color: bool = False, batch_size: int | None = None,
                  codec: str | None = None, crf: int | None = None, preset: str | None = None,
-                 temporal: bool = False, temporal_strength: float = 0.7, flow: str = "auto",
+                 temporal: bool = False, temporal_strength: float | None = None, flow: str = "auto",
                  video_options: dict | None = None, engine: str = "auto", precision: str = "auto",
                  brush: float = 1.0):
         from .models import files, registry

@@ -138,6 +138,14 @@ class Stylizer:
     def name(self) -> str:
         return self.model.name
 
+    @property
+    def temporal_strength(self) -> float:
+        """The ``--temporal`` strength of the style painted now: its model file's, else the default."""
+        from .temporal import DEFAULT_STRENGTH
+
+        own = self.model.temporal_strength()
+        return DEFAULT_STRENGTH if own is None else own
+
     # uint8 host frames <-> float device tensors -------------------------------
     def upload(self, frames: np.ndarray) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1] on the device."""
@@ -198,6 +206,8 @@ class Stylizer:
         network, and it is called as (inputs, outputs, pending).
         """
         begin = getattr(stabilizer, "begin", None)
+        if hasattr(stabilizer, "style_strength"):
+            stabilizer.style_strength = self.temporal_strength  # the style painted now (live can switch)
         if begin is not None and getattr(stabilizer, "device", None) is None:
             stabilizer.device = self.device  # RAFT runs where the painter does
         if begin is not None and getattr(stabilizer, "max_side", None) is None:

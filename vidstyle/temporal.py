@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from .flow import RAFTFlow, make_flow, to_tensor
 from .warp import occlusion, warp
 
+DEFAULT_STRENGTH = 0.7  # for a style whose model file records no strength of its own
+
 
 def _coarse(x: torch.Tensor, k: int) -> torch.Tensor:
     """Means over k x k cells: (N, C, H, W) -> (N, C, ceil(H/k), ceil(W/k)); the last cells are
@@ -69,7 +71,9 @@ def restore_detail(blend: torch.Tensor, frame: torch.Tensor, max_gain: float = 1
 class Stabilizer:
     """Stateful: call it on consecutive batches of one video.
 
-    ``strength``: weight of the warped previous output where it is visible (0 = off).
+    ``strength``: weight of the warped previous output where it is visible (0 = off). None: the
+    style's own, which the painter sets as ``style_strength`` on every batch (``Stylizer.paint_frames``:
+    the strength recorded in the model file for the style painted now, else ``DEFAULT_STRENGTH``).
     ``flow``: dis | raft | auto, or a flow estimator (``flow.DISFlow``, ``flow.RAFTFlow``);
     ``flow_scale``: DIS runs at this fraction of the size.
     ``max_side``: the longer side the network paints at (None: full size); RAFT computes the flow
@@ -80,10 +84,11 @@ class Stabilizer:
     ``keep_detail``: give the blend back the brush strokes' contrast (see ``restore_detail``).
     """
 
-    def __init__(self, strength: float = 0.7, flow="auto", flow_scale: float = 0.5,
+    def __init__(self, strength: float | None = None, flow="auto", flow_scale: float = 0.5,
                  cut_occluded: float = 0.5, cut_colour: float = 0.15, warp_mode: str = "bicubic",
                  max_side: int | None = None, keep_detail: bool = True):
-        self.strength = float(strength)
+        self.strength = None if strength is None else float(strength)
+        self.style_strength = DEFAULT_STRENGTH
         self.flow_kind = flow
         self.flow_scale = flow_scale
         self.cut_occluded = cut_occluded
@@ -109,9 +114,14 @@ class Stabilizer:
         return self._flow
 
     @property
+    def weight(self) -> float:
+        """The strength in use: ``strength``, or the style's own when that is None."""
+        return self.style_strength if self.strength is None else self.strength
+
+    @property
     def active(self) -> bool:
         """False while stabilisation is off: no flow is computed then."""
-        return self.enabled and self.strength > 0
+        return self.enabled and self.weight > 0
 
     def _flows_host(self, frames: np.ndarray, prev: np.ndarray | None) -> list:
         """[(fw, bw) or None] per frame of (N, H, W, 3) uint8: fw (H, W, 2) warps frame t-1 onto t; bw the other way."""
@@ -181,7 +191,7 @@ class Stabilizer:
                 else:
                     warped, _ = warp(self.prev_out, fw, self.warp_mode)
                     warped = warped.clamp_(0, 1)
-                    a = self.strength * mask
+                    a = self.weight * mask
                     res = yi * (1 - a) + warped * a
                     if self.keep_detail:
                         res = restore_detail(res, yi)

@@ -78,6 +78,10 @@ BrushOpt = typer.Option(1.0, "--brush", min=0.05, help="Brush size: 1 paints str
 MaxSideOpt = typer.Option(None, "--max-side", min=16, help="Stylize at this longer side (px), "
                           "then scale back: larger strokes and faster.")
 StrengthOpt = typer.Option(1.0, "--strength", min=0.0, max=1.0, help="Blend with the original: 0 = input, 1 = full style.")
+TemporalStrengthOpt = typer.Option(None, "--temporal-strength", min=0.0, max=1.0, help="With --temporal: how much of "
+                                   "the warped previous output to keep where it is visible (0 to 1). Default: the "
+                                   "style's own, recorded in its model file (0.7 when it has none); fine, strong "
+                                   "brushwork gets less, as blending softens strokes that move.")
 ColorOpt = typer.Option(False, "--preserve-color", help="Keep the input's colours; take only luminance from the style.")
 
 

@@ -10,7 +10,7 @@ import typer
 from ..errors import VidstyleError
 from ..evaluate import FlowBank, evaluate, load_frames, plot
 from ..io.images import read_image
-from .common import (BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, Precision, PrecisionOpt,
+from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, Precision, PrecisionOpt,
                      StrengthOpt, user_errors)
 
 
@@ -26,7 +26,7 @@ def eval_cmd(
     strength: float = StrengthOpt,
     preserve_color: bool = ColorOpt,
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Evaluate with flow-guided stabilisation."),
-    temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0),
+    temporal_strength: Optional[float] = TemporalStrengthOpt,
     flow: str = typer.Option("auto", "--flow", help="Flow for --temporal: dis, raft or auto."),
     compare: bool = typer.Option(False, "--compare", help="Rows for per-frame and --temporal of every --style, side by side."),
     long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error."),

@@ -1,8 +1,9 @@
 """``vidstyle export``: the style network as ONNX or OpenVINO IR, for other tools."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -15,6 +16,9 @@ def export(
     format: Optional[str] = typer.Option(None, "--format", help="onnx or openvino (default: from the output's suffix)."),
     mix: Optional[str] = MixOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing .safetensors model."),
+    temporal_strength: Optional[List[str]] = typer.Option(None, "--temporal-strength", help="With a .safetensors output: "
+        "record STYLE=S (or S for every style), S from 0 to 1, as the style's default `--temporal-strength` in the "
+        "model file. Repeat for several styles. The input may also be a model file: its weights are copied untouched."),
 ):
     """Write the style network as ONNX or OpenVINO IR, for OBS filters, mobile apps, C++ and other runtimes.
 
@@ -25,8 +29,11 @@ def export(
     A training checkpoint (`vidstyle train`'s RUN_DIR/checkpoint.safetensors) exported to FILE.safetensors
     gives the model file the training would write at that step, while the training goes on.
 
+    A model file exported to FILE.safetensors with --temporal-strength is a copy with those strengths recorded.
+
     Examples: vidstyle export the_scream -o scream.onnx;
-    vidstyle export runs/six/checkpoint.safetensors -o six.safetensors
+    vidstyle export runs/six/checkpoint.safetensors -o six.safetensors;
+    vidstyle export six.safetensors -o six.safetensors --overwrite --temporal-strength udnie=0.5
     """
     from ..api import load_model
     from ..errors import VidstyleError
@@ -34,12 +41,41 @@ def export(
 
     with user_errors():
         if output.suffix.lower() == ".safetensors":
+            from ..models.files import FORMAT, read_metadata, with_temporal_strengths
             from ..train.loop import model_from_checkpoint
 
             if style is None or not Path(style).is_file():
-                raise VidstyleError("a .safetensors output is a model made from a training checkpoint: "
-                                    "vidstyle export RUN_DIR/checkpoint.safetensors -o MODEL.safetensors")
-            typer.echo(str(model_from_checkpoint(style, output, overwrite=overwrite)))
+                raise VidstyleError("a .safetensors output is a model made from a training checkpoint "
+                                    "(vidstyle export RUN_DIR/checkpoint.safetensors -o MODEL.safetensors) "
+                                    "or a model file with --temporal-strength")
+            meta = read_metadata(style)
+            strengths = _strengths(temporal_strength or [], json.loads(meta.get("styles") or "[]"))
+            if meta.get("format") == FORMAT:
+                if not strengths:
+                    raise VidstyleError(f"{style} is already a model file; give --temporal-strength to record "
+                                        "strengths in a copy, or -o FILE.onnx / FILE.xml to convert it")
+                typer.echo(str(with_temporal_strengths(style, output, strengths, overwrite=overwrite)))
+                return
+            typer.echo(str(model_from_checkpoint(style, output, overwrite=overwrite, temporal_strengths=strengths)))
             return
+        if temporal_strength:
+            raise VidstyleError("--temporal-strength is recorded in a .safetensors model; ONNX and OpenVINO files "
+                                "hold only the network")
         written = export_model(load_model(style, mix=mix), output, format)
         typer.echo(str(written))
+
+
+def _strengths(items: list[str], names: list[str]) -> dict[str, float]:
+    """``--temporal-strength`` values (``STYLE=S`` or ``S`` for every style) -> {style: S}."""
+    from ..errors import VidstyleError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            v = float(value)
+        except ValueError:
+            raise VidstyleError(f"--temporal-strength takes STYLE=S or S (e.g. udnie=0.5), not {item!r}") from None
+        for n in ([name] if sep else names):
+            out[n] = v  # names and ranges are checked where the file is written
+    return out

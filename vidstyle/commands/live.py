@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import (BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, MaxSideOpt, MixOpt, Precision,
+from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, MaxSideOpt, MixOpt, Precision,
                      PrecisionOpt, StrengthOpt, StyleOpt, user_errors)
 from ..errors import VidstyleError
 
@@ -31,7 +31,7 @@ def live(
     preserve_color: bool = ColorOpt,
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided smoothing against "
                                   "flicker (the t key toggles it)."),
-    temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0),
+    temporal_strength: Optional[float] = TemporalStrengthOpt,
     flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Show the input beside the output."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Show the preview window."),

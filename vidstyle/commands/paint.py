@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import IncompleteInput, VidstyleError
-from .common import (BrushOpt, ColorOpt, Device, DeviceOpt, EngineOpt, Engine, MaxSideOpt, MixOpt, Precision,
+from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, EngineOpt, Engine, MaxSideOpt, MixOpt, Precision,
                      PrecisionOpt, Progress, StrengthOpt, StyleOpt, parse_size, user_errors)
 
 
@@ -30,7 +30,7 @@ def run(
     crf: Optional[int] = typer.Option(None, "--crf", min=0, max=63, help="Quality: lower is better (x264/x265 default 18, vp9 32)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Encoder preset (x264/x265: ultrafast..veryslow, default veryfast, which leaves the CPU to the painter; medium gives smaller files)."),
     temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided stabilisation against flicker."),
-    temporal_strength: float = typer.Option(0.7, "--temporal-strength", min=0.0, max=1.0, help="How much of the warped previous output to keep where it is visible."),
+    temporal_strength: Optional[float] = TemporalStrengthOpt,
     flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),
     chroma: str = typer.Option("420", "--chroma", help="Chroma subsampling: 420 plays everywhere (odd sizes are padded by one pixel); 444 keeps full colour detail and exact odd sizes (not every player)."),
     deinterlace: bool = typer.Option(True, "--deinterlace/--no-deinterlace", help="Deinterlace interlaced input (FFmpeg's bwdif) before painting."),

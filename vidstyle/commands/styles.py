@@ -11,13 +11,16 @@ from .common import user_errors
 def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON list.")):
     """List the styles, one per row, each style of a multi-style model too.
 
-    User models live in $VIDSTYLE_MODELS, or in the user data folder (see the last line).
+    User models live in $VIDSTYLE_MODELS, or in the user data folder (see the last line). `temporal` is the
+    strength `--temporal` stabilises the style with when no --temporal-strength is given.
     """
     from ..models import registry
+    from ..temporal import DEFAULT_STRENGTH
 
     with user_errors():
         rows = [{"name": e.name, "source": e.source, "arch": e.arch, "model": e.model, "style": e.inner,
-                 "styles": e.styles, "path": str(e.path), "default": e.name == registry.DEFAULT_STYLE}
+                 "styles": e.styles, "path": str(e.path), "default": e.name == registry.DEFAULT_STYLE,
+                 "temporal_strength": DEFAULT_STRENGTH if e.temporal_strength is None else e.temporal_strength}
                 for e in registry.list_styles()]
         if json_out:
             typer.echo(json.dumps(rows))
@@ -26,8 +29,9 @@ def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON lis
             typer.echo(f"no styles found; bundled: {registry.BUNDLED_DIR}, user: {registry.user_dir()}")
         width = max([28] + [len(r["name"]) + 1 for r in rows])
         if rows:
-            typer.echo(f"{'style':<{width}} {'source':<8} {'arch':<12} model file")
+            typer.echo(f"{'style':<{width}} {'source':<8} {'arch':<12} {'temporal':<8} model file")
         for r in rows:
-            typer.echo(f"{r['name']:<{width}} {r['source']:<8} {r['arch']:<12} {r['model']}.safetensors"
+            typer.echo(f"{r['name']:<{width}} {r['source']:<8} {r['arch']:<12} {r['temporal_strength']:<8g} "
+                       f"{r['model']}.safetensors"
                        f"{' (default)' if r['default'] else ''}")
         typer.echo(f"\nuser models folder: {registry.user_dir()}")

@@ -47,7 +47,7 @@ class LiveOptions:
     strength: float = 1.0
     preserve_color: bool = False
     temporal: bool = False
-    temporal_strength: float = 0.7
+    temporal_strength: float | None = None  # None: the style's own (its model file's, else 0.7)
     flow: str = "auto"
     side_by_side: bool = False
     preview: bool = True

@@ -5,6 +5,9 @@ Metadata keys (all strings, as safetensors requires):
   arch      JSON of ArchConfig (arch name, channels, res_blocks, n_styles)
   styles    JSON list of style names, one per conditional-norm slot
   training  JSON of the training settings (style image hashes, loss weights, loss network, steps, data)
+  temporal_strength  (optional) JSON {style name: strength in [0, 1]}: how strongly ``--temporal``
+            stabilises that style when no ``--temporal-strength`` is given. Strong, fine brushwork wants
+            a weaker blend: averaging with the warped previous frame softens strokes that move.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class StyleModel:
     training: dict = field(default_factory=dict)
     path: Path | None = None
     style_images: dict = field(default_factory=dict)  # style name -> (H, W, 3) uint8 tensor, when stored
+    temporal_strengths: dict = field(default_factory=dict)  # style name -> stabiliser strength, when recorded
 
     @property
     def name(self) -> str:
@@ -55,13 +59,43 @@ class StyleModel:
             return style
         return self.name
 
+    def temporal_strength(self) -> float | None:
+        """The stabiliser strength recorded for the style(s) selected now; None when the file has none.
+
+        For a blend, the mix-weighted mean; a style with no recorded value counts as None (then None).
+        """
+        if not self.temporal_strengths:
+            return None
+        mix = self.net.mix.detach().float().cpu().tolist()
+        used = [(w, self.temporal_strengths.get(s)) for s, w in zip(self.styles, mix) if w > 0]
+        if not used or any(v is None for _, v in used):
+            return None
+        return sum(w * v for w, v in used) / sum(w for w, _ in used)
+
+
+def check_temporal_strengths(values: dict, styles: list[str], where: str) -> dict[str, float]:
+    """{style: strength} from a file or the command line -> the same, checked (VidstyleError otherwise)."""
+    if not isinstance(values, dict):
+        raise VidstyleError(f"{where}: temporal_strength must map style names to numbers")
+    out = {}
+    for name, v in values.items():
+        if name not in styles:
+            raise VidstyleError(f"{where}: temporal strength for {name!r}, which is not one of its styles "
+                                f"({', '.join(styles)})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise VidstyleError(f"{where}: the temporal strength of {name} must be a number from 0 to 1, not {v!r}")
+        out[str(name)] = float(v)
+    return out
+
 
 def save_model(path: str | Path, net: TransformerNet, styles: list[str], training: dict | None = None,
-               half: bool = False, style_images: list | None = None) -> Path:
+               half: bool = False, style_images: list | None = None,
+               temporal_strengths: dict[str, float] | None = None) -> Path:
     """Write ``net`` to ``path`` (.safetensors) with its metadata, atomically.
 
     ``style_images`` ((H, W, 3) uint8 tensors, one per style) are stored too, so that
     ``vidstyle eval`` can measure the style loss without the original pictures.
+    ``temporal_strengths`` ({style: strength}) become the ``--temporal`` default of those styles.
     """
     from ..io.writer import AtomicPath
 
@@ -78,6 +112,8 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
         "styles": json.dumps(list(styles)),
         "training": json.dumps(training or {}, default=str),
     }
+    if temporal_strengths:
+        meta["temporal_strength"] = json.dumps(check_temporal_strengths(temporal_strengths, list(styles), str(path)))
     atomic = AtomicPath(path)
     try:
         save_file(tensors, str(atomic.tmp), metadata=meta)
@@ -86,6 +122,33 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
         atomic.discard()
         raise
     return path
+
+
+def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[str, float], *,
+                            overwrite: bool = False) -> Path:
+    """Copy the model file ``src`` to ``dst`` with ``strengths`` ({style: strength}) recorded in it.
+
+    The weights and the other metadata are copied untouched; styles not named keep the strength they
+    had. ``dst`` may be ``src`` (with ``overwrite``): it is replaced atomically.
+    """
+    from ..io.writer import AtomicPath
+
+    src, dst = Path(src), Path(dst)
+    model = load_model(src)  # checks the file as a whole, one-line errors
+    if dst.exists() and not overwrite:
+        raise VidstyleError(f"{dst} exists; pass --overwrite to replace it")
+    merged = {**model.temporal_strengths, **check_temporal_strengths(strengths, model.styles, str(src))}
+    meta = read_metadata(src)
+    meta["temporal_strength"] = json.dumps(merged)
+    tensors = load_file(str(src))
+    atomic = AtomicPath(dst)
+    try:
+        save_file(tensors, str(atomic.tmp), metadata=meta)
+        atomic.commit()
+    except BaseException:
+        atomic.discard()
+        raise
+    return dst
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -114,6 +177,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
         config = ArchConfig.from_dict(json.loads(meta["arch"]))
         styles = list(json.loads(meta.get("styles", "[]"))) or [path.stem]
         training = json.loads(meta.get("training", "{}"))
+        strengths = json.loads(meta.get("temporal_strength", "{}"))
     except (KeyError, ValueError, TypeError) as e:
         raise VidstyleError(f"{path} has broken metadata ({_short(e)})") from None
     try:
@@ -139,4 +203,5 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
         styles = [f"style{i}" for i in range(config.n_styles)]
     images = {styles[int(k[len(STYLE_IMAGE):])]: v for k, v in pictures.items()
               if k[len(STYLE_IMAGE):].isdigit() and int(k[len(STYLE_IMAGE):]) < len(styles)}
-    return StyleModel(net.to(device), styles, training, path, images)
+    strengths = check_temporal_strengths(strengths, styles, str(path))
+    return StyleModel(net.to(device), styles, training, path, images, strengths)

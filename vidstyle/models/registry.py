@@ -52,6 +52,7 @@ class StyleEntry:
     arch: str = "?"
     styles: list[str] = field(default_factory=list)  # every style of the model file
     error: str | None = None  # why the file's metadata could not be read
+    temporal_strength: float | None = None  # the ``--temporal`` strength its file records for it
 
     @property
     def model(self) -> str:
@@ -66,6 +67,7 @@ class _ModelFile:
     arch: str = "?"
     styles: list[str] = field(default_factory=list)
     error: str | None = None
+    strengths: dict = field(default_factory=dict)  # style -> recorded --temporal strength
 
     @property
     def multi(self) -> bool:
@@ -80,13 +82,14 @@ def _read(path: Path, source: str) -> _ModelFile:
         arch = json.loads(meta.get("arch", "{}"))
         styles = [str(s) for s in json.loads(meta.get("styles", "[]"))]
         n = int(arch.get("n_styles", len(styles) or 1))
+        strengths = dict(json.loads(meta.get("temporal_strength", "{}")))
     except (VidstyleError, ValueError, TypeError, AttributeError) as e:
         return _ModelFile(path, source, "unreadable", [], str(e))
     if not styles:
         styles = [path.stem]
     if len(styles) != n:  # as load_model names them
         styles = [f"style{i}" for i in range(n)]
-    return _ModelFile(path, source, str(arch.get("arch", "?")), styles)
+    return _ModelFile(path, source, str(arch.get("arch", "?")), styles, None, strengths)
 
 
 def _model_files() -> list[_ModelFile]:
@@ -106,7 +109,8 @@ def _index() -> tuple[dict[str, StyleEntry], list[StyleEntry]]:
     names: dict[str, StyleEntry] = {}
     listed: list[StyleEntry] = []
     for m in models:  # 1 and 2: file names
-        e = StyleEntry(m.path.stem, m.path, m.source, None, m.arch, m.styles, m.error)
+        e = StyleEntry(m.path.stem, m.path, m.source, None, m.arch, m.styles, m.error,
+                       None if m.multi else m.strengths.get(m.styles[0]) if m.styles else None)
         names[e.name] = e
         if not m.multi:
             listed.append(e)
@@ -115,7 +119,7 @@ def _index() -> tuple[dict[str, StyleEntry], list[StyleEntry]]:
             continue
         for s in m.styles:
             name = s if s not in names else f"{m.path.stem}:{s}"
-            e = StyleEntry(name, m.path, m.source, s, m.arch, m.styles)
+            e = StyleEntry(name, m.path, m.source, s, m.arch, m.styles, temporal_strength=m.strengths.get(s))
             names.setdefault(name, e)
             listed.append(e)
     listed.sort(key=lambda e: (e.name != DEFAULT_STYLE, e.name))

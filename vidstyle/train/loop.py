@@ -163,12 +163,14 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
     }
 
 
-def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
+def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwrite: bool = False,
+                          temporal_strengths: dict[str, float] | None = None) -> Path:
     """Write the model file of a training checkpoint, e.g. while that training goes on.
 
     The metadata is the one ``vidstyle train`` writes at its end, less what only the running trainer
     knows (the loss network's source, the photo count, the last losses: ``None``); the style pictures
-    are stored when their files are still where the checkpoint says.
+    are stored when their files are still where the checkpoint says. ``temporal_strengths``
+    ({style: strength}) become those styles' ``--temporal`` default.
     """
     import dataclasses
 
@@ -195,7 +197,8 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
                                device="unknown", world_size=1)
     training["checkpoint"] = checkpoint.name
     output.parent.mkdir(parents=True, exist_ok=True)
-    return save_model(output, net.eval(), names, training, style_images=pictures)
+    return save_model(output, net.eval(), names, training, style_images=pictures,
+                      temporal_strengths=temporal_strengths)
 
 
 def _world() -> tuple[int, int, int]:
