@@ -77,6 +77,72 @@ def test_openvino_bf16_matches_torch_fp32_on_the_sample(bundled, sample_frames):
     assert p_fp32 >= 60 and p_fp32 >= p_bf16 + 10, (p_fp32, p_bf16)
 
 
+def _needs_nncf():
+    from vidstyle import quantize
+    if not quantize.available():
+        pytest.skip("nncf is not installed (pip install 'vidstyle[openvino]')")
+
+
+@needs_openvino
+def test_int8_is_quantized_close_to_fp32_and_cached(bundled, sample_frames, tmp_path, monkeypatch):
+    """--precision int8: the convolutions really run quantized (FakeQuantize in the graph), every style's
+    picture stays close to fp32's, and the quantized graph is made once and then read from the cache."""
+    _needs_nncf()
+    monkeypatch.setenv("VIDSTYLE_CACHE", str(tmp_path / "cache"))
+    before = dict(engines.STATS)
+    ref = Stylizer(bundled, "cpu", engine="torch", precision="fp32")
+    int8 = Stylizer(bundled, "cpu", engine="auto", precision="int8")
+    assert (int8.engine.name, int8.precision) == ("openvino", "int8")
+    ops = [op.get_type_name() for op in int8.engine.model.get_ops()]
+    assert ops.count("FakeQuantize") >= 10, ops.count("FakeQuantize")
+    for style in bundled.styles:
+        bundled.select(style)
+        p = psnr(int8(sample_frames[:2]), ref(sample_frames[:2]))
+        assert p >= 30, (style, p)
+    bundled.select(bundled.styles[0])
+    assert engines.STATS["quantized"] == before["quantized"] + 1
+    again = Stylizer(bundled, "cpu", precision="int8")
+    assert engines.STATS["quantized"] == before["quantized"] + 1 and engines.STATS["loaded"] > before["loaded"]
+    assert np.array_equal(again(sample_frames[:1]), int8(sample_frames[:1]))
+
+
+def test_int8_calibration_covers_every_style_without_photos():
+    from vidstyle.quantize import calibration_pictures
+    m = two_style_model()  # no stored paintings: synthetic pictures
+    data = calibration_pictures(m, samples=6)
+    assert len(data) == 6
+    assert [int(d["mix"].argmax()) for d in data] == [0, 0, 0, 1, 1, 1]
+    imgs = np.stack([d["image"][0] for d in data])
+    assert imgs.shape == (6, 3, 256, 256) and imgs.dtype == np.float32
+    assert 0 <= imgs.min() and imgs.max() <= 1 and imgs.std() > 0.1  # pictures, not flat fields
+    again = calibration_pictures(m, samples=6)
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(data, again))  # deterministic
+    m.style_images = {"a": torch.full((40, 60, 3), 200, dtype=torch.uint8)}
+    from_painting = calibration_pictures(m, samples=2)
+    assert np.allclose(from_painting[0]["image"], 200 / 255)
+
+
+def test_int8_errors_are_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    from vidstyle import quantize
+    from vidstyle.cli import app
+    import cv2
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), np.full((32, 48, 3), 90, np.uint8))
+    r = CliRunner().invoke(app, ["image", str(img), "-o", str(tmp_path / "o.png"), "--precision", "int8",
+                                 "--engine", "torch"])
+    assert r.exit_code == 2 and "--precision int8 runs on the OpenVINO engine" in r.output
+    assert not (tmp_path / "o.png").exists()
+    if engines.openvino_available():
+        def missing():
+            raise ImportError("no nncf")
+        monkeypatch.setattr(quantize, "_import_nncf", missing)
+        monkeypatch.setenv("VIDSTYLE_CACHE", str(tmp_path / "cache"))
+        r = CliRunner().invoke(app, ["image", str(img), "-o", str(tmp_path / "o.png"), "--precision", "int8"])
+        assert r.exit_code == 2 and "pip install 'vidstyle[openvino]'" in r.output, r.output
+        assert "Traceback" not in r.output and not (tmp_path / "o.png").exists()
+
+
 def test_torch_bf16_close_to_fp32(bundled, sample_frames):
     ref = Stylizer(bundled, "cpu", engine="torch", precision="fp32")
     bf16 = Stylizer(bundled, "cpu", engine="torch", precision="bf16")
@@ -187,14 +253,18 @@ def test_bad_engine_and_precision(bundled):
         engines.make_engine(bundled, torch.device("cuda"), "openvino")
 
 
-def test_auto_choice_and_half(bundled):
+def test_auto_choice_and_half(bundled, monkeypatch):
     from vidstyle.precision import cpu_has_bf16
 
     st = Stylizer(bundled, "cpu")
     assert st.engine.name == ("openvino" if engines.openvino_available() else "torch")
-    assert st.precision == ("bf16" if cpu_has_bf16() else "fp32")
+    int8 = engines.openvino_available() and engines.int8_pays()
+    assert st.precision == ("int8" if int8 else "bf16" if cpu_has_bf16() else "fp32")
+    assert Stylizer(bundled, "cpu", engine="torch").precision == ("bf16" if cpu_has_bf16() else "fp32")
     assert Stylizer(bundled, "cpu", engine="torch", half=False).precision == "fp32"
     assert Stylizer(bundled, "cpu", engine="torch", half=True).precision == "bf16"
+    monkeypatch.setenv("VIDSTYLE_INT8", "0")  # the switch for int8 under --precision auto
+    assert Stylizer(bundled, "cpu").precision == ("bf16" if cpu_has_bf16() else "fp32")
 
 
 # ------------------------------------------------------------------ smallest sizes (issue 13)
@@ -316,14 +386,19 @@ def test_two_processes_filling_the_cache_at_once(tmp_path):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and "(1, 20, 28, 3)" in out, err
     root = tmp_path / "cache" / "openvino"
-    entries = [p for p in root.iterdir() if p.name != "blobs"]
-    assert len(entries) == 1 and not entries[0].name.startswith(".")
-    assert {p.name for p in entries[0].iterdir()} == {"model.xml", "model.bin", "source.json"}
+    entries = sorted(p for p in root.iterdir() if p.name != "blobs")
+    # the plain IR, and where --precision auto is int8 (engines.int8_pays) its quantized copy beside it
+    assert len(entries) == (2 if engines.int8_pays() else 1), entries
+    assert not any(e.name.startswith(".") for e in entries)
+    if len(entries) == 2:
+        assert entries[1].name.startswith(entries[0].name + "-int8q")
+    for e in entries:
+        assert {p.name for p in e.iterdir()} == {"model.xml", "model.bin", "source.json"}
     assert not list((root / "blobs").glob(".stage-*"))
     # and a third process reads it
     p = subprocess.run([sys.executable, "-c", code + "; from vidstyle import engines; print(engines.STATS)",
                         str(tmp_path / "m.safetensors")], env=env, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0 and "'converted': 0" in p.stdout, p.stderr
+    assert p.returncode == 0 and "'converted': 0" in p.stdout and "'quantized': 0" in p.stdout, p.stderr
 
 
 # -- brush scale: strokes as large as in training, whatever the resolution ------------------------------

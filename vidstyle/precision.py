@@ -2,6 +2,8 @@
 
 ``resolve(precision, device)`` turns the user's ``auto|fp32|bf16|fp16`` into a torch dtype
 (``None`` meaning plain fp32), with one clear error where the device cannot do what was asked.
+``int8`` is not a torch dtype: the engines handle it (OpenVINO on the CPU, ``vidstyle.quantize``), and
+``auto`` picks it there on CPUs with VNNI (``cpu_has_vnni``).
 """
 from __future__ import annotations
 
@@ -37,6 +39,17 @@ def cpu_has_bf16() -> bool:
         return "avx512_bf16" in flags or "amx_bf16" in flags
     except OSError:
         return False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_vnni() -> bool:
+    """True when the CPU has 8-bit dot products (AVX-512 VNNI, AVX-VNNI or AMX INT8), where int8 pays."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def resolve(precision: str, device: torch.device) -> torch.dtype | None:

@@ -66,12 +66,14 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+    int8 = "int8"
 
 
 EngineOpt = typer.Option(Engine.auto, "--engine", help="What runs the network: auto = OpenVINO on the CPU when "
                          "installed, else PyTorch (always PyTorch on CUDA); openvino runs on the CPU only.")
 PrecisionOpt = typer.Option(Precision.auto, "--precision", help="Network precision: auto = fp16 on CUDA, bf16 on "
-                            "CPUs with native bf16 (AVX-512 BF16, AMX), else fp32.")
+                            "CPUs with native bf16 (AVX-512 BF16, AMX), else fp32. int8 (CPU, OpenVINO): the "
+                            "network quantized once with NNCF, about 1.5x bf16's speed on CPUs with VNNI.")
 BrushOpt = typer.Option(1.0, "--brush", min=0.05, help="Brush size: 1 paints strokes as large, relative to the "
                         "picture, as the model learnt them, whatever the resolution (the frame is painted at the "
                         "model's scale and scaled back); 2 = strokes twice as large, 0.5 = half. --max-side overrides it.")
