@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from . import precision as prec
-from .errors import VidstyleError
+from .errors import VidstyleError, one_line
 
 log = logging.getLogger("vidstyle")
 
@@ -140,13 +140,13 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
             return OpenVINOEngine(model, dtype, int8=True)
         except Exception as e:  # noqa: BLE001 - auto means: the fastest that works
             log.warning("could not quantize %s to int8 (%s); using %s", getattr(model, "name", "the model"),
-                        str(e).splitlines()[0][:200] if str(e) else type(e).__name__, prec.name(dtype))
+                        one_line(e, 200), prec.name(dtype))
     if engine == "openvino" and auto:
         try:
             return OpenVINOEngine(model, dtype)
         except Exception as e:  # noqa: BLE001 - auto means: the fast one if it works
             log.warning("OpenVINO could not take %s (%s); using PyTorch", getattr(model, "name", "the model"),
-                        str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+                        one_line(e, 200))
             return TorchEngine(model, device, dtype)
     if engine == "openvino":
         from .export import require_openvino
@@ -158,7 +158,7 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
             raise
         except Exception as e:  # noqa: BLE001 - one line for the user
             raise VidstyleError(f"OpenVINO could not convert {getattr(model, 'name', 'the model')}: "
-                                f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__} "
+                                f"{one_line(e, 200)} "
                                 "(use --engine torch)") from None
     return TorchEngine(model, device, dtype)
 
@@ -188,7 +188,7 @@ def _int8_engine(model, device: torch.device, engine: str):
         raise
     except Exception as e:  # noqa: BLE001 - one line for the user
         raise VidstyleError(f"could not quantize {getattr(model, 'name', 'the model')} to int8: "
-                            f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__} "
+                            f"{one_line(e, 200)} "
                             "(use --precision bf16)") from None
 
 
@@ -261,7 +261,7 @@ def load_or_convert(model, digest: str | None = None, int8: bool = False):
             STATS["loaded"] += 1
             return om
     except Exception as e:  # noqa: BLE001 - unreadable or damaged: convert again (and replace it if we may)
-        log.info("vidstyle cache: cannot read %s (%s); converting again", xml, str(e).splitlines()[0][:120])
+        log.info("vidstyle cache: cannot read %s (%s); converting again", xml, one_line(e, 120))
     t0 = time.perf_counter()
     if int8:
         from .quantize import quantize
@@ -278,7 +278,7 @@ def load_or_convert(model, digest: str | None = None, int8: bool = False):
         _store_ir(ov, om, folder, {"sha256": digest, "name": getattr(model, "name", None),
                                    "path": str(getattr(model, "path", None)), "openvino": ov.get_version()})
     except Exception as e:  # noqa: BLE001 - a cache we cannot write only costs time next run
-        log.info("vidstyle cache: cannot write %s (%s)", folder, str(e).splitlines()[0][:120])
+        log.info("vidstyle cache: cannot write %s (%s)", folder, one_line(e, 120))
     return om
 
 

@@ -12,6 +12,12 @@ class VidstyleError(Exception):
     """
 
 
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line (OpenCV's, FFmpeg's and OpenVINO's messages can span several)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0][:limit] if lines else type(e).__name__
+
+
 class IncompleteInput(VidstyleError):
     """The input ended early (truncated); what could be decoded was written."""
 

@@ -19,7 +19,7 @@ import av
 import cv2
 import numpy as np
 
-from ..errors import VidstyleError
+from ..errors import VidstyleError, one_line
 from ..io.reader import VideoReader
 
 log = logging.getLogger("vidstyle")
@@ -73,12 +73,6 @@ class Latest:
                 self._cond.wait(left)
             self._taken = self._item.seq
             return self._item
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one line (OpenCV's and FFmpeg's messages can span several)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0][:300] if lines else type(e).__name__
 
 
 def parse_source(spec: str | int) -> int | str:

@@ -18,12 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import VidstyleError
+from ..errors import VidstyleError, one_line
 from ..io.images import write_image
 from ..io.writer import check_target
 from ..models import registry
 from ..stylizer import Stylizer, pick_device
-from .capture import Capture, one_line, open_source
+from .capture import Capture, open_source
 from .keys import LiveState, handle_key
 from .preview import Preview, check_display, compose, draw_hud
 from .sinks import NetworkFeed, Recorder, VirtualCam

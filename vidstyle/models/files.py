@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import VidstyleError
+from ..errors import VidstyleError, one_line
 from .transformer import ArchConfig, TransformerNet
 
 FORMAT = "vidstyle-model"
@@ -97,8 +97,6 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
     ``vidstyle eval`` can measure the style loss without the original pictures.
     ``temporal_strengths`` ({style: strength}) become the ``--temporal`` default of those styles.
     """
-    from ..io.writer import AtomicPath
-
     path = Path(path)
     if len(styles) != net.config.n_styles:
         raise ValueError("one style name per conditional-norm slot")
@@ -114,6 +112,13 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
     }
     if temporal_strengths:
         meta["temporal_strength"] = json.dumps(check_temporal_strengths(temporal_strengths, list(styles), str(path)))
+    return _write(path, tensors, meta)
+
+
+def _write(path: Path, tensors: dict, meta: dict) -> Path:
+    """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file."""
+    from ..io.writer import AtomicPath
+
     atomic = AtomicPath(path)
     try:
         save_file(tensors, str(atomic.tmp), metadata=meta)
@@ -131,8 +136,6 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     The weights and the other metadata are copied untouched; styles not named keep the strength they
     had. ``dst`` may be ``src`` (with ``overwrite``): it is replaced atomically.
     """
-    from ..io.writer import AtomicPath
-
     src, dst = Path(src), Path(dst)
     model = load_model(src)  # checks the file as a whole, one-line errors
     if dst.exists() and not overwrite:
@@ -140,15 +143,7 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     merged = {**model.temporal_strengths, **check_temporal_strengths(strengths, model.styles, str(src))}
     meta = read_metadata(src)
     meta["temporal_strength"] = json.dumps(merged)
-    tensors = load_file(str(src))
-    atomic = AtomicPath(dst)
-    try:
-        save_file(tensors, str(atomic.tmp), metadata=meta)
-        atomic.commit()
-    except BaseException:
-        atomic.discard()
-        raise
-    return dst
+    return _write(dst, load_file(str(src)), meta)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -158,11 +153,7 @@ def read_metadata(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, Exception) as e:
-        raise VidstyleError(f"{path} is not a readable .safetensors model file ({_short(e)})") from None
-
-
-def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleModel:
@@ -179,15 +170,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
         training = json.loads(meta.get("training", "{}"))
         strengths = json.loads(meta.get("temporal_strength", "{}"))
     except (KeyError, ValueError, TypeError) as e:
-        raise VidstyleError(f"{path} has broken metadata ({_short(e)})") from None
+        raise VidstyleError(f"{path} has broken metadata ({one_line(e, 160)})") from None
     try:
         net = TransformerNet(config)
     except Exception as e:
-        raise VidstyleError(f"{path}: cannot build architecture {meta['arch']} ({_short(e)})") from None
+        raise VidstyleError(f"{path}: cannot build architecture {meta['arch']} ({one_line(e, 160)})") from None
     try:
         state = load_file(str(path))
     except Exception as e:
-        raise VidstyleError(f"{path} is not a readable .safetensors model file ({_short(e)})") from None
+        raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None
     pictures = {k: state.pop(k) for k in [k for k in state if k.startswith(STYLE_IMAGE)]}
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
