@@ -613,3 +613,31 @@ def test_copy_video_mode_remuxes_packets(tmp_path):
     assert video_pts(tmp_path / "out.mp4") == video_pts(encoded)
     assert audio_hashes(tmp_path / "out.mp4") == audio_hashes(src)
     assert first_frame(tmp_path / "out.mp4").rotation == 90 and w.frames_written == 10
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc (Linux)")
+def test_readers_leave_no_decoding_threads_behind(tmp_path):
+    """Each closed reader frees FFmpeg's decoding threads at once, not at the next garbage collection
+    (live --loop reopens a short clip every few seconds: the threads piled up by the hundred)."""
+    import gc
+    src = make_clip(tmp_path / "rot.mp4", w=64, h=48, n=20, rotation=90)  # with a display matrix to read
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def read_once():
+        with VideoReader(src) as r:
+            assert r.info.rotation == 90 and r.info.display_matrix is not None
+            return sum(1 for _ in r.frames())
+
+    read_once()  # whatever a first open starts for good (codec tables, pools)
+    gc.collect()
+    gc.disable()  # the point: no collection may be needed
+    try:
+        before = threads()
+        counts = [read_once() for _ in range(6)]
+        after = threads()
+    finally:
+        gc.enable()
+    assert counts == [20] * 6
+    assert after <= before + 1, (before, after)

@@ -344,8 +344,9 @@ def test_preview_window_shows_the_stylized_frame(tmp_path, xvfb):
                 break
         # Which windows the X server had. Known flake (open): under heavy load (three copies of this test at
         # once beside a training) the window is mapped and viewable (xwininfo) yet never painted, while live
-        # paints and records ~3,000 frames; an Expose sent by hand does not help, and that live process had
-        # ~190 threads (a healthy one a handful).
+        # paints and records ~3,000 frames; an Expose sent by hand does not help. That live process had ~190
+        # threads: each --loop restart of the clip left two FFmpeg decoding threads behind until a garbage
+        # collection (fixed since: io/reader.py frame_display_matrix); whether that was the cause is not known.
         windows = ""
         if best_err is not None and best_err >= 3 and shutil.which("xwininfo"):
             tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True, timeout=30)

@@ -131,8 +131,14 @@ def open_container(src: str | Path, allow_protocols: Iterable[str] = ()):
 
 
 def frame_display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    """The frame's display matrix (9 ints, FFmpeg layout) from its side data, or None."""
-    data = frame.side_data.get("DISPLAYMATRIX")
+    """The frame's display matrix (9 ints, FFmpeg layout) from its side data, or None.
+
+    Read from a tiny copy of the frame (the copy carries the side data): PyAV's side-data objects and
+    their frame refer to each other, and that cycle, on a frame of the decoder's, kept FFmpeg's
+    decoding threads alive until the next garbage collection: two threads per reader, by the hundred
+    in `live --loop` over a short clip. The copy's cycle holds only its own 16x16 pixels.
+    """
+    data = frame.reformat(width=16, height=16, format="gray").side_data.get("DISPLAYMATRIX")
     return struct.unpack("9i", bytes(data)) if data is not None else None
 
 
@@ -423,6 +429,12 @@ class VideoReader:
             self.incomplete = f"the file ended after frame {self.decoded} of {expected}"
 
     def close(self) -> None:
+        """Close the file, and drop the event generator (it holds the reader: a reference cycle), so that
+        the reader and its decoder are freed as soon as the caller lets go of it."""
+        source, self._source = self._source, iter(())
+        source.close()
+        self._buffer.clear()
+        self._graph = None
         self.container.close()
 
     def __enter__(self):
