@@ -258,13 +258,15 @@ def test_auto_choice_and_half(bundled, monkeypatch):
 
     st = Stylizer(bundled, "cpu")
     assert st.engine.name == ("openvino" if engines.openvino_available() else "torch")
+    assert st.precision == ("bf16" if cpu_has_bf16() else "fp32")  # files: full quality
     int8 = engines.openvino_available() and engines.int8_pays()
-    assert st.precision == ("int8" if int8 else "bf16" if cpu_has_bf16() else "fp32")
-    assert Stylizer(bundled, "cpu", engine="torch").precision == ("bf16" if cpu_has_bf16() else "fp32")
+    live = Stylizer(bundled, "cpu", realtime=True)  # live: the frame rate first
+    assert live.precision == ("int8" if int8 else "bf16" if cpu_has_bf16() else "fp32")
+    assert Stylizer(bundled, "cpu", engine="torch", realtime=True).precision == ("bf16" if cpu_has_bf16() else "fp32")
     assert Stylizer(bundled, "cpu", engine="torch", half=False).precision == "fp32"
     assert Stylizer(bundled, "cpu", engine="torch", half=True).precision == "bf16"
-    monkeypatch.setenv("VIDSTYLE_INT8", "0")  # the switch for int8 under --precision auto
-    assert Stylizer(bundled, "cpu").precision == ("bf16" if cpu_has_bf16() else "fp32")
+    monkeypatch.setenv("VIDSTYLE_INT8", "0")  # the switch for int8 under live's --precision auto
+    assert Stylizer(bundled, "cpu", realtime=True).precision == ("bf16" if cpu_has_bf16() else "fp32")
 
 
 # ------------------------------------------------------------------ smallest sizes (issue 13)
@@ -386,14 +388,9 @@ def test_two_processes_filling_the_cache_at_once(tmp_path):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and "(1, 20, 28, 3)" in out, err
     root = tmp_path / "cache" / "openvino"
-    entries = sorted(p for p in root.iterdir() if p.name != "blobs")
-    # the plain IR, and where --precision auto is int8 (engines.int8_pays) its quantized copy beside it
-    assert len(entries) == (2 if engines.int8_pays() else 1), entries
-    assert not any(e.name.startswith(".") for e in entries)
-    if len(entries) == 2:
-        assert entries[1].name.startswith(entries[0].name + "-int8q")
-    for e in entries:
-        assert {p.name for p in e.iterdir()} == {"model.xml", "model.bin", "source.json"}
+    entries = [p for p in root.iterdir() if p.name != "blobs"]
+    assert len(entries) == 1 and not entries[0].name.startswith(".")
+    assert {p.name for p in entries[0].iterdir()} == {"model.xml", "model.bin", "source.json"}
     assert not list((root / "blobs").glob(".stage-*"))
     # and a third process reads it
     p = subprocess.run([sys.executable, "-c", code + "; from vidstyle import engines; print(engines.STATS)",

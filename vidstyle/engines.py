@@ -17,7 +17,7 @@ the network's raw output (N, 3, H, W) float32 on the Stylizer's device. Everythi
   a loaded 2-core machine, and their bf16 rounding differs from the one-frame model by one
   bf16 step (a 5-level difference after a YUV round trip on a flat random-net picture).
 
-  With ``int8`` (``--precision int8``, and ``auto`` on CPUs with VNNI when NNCF is installed) the
+  With ``int8`` (``--precision int8``, and live mode's ``auto`` on CPUs with VNNI when NNCF is installed) the
   graph is first quantized by NNCF (``vidstyle.quantize``) and cached beside the plain IR: about
   1.7x bf16's speed here, at about 39 dB PSNR against fp32 on the bundled styles.
 
@@ -116,13 +116,14 @@ def check_engine(name: str | None) -> str:
     return e
 
 
-def make_engine(model, device: torch.device, engine: str = "auto", precision: str = "auto"):
+def make_engine(model, device: torch.device, engine: str = "auto", precision: str = "auto", realtime: bool = False):
     """The engine that runs ``model`` on ``device`` at ``precision`` (auto|fp32|bf16|fp16|int8).
 
     ``auto`` engine: OpenVINO on the CPU when it is installed, else torch. An explicit ``openvino``
     that cannot be had is a VidstyleError; with ``auto`` a failed conversion falls back to torch
-    with a logged note. ``auto`` precision with OpenVINO: int8 where it pays (``int8_pays``), else
-    bf16 on CPUs with native bf16, else fp32; a failed quantization falls back with a logged note.
+    with a logged note. ``auto`` precision: bf16 on CPUs with native bf16, else fp32 (fp16 on CUDA);
+    with ``realtime`` (live painting, where the frame rate comes first), int8 on OpenVINO where it pays
+    (``int8_pays``), falling back to bf16 with a logged note if the quantization fails.
     """
     engine = check_engine(engine)
     p = (precision or "auto").lower()
@@ -135,7 +136,7 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
     auto = engine == "auto"
     if auto:
         engine = "openvino" if device.type == "cpu" and openvino_available() else "torch"
-    if engine == "openvino" and p == "auto" and int8_pays():
+    if realtime and engine == "openvino" and p == "auto" and int8_pays():
         try:
             return OpenVINOEngine(model, dtype, int8=True)
         except Exception as e:  # noqa: BLE001 - auto means: the fastest that works
@@ -164,8 +165,10 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
 
 
 def int8_pays() -> bool:
-    """``--precision auto`` on the CPU is int8 when the CPU has 8-bit dot products (VNNI) and NNCF is
-    installed; ``VIDSTYLE_INT8=0`` in the environment turns that off (``--precision bf16`` does it per run)."""
+    """Live painting's ``--precision auto`` on the CPU is int8 when the CPU has 8-bit dot products (VNNI)
+    and NNCF is installed; ``VIDSTYLE_INT8=0`` in the environment turns that off (``--precision bf16`` does
+    it per run). Files are painted in bf16 unless ``--precision int8`` asks: int8 softens the finest strokes
+    a little (docs/PERFORMANCE.md)."""
     from . import quantize
 
     if os.environ.get("VIDSTYLE_INT8", "").strip().lower() in ("0", "no", "off", "false"):

@@ -101,7 +101,8 @@ class Stylizer:
     ``torch`` or ``openvino`` (CPU only). ``precision``: ``auto`` (fp16 on CUDA, bf16 on a CPU
     with native bf16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA). ``half`` is the older
     switch: True means fp16 on CUDA and bf16 on the CPU, False fp32; it applies when
-    ``precision`` is ``auto``.
+    ``precision`` is ``auto``. ``realtime`` (live mode): ``auto`` favours speed, int8 on CPUs where it
+    pays (``engines.make_engine``).
 
     Frames smaller than the network can paint (a side under 8 after ``max_side``) are padded
     with their edge pixels and cropped back, so even 1x1 works. The style (mix) is read from
@@ -110,7 +111,8 @@ class Stylizer:
 
     def __init__(self, model: StyleModel, device: str | torch.device = "auto", *, max_side: int | None = None,
                  out_size: tuple[int, int] | None = None, strength: float = 1.0, preserve_color: bool = False,
-                 half: bool | None = None, engine: str = "auto", precision: str = "auto", brush: float = 1.0):
+                 half: bool | None = None, engine: str = "auto", precision: str = "auto", brush: float = 1.0,
+                 realtime: bool = False):
         if not 0.0 <= strength <= 1.0:
             raise VidstyleError(f"--strength must be between 0 and 1, not {strength}")
         engine = engines.check_engine(engine)
@@ -129,7 +131,7 @@ class Stylizer:
         self.out_size = out_size
         self.strength = float(strength)
         self.preserve_color = preserve_color
-        self.engine = engines.make_engine(model, self.device, engine, precision)
+        self.engine = engines.make_engine(model, self.device, engine, precision, realtime)
         self.precision = self.engine.precision  # "fp32", "bf16" or "fp16"
         self.half = self.engine.dtype is not None
         self.net = model.net

@@ -43,7 +43,7 @@ class LiveOptions:
     max_side: int | None = None
     brush: float = 1.0
     engine: str = "auto"                 # auto | torch | openvino
-    precision: str = "auto"              # auto | fp32 | bf16 | fp16
+    precision: str = "auto"              # auto | fp32 | bf16 | fp16 | int8 (auto: int8 on CPUs where it pays)
     strength: float = 1.0
     preserve_color: bool = False
     temporal: bool = False
@@ -171,7 +171,7 @@ class LiveSession:
             check_display()  # before anything is opened: OpenCV's Qt would abort the process
         device = pick_device("cpu" if opts.engine == "openvino" and opts.device == "auto" else opts.device)
         self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side, brush=opts.brush,
-                              engine=opts.engine, precision=opts.precision)
+                              engine=opts.engine, precision=opts.precision, realtime=True)
         self.bank[self.bank.start]  # load (and check) the first style before opening anything
         self.source = open_source(opts.source, opts.width, opts.height, opts.fps, loop=opts.loop, pace=opts.pace)
         src_size = getattr(self.source, "size", None)
