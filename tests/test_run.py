@@ -298,11 +298,15 @@ def test_run_temporal_uses_the_styles_own_strength(tmp_path):
                        temporal_strengths={"calm": 0.0})
     src = make_clip(tmp_path / "in.mp4", n=8, audio=None)
     outs = {}
+    used = {}
     for name, extra in (("plain", []), ("own", ["--temporal"]), ("given", ["--temporal", "--temporal-strength", "0.9"])):
         dst = tmp_path / f"{name}.mp4"
-        r = runner.invoke(app, ["run", str(src), "--style", str(model), "-o", str(dst), "--device", "cpu", "-q", *extra])
+        r = runner.invoke(app, ["run", str(src), "--style", str(model), "-o", str(dst), "--device", "cpu", "--json",
+                                *extra])
         assert r.exit_code == 0, r.output
+        used[name] = json.loads(r.stdout.strip().splitlines()[-1])["temporal_strength"]
         outs[name] = np.stack(frames_rgb(dst)).astype(int)
+    assert used == {"plain": None, "own": 0.0, "given": 0.9}
     assert len(outs["own"]) == 8
     assert np.array_equal(outs["own"], outs["plain"])
     assert np.abs(outs["given"][1:] - outs["plain"][1:]).mean() > 0.1  # a random network paints nearly flat grey

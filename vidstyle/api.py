@@ -56,6 +56,7 @@ class RunResult:
     height: int
     complete: bool = True
     notes: list[str] = field(default_factory=list)
+    temporal_strength: float | None = None  # the stabiliser's strength, with --temporal
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,7 +118,7 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     n = writer.frames_written
     result = RunResult(str(dst), n, round(seconds, 3), round(n / seconds, 3) if seconds else 0.0, label,
                        str(stylizer.device), writer.size[0], writer.size[1], reader.incomplete is None,
-                       writer.notes)
+                       writer.notes, getattr(stabilizer, "weight", None))
     if reader.incomplete:
         err = IncompleteInput(f"{src} is incomplete: {reader.incomplete}; wrote the {n} decodable frames to {dst}")
         err.result = result
