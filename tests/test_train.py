@@ -671,9 +671,9 @@ def test_colour_loss_asks_for_the_paintings_colours_not_their_places():
     assert float(L.colour_loss(warm, q, dirs)) > 0.01
     y = grey.clone().requires_grad_(True)                             # and its gradient leads there
     opt = torch.optim.Adam([y], lr=0.02)
-    first = float(L.colour_loss(y, q, dirs))
+    first = L.colour_loss(y, q, dirs).item()
     for _ in range(100):
         opt.zero_grad()
         L.colour_loss(y, q, dirs).backward()
         opt.step()
-    assert float(L.colour_loss(y, q, dirs)) < 0.2 * first
+    assert L.colour_loss(y, q, dirs).item() < 0.2 * first
