@@ -150,18 +150,25 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
                         one_line(e, 200))
             return TorchEngine(model, device, dtype)
     if engine == "openvino":
-        from .export import require_openvino
-
-        require_openvino()
-        try:
-            return OpenVINOEngine(model, dtype)
-        except VidstyleError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one line for the user
-            raise VidstyleError(f"OpenVINO could not convert {getattr(model, 'name', 'the model')}: "
-                                f"{one_line(e, 200)} "
-                                "(use --engine torch)") from None
+        return _asked_openvino(model, dtype)
     return TorchEngine(model, device, dtype)
+
+
+def _asked_openvino(model, dtype: torch.dtype | None, int8: bool = False) -> "OpenVINOEngine":
+    """OpenVINO asked for by name (``--engine openvino`` or ``--precision int8``): not installed, or a
+    conversion or quantization that fails, is one VidstyleError line."""
+    from .export import require_openvino
+
+    require_openvino()
+    try:
+        return OpenVINOEngine(model, dtype, int8=int8)
+    except VidstyleError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one line for the user
+        name = getattr(model, "name", "the model")
+        if int8:
+            raise VidstyleError(f"could not quantize {name} to int8: {one_line(e, 200)} (use --precision bf16)") from None
+        raise VidstyleError(f"OpenVINO could not convert {name}: {one_line(e, 200)} (use --engine torch)") from None
 
 
 def int8_pays() -> bool:
@@ -182,17 +189,7 @@ def _int8_engine(model, device: torch.device, engine: str):
         raise VidstyleError(f"--precision int8 runs on the CPU (OpenVINO), not {device.type}: on a GPU use fp16")
     if engine == "torch":
         raise VidstyleError("--precision int8 runs on the OpenVINO engine, not torch: --engine openvino or auto")
-    from .export import require_openvino
-
-    require_openvino()
-    try:
-        return OpenVINOEngine(model, torch.bfloat16 if prec.cpu_has_bf16() else None, int8=True)
-    except VidstyleError:
-        raise
-    except Exception as e:  # noqa: BLE001 - one line for the user
-        raise VidstyleError(f"could not quantize {getattr(model, 'name', 'the model')} to int8: "
-                            f"{one_line(e, 200)} "
-                            "(use --precision bf16)") from None
+    return _asked_openvino(model, torch.bfloat16 if prec.cpu_has_bf16() else None, int8=True)
 
 
 # --------------------------------------------------------------------------- torch
