@@ -70,7 +70,7 @@ def main() -> None:
     from vidstyle.train.lossnet import load_loss_net
     vgg = load_loss_net(a.loss_net, dev)  # zero padding, as trained
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    grams = tr.grams[0]
+    grams = tr.grams[0][0]  # the first style at full size
 
     def plain_step(step: int) -> None:
         gen = torch.Generator().manual_seed(step)

@@ -677,3 +677,31 @@ def test_colour_loss_asks_for_the_paintings_colours_not_their_places():
         L.colour_loss(y, q, dirs).backward()
         opt.step()
     assert L.colour_loss(y, q, dirs).item() < 0.2 * first
+
+
+@needs_hed
+def test_style_octaves_average_the_style_loss_over_halved_sizes(tmp_path):
+    """--style-octaves 2: the style term is the mean of the full-size one and the one of the output and the
+    painting both halved; nothing else changes."""
+    import torch.nn.functional as F
+
+    from vidstyle.train import losses as L
+    from vidstyle.train.loop import Trainer
+    one = Trainer(config(tmp_path, run_dir=str(tmp_path / "a")))
+    two = Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), style_octaves=2))
+    assert len(two.grams[0]) == 2 and two.grams[0][1]["relu1_2"].shape == one.grams[0][0]["relu1_2"].shape
+    with torch.no_grad():
+        a, b = one.losses(0), two.losses(0)
+        assert torch.isclose(a["content"], b["content"]) and torch.isclose(a["tv"], b["tv"])
+        x, _, _ = two.batch(0)
+        y = two.net(x[: len(x) // 2], F.one_hot(torch.tensor(0), 1).float())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=two.amp is not None):
+            coarse = two.vgg(F.avg_pool2d(y, 2))
+        half = L.style_loss(coarse, two.grams[0][1], norms=two.norms[0][1])
+    assert float(b["style"]) == pytest.approx((float(a["style"]) + float(half)) / 2, rel=0.02)
+    assert float(half) > 0 and abs(float(half) - float(a["style"])) > 1e-4   # a different term, not a copy
+    with pytest.raises(VidstyleError, match="style-octaves"):
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "c"), style_octaves=2, size=48))
+    with pytest.raises(VidstyleError, match="style-octaves"):   # a resume keeps the recipe
+        ck = one.save_checkpoint()
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "a"), style_octaves=2, resume=str(ck)))

@@ -54,6 +54,7 @@ class TrainConfig:
     style_weight: float = 0.5
     style_scales: dict[str, float] = field(default_factory=dict)  # style name -> factor on style_weight
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
+    style_octaves: int = 1                 # the style loss also at 1/2, 1/4 .. of the output against the painting at 1/2, 1/4 ..
     tv_weight: float = 2.0
     layout_weight: float = 10.0            # the photo's coarse light and dark (losses.layout_loss)
     colour_weight: float = 10.0            # the painting's distribution of colours (losses.colour_loss)
@@ -78,7 +79,7 @@ class TrainConfig:
 
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
-             "style_weight", "style_scales", "style_norm", "tv_weight", "layout_weight", "colour_weight",
+             "style_weight", "style_scales", "style_norm", "style_octaves", "tv_weight", "layout_weight", "colour_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -97,6 +98,13 @@ def _style_image(path: str, max_side: int) -> torch.Tensor:
     s = max_side / max(h, w)
     rgb = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+
+def _halve(x: torch.Tensor, times: int) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 3, H / 2**times, W / 2**times), by averaging 2x2 blocks."""
+    for _ in range(times):
+        x = F.avg_pool2d(x, 2)
+    return x
 
 
 def _picture(style: torch.Tensor) -> torch.Tensor:
@@ -140,6 +148,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("style_scales", {})  # and from before --style-scale
     config.setdefault("layout_weight", 0.0)  # and from before --layout-weight
     config.setdefault("colour_weight", 0.0)  # and from before --colour-weight
+    config.setdefault("style_octaves", 1)  # and from before --style-octaves
     return meta, config, tensors
 
 
@@ -232,6 +241,9 @@ class Trainer:
             raise VidstyleError(f"--content-layer must be one of {', '.join(L.STYLE_LAYERS)}, not {cfg.content_layer!r}")
         if cfg.style_norm not in ("relative", "none"):
             raise VidstyleError(f"--style-norm must be relative or none, not {cfg.style_norm!r}")
+        if cfg.style_octaves < 1 or cfg.size >> (cfg.style_octaves - 1) < 32:
+            raise VidstyleError(f"--style-octaves must be at least 1, and leave the --size {cfg.size} crop at least "
+                                f"32 px at the coarsest octave, not {cfg.style_octaves}")
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
@@ -278,9 +290,13 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.model = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.cuda else None)
+        # Per style, per octave o: the painting's Gram matrices at 1/2**o of --style-size (multi-scale style
+        # loss: relu4_3 of the halved output sees strokes twice as large, relative to the picture).
         with torch.no_grad():
-            self.grams = [{k: L.gram(v) for k, v in self.vgg(s.to(self.device)).items()} for s in style_imgs]
-        self.norms = [L.gram_norms(g) if cfg.style_norm == "relative" else None for g in self.grams]
+            self.grams = [[{k: L.gram(v) for k, v in self.vgg(_halve(s, o).to(self.device)).items()}
+                           for o in range(cfg.style_octaves)] for s in style_imgs]
+        self.norms = [[L.gram_norms(g) if cfg.style_norm == "relative" else None for g in octaves]
+                      for octaves in self.grams]
         self.colour_dirs = L.colour_directions().to(self.device)
         self.colour_targets = [L.colour_quantiles(s.to(self.device), self.colour_dirs) for s in style_imgs]
         self.step = 0
@@ -343,11 +359,14 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
             y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
             fy = self.vgg(y[:firsts])
+            coarse = [self.vgg(_halve(y[:firsts], o)) for o in range(1, cfg.style_octaves)]
             with torch.no_grad():
                 fx = self.vgg(x[:firsts], upto=cfg.content_layer)
         out = {
             "content": L.content_loss(fy, fx, cfg.content_layer),
-            "style": L.style_loss(fy, self.grams[k], norms=self.norms[k]),
+            # the mean over octaves: --style-weight keeps its meaning
+            "style": sum(L.style_loss(f, g, norms=n) for f, g, n in zip([fy] + coarse, self.grams[k], self.norms[k]))
+            / cfg.style_octaves,
             "tv": L.tv_loss(y.float()),
         }
         if cfg.layout_weight > 0:
