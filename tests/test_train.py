@@ -705,3 +705,26 @@ def test_style_octaves_average_the_style_loss_over_halved_sizes(tmp_path):
     with pytest.raises(VidstyleError, match="style-octaves"):   # a resume keeps the recipe
         ck = one.save_checkpoint()
         Trainer(config(tmp_path, run_dir=str(tmp_path / "a"), style_octaves=2, resume=str(ck)))
+
+
+@needs_hed
+def test_content_octave_compares_the_halved_output_with_the_halved_photo(tmp_path):
+    import torch.nn.functional as F
+
+    from vidstyle.train import losses as L
+    from vidstyle.train.loop import Trainer
+    full = Trainer(config(tmp_path, run_dir=str(tmp_path / "a")))
+    half = Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), content_octave=1))
+    both = Trainer(config(tmp_path, run_dir=str(tmp_path / "c"), content_octave=1, style_octaves=2))
+    with torch.no_grad():
+        a, b, c = full.losses(0), half.losses(0), both.losses(0)
+        assert torch.isclose(a["style"], b["style"]) and not torch.isclose(a["content"], b["content"])
+        assert torch.isclose(b["content"], c["content"], rtol=1e-3)   # the style octave's features, reused
+        x, _, _ = half.batch(0)
+        x = x[: len(x) // 2]
+        y = half.net(x, F.one_hot(torch.tensor(0), 1).float())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half.amp is not None):
+            fy, fx = half.vgg(F.avg_pool2d(y, 2)), half.vgg(F.avg_pool2d(x, 2))
+    assert float(b["content"]) == pytest.approx(float(L.content_loss(fy, fx)), rel=0.02)
+    with pytest.raises(VidstyleError, match="content-octave"):
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "d"), content_octave=1, size=48))

@@ -55,6 +55,7 @@ class TrainConfig:
     style_scales: dict[str, float] = field(default_factory=dict)  # style name -> factor on style_weight
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
     style_octaves: int = 1                 # the style loss also at 1/2, 1/4 .. of the output against the painting at 1/2, 1/4 ..
+    content_octave: int = 0                # compare content at 1/2**N of the size: the subject, not every fine edge
     tv_weight: float = 2.0
     layout_weight: float = 10.0            # the photo's coarse light and dark (losses.layout_loss)
     colour_weight: float = 10.0            # the painting's distribution of colours (losses.colour_loss)
@@ -79,7 +80,7 @@ class TrainConfig:
 
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
-             "style_weight", "style_scales", "style_norm", "style_octaves", "tv_weight", "layout_weight", "colour_weight",
+             "style_weight", "style_scales", "style_norm", "style_octaves", "content_octave", "tv_weight", "layout_weight", "colour_weight",
              "temporal", "temporal_weight", "feature_temporal_weight", "lr")
 
 
@@ -149,6 +150,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("layout_weight", 0.0)  # and from before --layout-weight
     config.setdefault("colour_weight", 0.0)  # and from before --colour-weight
     config.setdefault("style_octaves", 1)  # and from before --style-octaves
+    config.setdefault("content_octave", 0)  # and from before --content-octave
     return meta, config, tensors
 
 
@@ -244,6 +246,9 @@ class Trainer:
         if cfg.style_octaves < 1 or cfg.size >> (cfg.style_octaves - 1) < 32:
             raise VidstyleError(f"--style-octaves must be at least 1, and leave the --size {cfg.size} crop at least "
                                 f"32 px at the coarsest octave, not {cfg.style_octaves}")
+        if cfg.content_octave < 0 or cfg.size >> cfg.content_octave < 32:
+            raise VidstyleError(f"--content-octave must be at least 0, and leave the --size {cfg.size} crop at least "
+                                f"32 px, not {cfg.content_octave}")
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
@@ -360,10 +365,12 @@ class Trainer:
             y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
             fy = self.vgg(y[:firsts])
             coarse = [self.vgg(_halve(y[:firsts], o)) for o in range(1, cfg.style_octaves)]
+            c = cfg.content_octave  # the content at 1/2**c of the size: the style octave's features where it has one
+            fyc = ([fy] + coarse)[c] if c < cfg.style_octaves else self.vgg(_halve(y[:firsts], c), upto=cfg.content_layer)
             with torch.no_grad():
-                fx = self.vgg(x[:firsts], upto=cfg.content_layer)
+                fx = self.vgg(_halve(x[:firsts], c), upto=cfg.content_layer)
         out = {
-            "content": L.content_loss(fy, fx, cfg.content_layer),
+            "content": L.content_loss(fyc, fx, cfg.content_layer),
             # the mean over octaves: --style-weight keeps its meaning
             "style": sum(L.style_loss(f, g, norms=n) for f, g, n in zip([fy] + coarse, self.grams[k], self.norms[k]))
             / cfg.style_octaves,
