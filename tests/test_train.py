@@ -1,7 +1,10 @@
 """vidstyle train: losses go down, the HED loader is exact, resume is exact, multi-style models, bad input."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -444,15 +447,16 @@ def test_init_warm_starts_from_a_model_with_styles_matched_by_name(tmp_path):
     pic2 = tmp_path / "style2.png"
     cv2.imwrite(str(pic2), cv2.imread(str(tmp_path / "style.png"))[:, ::-1])
     warm = Trainer(config(tmp_path, steps=2, styles=[str(tmp_path / "style.png"), str(pic2)], names=["b", "a"],
-                          init=str(tmp_path / "a.safetensors"), output=str(tmp_path / "ab.safetensors")))
+                          init=str(tmp_path / "a.safetensors"), output=str(tmp_path / "ab.safetensors"),
+                          run_dir=str(tmp_path / "warm")))  # "run" holds the first run, kept
     assert warm.step == 0 and not warm.opt.state
     got = warm.net.state_dict()
     assert torch.equal(got["encoder.0.conv.weight"], src["encoder.0.conv.weight"])
     assert torch.equal(got["encoder.0.norm.weight"][1], src["encoder.0.norm.weight"][0])  # "a" found by name
     assert torch.equal(got["encoder.0.norm.weight"][0], src["encoder.0.norm.weight"].mean(0))  # "b" is new
     warm.train()
-    from_ck = Trainer(config(tmp_path, steps=1, names=["a"], init=str(tmp_path / "run" / "checkpoint.safetensors"),
-                             output=str(tmp_path / "c.safetensors")))  # a checkpoint works too
+    from_ck = Trainer(config(tmp_path, steps=1, names=["a"], init=str(tmp_path / "warm" / "checkpoint.safetensors"),
+                             output=str(tmp_path / "c.safetensors"), run_dir=str(tmp_path / "c")))  # a checkpoint works too
     assert torch.equal(from_ck.net.state_dict()["encoder.0.conv.weight"], warm.net.state_dict()["encoder.0.conv.weight"])
     with pytest.raises(VidstyleError, match="not --arch"):
         Trainer(config(tmp_path, arch="transformer", init=str(tmp_path / "a.safetensors"), overwrite=True))
@@ -728,3 +732,129 @@ def test_content_octave_compares_the_halved_output_with_the_halved_photo(tmp_pat
     assert float(b["content"]) == pytest.approx(float(L.content_loss(fy, fx)), rel=0.02)
     with pytest.raises(VidstyleError, match="content-octave"):
         Trainer(config(tmp_path, run_dir=str(tmp_path / "d"), content_octave=1, size=48))
+
+
+# -- bad input: targets, run folders, numbers ------------------------------------------------------
+@contextlib.contextmanager
+def unwritable(folder: Path):
+    """``folder``, made unwritable even for root (chattr +i); yields False where that could not be done."""
+    folder.mkdir(exist_ok=True)
+    try:
+        subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    except OSError:  # no chattr here
+        pass
+    try:
+        yield not os.access(folder, os.W_OK)
+    finally:
+        try:
+            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+        except OSError:
+            pass
+
+
+def tiny_train(tmp_path, *args):
+    """`vidstyle train` with the smallest recipe; ``args`` come last, so they win over these."""
+    res = runner.invoke(app, ["train", str(style_picture(tmp_path / "s.png")), "--data", str(write_images(tmp_path / "p", 2)),
+                              "--arch", "lite", "--size", "32", "--photo-size", "32", "--style-size", "64",
+                              "--steps", "2", "--batch-size", "1", "--loss-net", "hed", "--device", "cpu", "-q",
+                              *[str(a) for a in args]])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    return res
+
+
+def hidden_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    monkeypatch.setattr(lossnet, "load_loss_net", lambda kind="auto", *a, **kw: lossnet.VGGFeatures())
+    out = tmp_path / "vgg.safetensors"
+    out.write_bytes(b"precious")
+    assert_one_line(runner.invoke(app, ["export-loss-net", str(out)]), "exists", "--overwrite")
+    assert out.read_bytes() == b"precious"
+    assert_one_line(runner.invoke(app, ["export-loss-net", str(tmp_path / "vgg.xyz")]), ".safetensors")
+    assert not (tmp_path / "vgg.xyz").exists()
+    assert_one_line(runner.invoke(app, ["export-loss-net", str(tmp_path)]), "directory")
+    assert_one_line(runner.invoke(app, ["export-loss-net", str(tmp_path / "no" / "v.safetensors")]), "does not exist")
+    with unwritable(tmp_path / "ro") as ro:
+        if ro:
+            assert_one_line(runner.invoke(app, ["export-loss-net", str(tmp_path / "ro" / "v.safetensors")]),
+                            "no permission")
+    res = runner.invoke(app, ["export-loss-net", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert lossnet._load_safetensors(out).source == "torchvision"
+    written = out.read_bytes()
+
+    def fails_halfway(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fails_halfway)
+    with pytest.raises(OSError):
+        lossnet.export_safetensors(lossnet.VGGFeatures(), out)
+    assert out.read_bytes() == written and hidden_files(tmp_path) == []
+
+
+@needs_hed
+def test_a_fresh_run_never_replaces_an_earlier_run_in_its_run_dir(tmp_path):
+    rd = tmp_path / "rd"
+    res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "a.safetensors")
+    assert res.exit_code == 0, res.output
+    before = {p.name: p.read_bytes() for p in rd.iterdir()}
+    for extra in ([], ["--init", tmp_path / "a.safetensors"]):
+        res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", *extra)
+        assert_one_line(res, "earlier run", "--resume", "--overwrite", "--run-dir")
+        assert {p.name: p.read_bytes() for p in rd.iterdir()} == before and not (tmp_path / "b.safetensors").exists()
+    res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", rd / "checkpoint.safetensors",
+                     "--steps", "3")
+    assert res.exit_code == 0, res.output
+    res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "c.safetensors", "--overwrite")
+    assert res.exit_code == 0, res.output
+
+
+def test_output_is_checked_before_training(tmp_path):
+    rd = tmp_path / "rd"
+    assert_one_line(tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "t.xyz"), "--output", ".safetensors")
+    assert not (tmp_path / "t.xyz").exists() and not rd.exists()  # refused before the run began
+    with unwritable(tmp_path / "ro") as ro:
+        if ro:
+            res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "ro" / "t.safetensors")
+            assert_one_line(res, "--output", "no permission")
+            assert not rd.exists()
+
+
+def test_run_dir_that_is_a_file_or_unwritable(tmp_path):
+    mine = tmp_path / "notes.txt"
+    mine.write_bytes(b"mine")
+    assert_one_line(tiny_train(tmp_path, "--run-dir", mine, "-o", tmp_path / "m.safetensors"), "--run-dir", "is a file")
+    assert mine.read_bytes() == b"mine" and not (tmp_path / "m.safetensors").exists()
+    with unwritable(tmp_path / "ro") as ro:
+        if ro:
+            res = tiny_train(tmp_path, "--run-dir", tmp_path / "ro" / "rd", "-o", tmp_path / "m.safetensors")
+            assert_one_line(res, "--run-dir", "no permission")
+            assert not (tmp_path / "m.safetensors").exists()
+
+
+@needs_hed
+def test_init_that_is_not_a_model_file(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")
+    res = tiny_train(tmp_path, "--run-dir", tmp_path / "rd", "-o", tmp_path / "m.safetensors", "--init", junk)
+    assert_one_line(res, "--init", "not a vidstyle model file")
+    assert junk.read_bytes() == b"junk" and not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("option,value", [("--lr", "nan"), ("--lr", "0"), ("--lr", "-1"), ("--threads", "-1"),
+                                          ("--style-weight", "nan"), ("--content-weight", "-1"),
+                                          ("--tv-weight", "inf"), ("--temporal-weight", "nan")])
+def test_bad_numbers_are_one_line_errors(tmp_path, option, value):
+    res = train_cli(tmp_path, style_picture(tmp_path / "s.png"), "--data", write_images(tmp_path / "p", 2), option, value)
+    assert_one_line(res, option)
+    assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "run").exists()
+
+
+def test_data_that_is_a_file(tmp_path):
+    style = style_picture(tmp_path / "s.png")
+    assert_one_line(train_cli(tmp_path, style, "--data", style), "--data", "not a folder")

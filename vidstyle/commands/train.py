@@ -28,7 +28,7 @@ def train(
     style_size: int = typer.Option(384, "--style-size", min=64, help="Longer side of the style image for its Gram matrices."),
     batch_size: int = typer.Option(2, "--batch-size", min=1, help="Photos per step (with the temporal loss, each comes with a moved copy: twice as many images)."),
     steps: int = typer.Option(40000, "--steps", min=1, help="Optimiser steps. Multi-style models share them: each step trains one style in turn."),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate (above 0)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same data order and losses."),
     content_weight: float = typer.Option(2.0, "--content-weight"),
     content_layer: str = typer.Option("relu2_2", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally."),
@@ -46,14 +46,14 @@ def train(
     feature_temporal_weight: float = typer.Option(0.0, "--feature-temporal-weight", help="Temporal term on the encoder output."),
     loss_net: str = typer.Option("auto", "--loss-net", help="auto, torchvision, hed, or a loss-network .safetensors file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints, log.csv and previews (default runs/<style>)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Checkpoints, log.csv and previews (default runs/<style>). One that holds an earlier run's checkpoint is refused unless --resume continues that run or --overwrite starts over in it."),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=0),
     preview_every: int = typer.Option(0, "--preview-every", min=0, help="Also write a preview every N steps (0: only by time)."),
     preview_minutes: float = typer.Option(10.0, "--preview-minutes", min=0, help="Write RUN_DIR/preview.png (one row per style) and print the ETA every N minutes."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output model, and start over in a --run-dir that holds an earlier run (its log, previews and checkpoints are replaced)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint.safetensors."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from the weights of a model file or checkpoint (same --arch) with this command's recipe: a fresh optimiser and step count. Styles are matched by name; new ones start from the mean of the file's styles."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (at least 1)."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16. auto: bf16 autocast on CUDA and on CPUs with bf16 maths (AVX-512 BF16, AMX), else fp32."),
     loss_padding: str = typer.Option("reflect", "--loss-padding", help="Conv padding of the loss network: reflect (no bands along the edges) or zeros (as VGG was trained)."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N processes on this machine (DistributedDataParallel through torchrun: one per GPU, or gloo on CPUs). For several machines run `torchrun ... -m vidstyle train` yourself (docs/SCALING.md)."),
@@ -153,10 +153,15 @@ def _torchrun(nproc: int) -> int:
 def export_loss_net(
     output: Path = typer.Argument(..., help="Where to write the .safetensors file."),
     loss_net: str = typer.Option("auto", "--loss-net", help="auto, torchvision or hed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Write the loss network's conv1_1..conv4_3 as fp16 safetensors (about 15 MB), usable as --loss-net PATH."""
+    from ..io.writer import check_target
     from ..train.lossnet import export_safetensors, load_loss_net
 
     with user_errors():
+        check_target(output, overwrite)
+        if output.suffix != ".safetensors":
+            raise VidstyleError(f"the output must end in .safetensors: {output}")
         export_safetensors(load_loss_net(loss_net), output)
         typer.echo(str(output))

@@ -212,6 +212,32 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
                       temporal_strengths=temporal_strengths)
 
 
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Refuse numbers that would end in a traceback, or in a run whose every step is skipped."""
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise VidstyleError(f"--lr must be a number above 0, not {cfg.lr}")
+    weights = {"--content-weight": cfg.content_weight, "--style-weight": cfg.style_weight, "--tv-weight": cfg.tv_weight,
+               "--layout-weight": cfg.layout_weight, "--colour-weight": cfg.colour_weight,
+               "--temporal-weight": cfg.temporal_weight, "--feature-temporal-weight": cfg.feature_temporal_weight,
+               "--clip-grad": cfg.clip_grad, "--preview-minutes": cfg.preview_minutes}
+    for option, value in weights.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise VidstyleError(f"{option} must be a number of 0 or more, not {value}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise VidstyleError(f"--threads must be at least 1, not {cfg.threads}")
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """Refuse a folder that is a file or cannot be made or written in: found out otherwise only when writing."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VidstyleError(f"{what} {path} cannot be a folder: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VidstyleError(f"{what} {path}: no permission to write in {existing}")
+
+
 def _world() -> tuple[int, int, int]:
     """(world size, rank, local rank) from torchrun's environment; (1, 0, 0) in a plain process."""
     env = os.environ
@@ -235,6 +261,7 @@ class Trainer:
         if cfg.batch_size % self.world:
             raise VidstyleError(f"--batch-size {cfg.batch_size} does not split over {self.world} processes")
         self.progress = progress
+        _check_numbers(cfg)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if not cfg.styles:
@@ -259,6 +286,9 @@ class Trainer:
         bad = [f"{n}={v}" for n, v in cfg.style_scales.items() if not (math.isfinite(v) and v > 0)]
         if bad:
             raise VidstyleError(f"--style-scale factors must be above 0: {', '.join(bad)}")
+        self.run_dir = Path(cfg.run_dir or Path("runs") / "+".join(self.names))
+        self.output = Path(cfg.output) if cfg.output else None
+        self._check_paths()  # before any slow work
         # the style weight of each style: --style-weight times its --style-scale factor (default 1)
         self.style_weights = [cfg.style_weight * cfg.style_scales.get(n, 1.0) for n in self.names]
         self.device = pick_device(cfg.device)
@@ -308,12 +338,6 @@ class Trainer:
         self.skipped_steps = 0  # steps whose loss or gradient was not finite: no update was made
         self.seconds = 0.0  # training time before this run (restored by --resume)
         self._t0: float | None = None  # when this run's train() started
-        name = "+".join(self.names)
-        self.run_dir = Path(cfg.run_dir or Path("runs") / name)
-        self.output = Path(cfg.output) if cfg.output else None
-        out = self.output_path()
-        if out.exists() and not cfg.overwrite:
-            raise VidstyleError(f"{out} exists; pass --overwrite to replace it, or choose another --output")
         if cfg.resume and cfg.init:
             raise VidstyleError("give --resume (continue a run) or --init (start from its weights), not both")
         if cfg.resume:
@@ -322,6 +346,27 @@ class Trainer:
             self._warm_start(Path(cfg.init))
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def _check_paths(self) -> None:
+        """Refuse what would fail only after the training, or destroy the files of an earlier run."""
+        cfg = self.cfg
+        data = Path(cfg.data)
+        if data.exists() and not data.is_dir():
+            raise VidstyleError(f"--data is a file, not a folder of photos: {data}")
+        out = self.output_path()
+        if out.suffix != ".safetensors":
+            raise VidstyleError(f"--output must end in .safetensors: {out}")
+        if out.is_dir():
+            raise VidstyleError(f"--output is a folder: {out}")
+        if out.exists() and not cfg.overwrite:
+            raise VidstyleError(f"{out} exists; pass --overwrite to replace it, or choose another --output")
+        _check_folder(out.parent, "--output folder")
+        _check_folder(self.run_dir, "--run-dir")
+        # A fresh run would rewrite the log and previews and push the checkpoint out (a third run deletes it).
+        if self.checkpoint_path().exists() and not (cfg.resume or cfg.overwrite):
+            raise VidstyleError(f"--run-dir {self.run_dir} holds an earlier run: pass --resume "
+                                f"{self.checkpoint_path()} to continue it, --overwrite to start over there, "
+                                f"or another --run-dir")
 
     # -- one step ----------------------------------------------------------------
     @property
@@ -482,13 +527,16 @@ class Trainer:
 
         if not path.is_file():
             raise VidstyleError(f"--init file not found: {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "config" in meta:  # a checkpoint
-            state = {k[4:]: v for k, v in load_file(str(path)).items() if k.startswith("net.")}
-            names = json.loads(meta.get("styles", "[]"))
-            arch = json.loads(meta["config"]).get("arch")
-        else:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            if "config" in meta:  # a checkpoint
+                state = {k[4:]: v for k, v in load_file(str(path)).items() if k.startswith("net.")}
+                names = json.loads(meta.get("styles", "[]"))
+                arch = json.loads(meta["config"]).get("arch")
+        except Exception:
+            raise VidstyleError(f"--init {path} is not a vidstyle model file or training checkpoint") from None
+        if "config" not in meta:  # a model file (load_model has its own one-line errors)
             model = load_model(path)
             state, names, arch = model.net.state_dict(), model.styles, model.net.config.arch
         if arch != self.cfg.arch:

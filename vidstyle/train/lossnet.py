@@ -153,15 +153,26 @@ def _load_safetensors(path: Path) -> VGGFeatures:
 
 
 def export_safetensors(net: VGGFeatures, path: str | Path, half: bool = True) -> Path:
-    """Write conv1_1..conv4_3 (as used here, fp16 by default: about 15 MB) for carrying elsewhere."""
+    """Write conv1_1..conv4_3 (as used here, fp16 by default: about 15 MB) for carrying elsewhere.
+
+    The file is written beside ``path`` and then renamed: an error never leaves half a file there.
+    """
     from safetensors.torch import save_file
+
+    from ..io.writer import AtomicPath
 
     tensors = {}
     for n, conv in net.convs.items():
         tensors[f"{n}.weight"] = (conv.weight.half() if half else conv.weight).detach().contiguous()
         tensors[f"{n}.bias"] = conv.bias.detach().float().contiguous()
-    save_file(tensors, str(path), metadata={"preprocess": net.preprocess, "source": net.source,
-                                            "layers": json.dumps(LAYERS)})
+    atomic = AtomicPath(Path(path))
+    try:
+        save_file(tensors, str(atomic.tmp), metadata={"preprocess": net.preprocess, "source": net.source,
+                                                      "layers": json.dumps(LAYERS)})
+        atomic.commit()
+    except BaseException:
+        atomic.discard()
+        raise
     return Path(path)
 
 
