@@ -603,3 +603,75 @@ def test_live_does_not_import_the_benchmarks(model_file):
     assert not offenders, offenders
     res = bench_live((64, 48), frames=4, style=str(model_file), device="cpu", source_fps=30)
     assert res["frames"] == 4 and res["resolution"] == "64x48" and res["mode"] == "live"
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_recording_over_the_source_is_refused_even_with_overwrite(tmp_path, live_clip, model_file, how):
+    original = live_clip.read_bytes()
+    if how == "same path":
+        target = live_clip
+    elif how == "symlink":
+        target = tmp_path / "link.mp4"
+        target.symlink_to(live_clip)
+    else:
+        target = tmp_path / "hard.mp4"
+        os.link(live_clip, target)
+    r = runner.invoke(app, ["live", "--source", str(live_clip), "--record", str(target), "--overwrite",
+                            "--no-preview", "--frames", "3", "--style", str(model_file)])
+    assert r.exit_code == 2, r.output
+    assert "overwrite the" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert live_clip.read_bytes() == original and target.read_bytes() == original
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_source_without_frames_is_one_error_line(tmp_path, model_file):
+    src = tmp_path / "noframes.mp4"
+    src.write_bytes((Path(__file__).parents[1] / "samples" / "sample.mp4").read_bytes()[:5000])  # header, no frame
+    out = tmp_path / "rec.mp4"
+    r = runner.invoke(app, ["live", "--source", str(src), "--no-preview", "--frames", "3", "--record", str(out),
+                            "--style", str(model_file)])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines()[-1] == f"error: {src}: no video frame could be decoded"
+    assert r.stderr.count("corrupt video packet") <= 1  # the warning is not repeated
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_missing_camera_is_our_line_only(model_file):
+    """OpenCV's own "[ERROR:0@1.4] ... Camera index out of range" is not printed before ours."""
+    p = subprocess.run([sys.executable, "-m", "vidstyle", "live", "--source", "99", "--no-preview", "--frames", "1",
+                        "--style", str(model_file)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == ["error: cannot open camera 99: no such camera, or it is in use by "
+                                             "another program"]
+
+
+def test_frames_counts_painted_frames_and_the_engine_is_ready_before_the_source_starts(tmp_path, model_file,
+                                                                                        monkeypatch):
+    """--frames N records N frames; the engine's set-up (the first painting) is done before the first frame is
+    captured, so that a short clip is not skipped through while it runs."""
+    import vidstyle.live.loop as loop
+    from vidstyle.stylizer import Stylizer
+
+    painted = []
+    real_paint, real_start = Stylizer.paint, loop.Capture.start
+    monkeypatch.setattr(Stylizer, "paint", lambda self, x: painted.append(tuple(x.shape[-2:])) or real_paint(self, x))
+    at_start = []
+    monkeypatch.setattr(loop.Capture, "start", lambda self: at_start.append(list(painted)) or real_start(self))
+    clip = make_clip(tmp_path / "six.mp4", w=64, h=48, n=6, fps=25, audio=None)
+    out = tmp_path / "rec.mp4"
+    r = run_live(LiveOptions(source=str(clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                             frames=3, record=out), notify=lambda m: None)
+    assert at_start == [[(48, 64)]]  # painted once, at the frame size, before the capture started
+    assert r.frames == 3 and len(frames_rgb(out)) == 3
+
+
+def test_a_source_that_ends_before_frames_says_so(tmp_path, model_file):
+    clip = make_clip(tmp_path / "two.mp4", w=64, h=48, n=2, fps=12, audio=None)
+    out = tmp_path / "rec.mp4"
+    messages = []
+    r = run_live(LiveOptions(source=str(clip), style=str(model_file), device="cpu", preview=False, frames=5,
+                             record=out), notify=messages.append)
+    assert 1 <= r.frames <= 2 and len(frames_rgb(out)) == r.frames
+    assert any(f"source ended after {r.frames} painted frames, before --frames 5" in m for m in messages), messages

@@ -214,3 +214,24 @@ def test_user_folder(monkeypatch, tmp_path):
     assert registry.user_dir() == tmp_path / "Application Support" / "vidstyle" / "models"
     assert calls == [("vidstyle", False)]  # appauthor=False: no extra author folder on Windows
 
+
+
+@pytest.mark.parametrize("mix,message", [("udnie:nan,the_scream:0.5", "finite"), ("udnie:inf", "finite"),
+                                         ("udnie:-inf,the_scream:1", "finite"), (",", "empty style name"),
+                                         (":0.5", "empty style name"), ("udnie:0.5,", "empty style name")])
+def test_mix_weights_must_be_finite_and_names_given(mix, message):
+    with pytest.raises(VidstyleError, match=message):
+        registry.parse_mix(mix)
+
+
+def test_mix_still_takes_names_and_weights():
+    assert registry.parse_mix("udnie") == {"udnie": 1.0}
+    assert registry.parse_mix("udnie:0.7, the_scream:0.3") == {"udnie": 0.7, "the_scream": 0.3}
+
+
+def test_non_finite_mix_is_one_line_on_the_command_line(tmp_path):
+    out = tmp_path / "e.onnx"
+    r = runner.invoke(app, ["export", "paintings", "--mix", "udnie:nan,the_scream:0.5", "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines() == ["error: --mix weights must be finite numbers, not 'nan' (in 'udnie:nan')"]
+    assert not out.exists()

@@ -102,9 +102,11 @@ def model_digest(model) -> str:
 
 # --------------------------------------------------------------------------- choice
 def openvino_available() -> bool:
+    from .export import require_openvino  # imports it without its telemetry
+
     try:
-        import openvino  # noqa: F401
-    except ImportError:
+        require_openvino()
+    except VidstyleError:
         return False
     return True
 
@@ -229,9 +231,9 @@ def _ov_core():
     global _core
     with _core_lock:
         if _core is None:
-            import openvino as ov
+            from .export import require_openvino
 
-            _core = ov.Core()
+            _core = require_openvino().Core()
         return _core
 
 
@@ -247,9 +249,9 @@ def load_or_convert(model, digest: str | None = None, int8: bool = False):
 
     ``int8``: the network quantized by NNCF (``quantize.quantize``), cached beside the plain one.
     """
-    import openvino as ov
+    from .export import require_openvino, to_openvino
 
-    from .export import to_openvino
+    ov = require_openvino()  # imported without its telemetry
 
     digest = digest or model_digest(model)
     folder = _ir_dir(digest, int8)

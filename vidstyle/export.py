@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -133,7 +134,14 @@ def to_openvino(net: nn.Module, pad: bool = True):
 
 
 def require_openvino():
-    """The ``openvino`` module, or one clear VidstyleError saying how to get it."""
+    """The ``openvino`` module, or one clear VidstyleError saying how to get it.
+
+    OpenVINO's converter (and NNCF) send usage telemetry to Google Analytics, each event from a child
+    process, unless the user opted out; vidstyle never phones home. Both fall back to a silent stub
+    when ``openvino_telemetry`` does not import, so it is hidden from them before openvino is first
+    imported (a program that imported it itself keeps it).
+    """
+    sys.modules.setdefault("openvino_telemetry", None)
     try:
         import openvino
     except ImportError as e:
@@ -161,7 +169,8 @@ def _tmp_beside(path: Path, suffix: str) -> Path:
     return Path(tmp)
 
 
-def export_model(model, path: str | os.PathLike, format: str | None = None) -> Path:  # noqa: A002 - API name
+def export_model(model, path: str | os.PathLike, format: str | None = None,  # noqa: A002 - API name
+                 overwrite: bool = False) -> Path:
     """Write ``model`` (a StyleModel) as a standalone graph; returns the path written.
 
     ``format``: ``"onnx"`` (one ``.onnx`` file, opset 17) or ``"openvino"`` (IR: ``.xml`` plus
@@ -176,7 +185,8 @@ def export_model(model, path: str | os.PathLike, format: str | None = None) -> P
     The style names, architecture and this description are stored in the file: ONNX
     ``doc_string`` and ``metadata_props`` (keys ``vidstyle.styles``, ``vidstyle.arch``,
     ``vidstyle.io``, ...); OpenVINO ``rt_info`` under ``vidstyle``.
-    Writes are atomic (a temporary file beside the target, then a rename).
+    Writes are atomic (a temporary file beside the target, then a rename). An existing file (for
+    OpenVINO the ``.xml`` or the ``.bin``) is only replaced with ``overwrite``.
     """
     if not hasattr(model, "net") or not hasattr(model.net, "config"):
         raise VidstyleError("export_model needs a loaded vidstyle model (vidstyle.load_model)")
@@ -190,7 +200,9 @@ def export_model(model, path: str | os.PathLike, format: str | None = None) -> P
     want = ".onnx" if fmt == "onnx" else ".xml"
     if path.suffix.lower() != want:
         raise VidstyleError(f"a {fmt} export must be named *{want}, not {path.name}")
-    check_target(path, overwrite=True)  # not a folder; the folder exists and is writable
+    check_target(path, overwrite)  # not a folder; the folder exists and is writable
+    if fmt == "openvino":
+        check_target(path.with_suffix(".bin"), overwrite)  # the weights beside it are replaced too
     try:
         if fmt == "onnx":
             _export_onnx(model, path)

@@ -15,7 +15,8 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write: FILE.onnx, FILE.xml (OpenVINO IR, with FILE.bin beside it), or FILE.safetensors (a vidstyle model, from a training checkpoint)."),
     format: Optional[str] = typer.Option(None, "--format", help="onnx or openvino (default: from the output's suffix)."),
     mix: Optional[str] = MixOpt,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing .safetensors model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file (with FILE.xml, "
+                                   "FILE.bin too)."),
     temporal_strength: Optional[List[str]] = typer.Option(None, "--temporal-strength", help="With a .safetensors output: "
         "record STYLE=S (or S for every style), S from 0 to 1, as the style's default `--temporal-strength` in the "
         "model file. Repeat for several styles. The input may also be a model file: its weights are copied untouched."),
@@ -61,7 +62,7 @@ def export(
         if temporal_strength:
             raise VidstyleError("--temporal-strength is recorded in a .safetensors model; ONNX and OpenVINO files "
                                 "hold only the network")
-        written = export_model(load_model(style, mix=mix), output, format)
+        written = export_model(load_model(style, mix=mix), output, format, overwrite=overwrite)
         typer.echo(str(written))
 
 

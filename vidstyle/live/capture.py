@@ -8,6 +8,7 @@ counted as dropped.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -81,6 +82,21 @@ def parse_source(spec: str | int) -> int | str:
     return int(s) if s.isdigit() else s
 
 
+@contextlib.contextmanager
+def _opencv_silent():
+    """OpenCV's own log off for a moment (its level is restored after)."""
+    try:
+        old = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # an OpenCV build without the logging API
+        yield
+        return
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(old)
+
+
 class CameraFrames:
     """Frames from a camera through OpenCV: MJPG, the asked size and rate, a one-frame driver buffer.
 
@@ -100,7 +116,8 @@ class CameraFrames:
         self.retries = 0
 
     def _open(self):
-        cap = cv2.VideoCapture(self.index)
+        with _opencv_silent():  # a missing camera is our one-line error, not OpenCV's "index out of range"
+            cap = cv2.VideoCapture(self.index)
         if not cap.isOpened():
             cap.release()
             return None
@@ -165,6 +182,8 @@ class FileFrames:
             raise VidstyleError(f"source not found: {src} (give a camera index like 0, a video file or a URL)")
         with VideoReader(src) as r:  # fail early and clearly, and learn the rate
             self.info = r.info
+            if next(r.frames(), None) is None:
+                raise VidstyleError(f"{src}: no video frame could be decoded")
         self.rate = float(self.info.fps or 30)
         self.size = (self.info.width, self.info.height)
 

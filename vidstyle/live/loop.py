@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import tempfile
 import threading
@@ -23,7 +24,7 @@ from ..io.images import write_image
 from ..io.writer import check_target
 from ..models import registry
 from ..stylizer import Stylizer, pick_device
-from .capture import Capture, open_source
+from .capture import Capture, open_source, parse_source
 from .keys import LiveState, handle_key
 from .preview import Preview, check_display, compose, draw_hud
 from .sinks import NetworkFeed, Recorder, VirtualCam
@@ -157,6 +158,16 @@ class Stats:
         return round(1000 * float(np.percentile(self.latencies, q)), 2) if self.latencies else 0.0
 
 
+def _check_record(record: Path, overwrite: bool, source: str) -> None:
+    """``check_target`` for ``--record``, which must never replace the file being played (by any of its names)."""
+    src = parse_source(source)
+    src = src if isinstance(src, str) else None  # a camera index is no file
+    check_target(record, overwrite, src)
+    if src is not None and "://" not in src and record.exists() and Path(src).exists() \
+            and os.path.samefile(record, src):
+        raise VidstyleError(f"the recording would overwrite the source: {record}")
+
+
 class LiveSession:
     """One run of ``vidstyle live``. ``run()`` returns a LiveResult; Ctrl-C ends it cleanly."""
 
@@ -164,7 +175,7 @@ class LiveSession:
         self.opts = opts
         self.notify = notify or (lambda msg: log.warning("%s", msg))
         if opts.record is not None:
-            check_target(Path(opts.record), opts.overwrite)
+            _check_record(Path(opts.record), opts.overwrite, opts.source)
         if opts.frames is not None and opts.frames < 1:
             raise VidstyleError("--frames must be at least 1")
         if opts.preview:
@@ -347,14 +358,23 @@ class LiveSession:
                 self.preview = Preview(f"vidstyle - {o.source}")
             if self.size is not None:
                 self._open_sinks(self.size)
+                # one painting before the frames come: the engine's set-up (OpenVINO compiles per size) would
+                # otherwise hold up the first frame while the source runs on, and its next frames be skipped
+                w, h = self.size
+                self.bank[self.state.style](np.zeros((1, h, w, 3), np.uint8))
             capture.start()
             while True:
                 grab = capture.latest.get(timeout=0.1)
                 if grab is None:
                     if capture.latest.error:
                         raise VidstyleError(capture.latest.error)
-                    if capture.latest.closed:
-                        break  # the source ended
+                    if capture.latest.closed:  # the source ended
+                        if o.frames and frames < o.frames:
+                            skipped = capture.latest.dropped
+                            self.notify(f"the source ended after {frames} painted frames, before --frames {o.frames}"
+                                        + (f" ({skipped} skipped while painting, as live mode does; vidstyle run "
+                                           "paints every frame)" if skipped else ""))
+                        break
                     # no new frame yet (a slow or reconnecting camera): keep the window responsive
                     if self.preview is not None:
                         self._on_key(self.preview.poll(), last)

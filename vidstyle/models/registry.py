@@ -22,6 +22,7 @@ reachable as ``MODEL:STYLE`` and is listed under that name.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,11 +195,20 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
         return None
     out = {}
     for part in text.split(","):
-        name, _, w = part.strip().rpartition(":")
+        name, sep, w = part.strip().rpartition(":")
+        if not sep:
+            name, w = w, "1"
+        if not name:
+            raise VidstyleError(f"--mix wants NAME:WEIGHT pairs (e.g. udnie:0.7,the_scream:0.3), "
+                                f"and {text!r} has an empty style name")
         try:
-            out[name or w] = float(w) if name else 1.0
+            out[name] = float(w)
         except ValueError:
             raise VidstyleError(f"--mix wants NAME:WEIGHT pairs, got {part!r}") from None
+        if not math.isfinite(out[name]):
+            raise VidstyleError(f"--mix weights must be finite numbers, not {w!r} (in {part!r})")
+    if not math.isfinite(sum(out.values())):
+        raise VidstyleError("--mix weights are too large to add up; give weights like udnie:0.7,the_scream:0.3")
     if any(v < 0 for v in out.values()) or sum(out.values()) <= 0:
         raise VidstyleError("--mix weights must be non-negative and not all zero")
     return out
