@@ -87,7 +87,8 @@ def render(results: dict, args) -> str:
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for lab in labels:
             r = rows[lab]
-            lines.append(f"| {lab} | {r['frames']} | {r['warp_error']:.5f} | {r['warp_error_long']:.5f} | "
+            long = "not measured" if r["warp_error_long"] is None else f"{r['warp_error_long']:.5f}"  # too few frames
+            lines.append(f"| {lab} | {r['frames']} | {r['warp_error']:.5f} | {long} | "
                          f"{r['style_loss']:.3e} | {r['content_loss']:.4f} | {r['seconds_per_frame']:.3f} |")
         base, temp = rows[labels[0]], rows[labels[1]]
         ctrl = rows[labels[2]] if len(labels) > 2 else None

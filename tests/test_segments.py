@@ -158,6 +158,22 @@ def test_segments_in_parallel_processes(tmp_path, clip, job, reference):
     assert max(_mean_diffs(frames_rgb(dst), frames_rgb(reference))) <= 0.5
 
 
+def test_segment_workers_start_with_sigint_ignored():
+    """Ctrl-C goes to the parent only (it stops the workers), not as a traceback from each worker."""
+    import multiprocessing as mp
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vidstyle.segments import _sigint_ignored, _stop_workers
+    before = signal.getsignal(signal.SIGINT)
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        with _sigint_ignored():
+            fut = pool.submit(signal.getsignal, signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is before
+        assert fut.result(timeout=120) == signal.SIG_IGN
+        _stop_workers(pool)
+
+
 def test_one_piece_when_segments_cannot_help(tmp_path, clip, job, reference):
     r = stylize_segments(clip, tmp_path / "one.mp4", job, segments=1)
     assert r.frames == 90 and not r.parts and video_pts(tmp_path / "one.mp4") == video_pts(reference)

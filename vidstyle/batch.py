@@ -280,6 +280,7 @@ class BatchResult:
     frames: int = 0
     seconds: float = 0.0
     executor: str = "local"
+    ignored: list[str] = field(default_factory=list)  # inputs found that are this folder's earlier outputs
 
     @property
     def ok(self) -> bool:
@@ -294,7 +295,8 @@ class BatchResult:
         return {"manifest": str(self.manifest), "done": self.done, "skipped": self.skipped,
                 "failed": [{"input": i, "error": e} for i, e in self.failed],
                 "incomplete": [{"input": i, "error": e} for i, e in self.incomplete],
-                "frames": self.frames, "seconds": round(self.seconds, 3), "executor": self.executor}
+                "frames": self.frames, "seconds": round(self.seconds, 3), "executor": self.executor,
+                "ignored": self.ignored}
 
 
 def error_line(e: BaseException) -> str:
@@ -659,6 +661,24 @@ def _lock_folder(folder: Path):
     return f
 
 
+def earlier_outputs(sources: list[Source], out: Path) -> tuple[list[Source], list[str]]:
+    """(sources, ignored): the files that ``out``'s manifest records as outputs (of any style) are not inputs.
+
+    So a run whose output folder holds its inputs (``vidstyle run clips -o clips``) never paints the
+    paintings of an earlier run again; other files, whatever their names, are inputs as usual.
+    """
+    if not (out / MANIFEST_NAME).is_file():
+        return sources, []
+    ours = {(out / i["output"]).resolve() for i in Manifest(out).items if i.get("output")}
+    mine = [not is_url(s.input) and Path(s.input).resolve() in ours for s in sources]
+    keep = [s for s, m in zip(sources, mine) if not m]
+    ignored = [s.input for s, m in zip(sources, mine) if m]
+    if not keep:
+        raise VidstyleError(f"nothing to paint: every video found is an output of an earlier run in {out} "
+                            f"(recorded in {MANIFEST_NAME})")
+    return keep, ignored
+
+
 def run_batch(inputs: Sequence[str | os.PathLike | Source], out_dir: str | os.PathLike, paint_one: Callable, *,
               executor: str = "local", label: str | None = None, suffix: str = ".mp4", overwrite: bool = False,
               progress: Callable[[BatchProgress], None] | None = None, cpus_per_task: int | None = None,
@@ -676,29 +696,34 @@ def run_batch(inputs: Sequence[str | os.PathLike | Source], out_dir: str | os.Pa
     GPU each where the cluster has GPUs (``gpus_per_task``), else ``cpus_per_task`` CPUs, and are retried
     ``max_retries`` times when their worker dies. ``ray_init``: extra ``ray.init`` arguments.
     ``overwrite``: replace outputs that are not ours (ours, recorded as written, are always replaced).
+    Files that ``out_dir``'s manifest records as outputs are never inputs (``earlier_outputs``). The inputs
+    are found before anything is created: when there is nothing to paint, ``out_dir`` is not made.
     """
     t_start = time.perf_counter()
     out = Path(os.path.abspath(os.path.expanduser(out_dir)))
     if out.exists() and not out.is_dir():
         raise VidstyleError(f"with several inputs the output must be a folder: {out}")
+    sources = [s if isinstance(s, Source) else None for s in inputs]
+    if any(s is None for s in sources):
+        sources = find_inputs([s.input if isinstance(s, Source) else s for s in inputs], exclude=[out])
+    sources, ignored = earlier_outputs(sources, out)
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise VidstyleError(f"no permission to write in {out}")
     label = label or getattr(paint_one, "label", None) or "stylized"
     lock = _lock_folder(out)
     try:
-        return _run_batch(inputs, out, paint_one, label, executor, suffix, overwrite, progress, cpus_per_task,
-                          gpus_per_task, max_retries, ray_init, probe, t_start)
+        result = _run_batch(sources, out, paint_one, label, executor, suffix, overwrite, progress, cpus_per_task,
+                            gpus_per_task, max_retries, ray_init, probe, t_start)
+        result.ignored = ignored
+        return result
     finally:
         if lock is not None:
             lock.close()
 
 
-def _run_batch(inputs, out: Path, paint_one, label, executor, suffix, overwrite, progress, cpus_per_task,
-               gpus_per_task, max_retries, ray_init, probe, t_start) -> BatchResult:
-    sources = [s if isinstance(s, Source) else None for s in inputs]
-    if any(s is None for s in sources):
-        sources = find_inputs([s.input if isinstance(s, Source) else s for s in inputs], exclude=[out])
+def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suffix, overwrite, progress,
+               cpus_per_task, gpus_per_task, max_retries, ray_init, probe, t_start) -> BatchResult:
     manifest = Manifest(out)
 
     taken = manifest.taken_outputs()

@@ -58,6 +58,8 @@ def bench_pipeline(size=(640, 360), frames: int = 60, style=None, device: str = 
             info = r.info
         decode_s = time.perf_counter() - t0
         rgb = np.stack([f.rgb for f in decoded])
+        # a --codec or --preset the encoder refuses: the error now, not after the model stage
+        VideoWriter(Path(tmp) / "enc.mp4", info, codec=codec, preset=preset, overwrite=True).abort()
         # model only (upload, paint, download), after a warm-up batch
         st(rgb[:bs])
         _sync(st.device)

@@ -5,7 +5,7 @@
   the flow of the *input* frames, averaged over the non-occluded pixels; then over t.
   Flow: DIS (MEDIUM preset) on the input frames, or ground-truth ``.flo`` files.
   Occlusion: forward-backward check with 0.01 and 0.5, plus pixels from outside the frame.
-* long-term warping error: the same between t and t-k (default k = 5);
+* long-term warping error: the same between t and t-k (default k = 5); None (not measured) for k or fewer frames;
 * style loss (Gram matrices, same loss network and layers as training) and content loss
   (relu2_2) of the outputs, so that stability bought by washing out the style shows;
 * seconds per frame of stylization (and stabilisation).
@@ -32,7 +32,7 @@ class EvalResult:
     label: str
     frames: int
     warp_error: float
-    warp_error_long: float
+    warp_error_long: float | None  # None: not measured (k or fewer frames)
     style_loss: float | None
     content_loss: float
     seconds_per_frame: float
@@ -63,6 +63,9 @@ def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | 
                 frames.append(fr.rgb)
                 if max_frames and len(frames) >= max_frames:
                     break
+        if len(frames) < 2:
+            raise VidstyleError(f"{p}: {len(frames) or 'no'} frame{'' if len(frames) == 1 else 's'} decoded; "
+                                "the warping error needs a video of at least two frames")
     h, w = frames[0].shape[:2]
     hh, ww = scaled_size(h, w, max_side)
     if (hh, ww) != (h, w):
@@ -70,6 +73,18 @@ def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | 
     if len({f.shape for f in frames}) != 1:
         raise VidstyleError(f"{src}: frames differ in size")
     return frames
+
+
+def check_flo_dir(flo_dir: str | Path) -> Path:
+    """``flo_dir`` if it is a folder with .flo files; a VidstyleError otherwise (not silently DIS instead)."""
+    p = Path(flo_dir)
+    if not p.exists():
+        raise VidstyleError(f"--flo-dir not found: {p}")
+    if not p.is_dir():
+        raise VidstyleError(f"--flo-dir must be a folder of backward_T_S.flo files, not the file {p}")
+    if not any(p.glob("*.flo")):
+        raise VidstyleError(f"--flo-dir {p} holds no .flo files (backward_T_S.flo, forward_S_T.flo)")
+    return p
 
 
 class FlowBank:
@@ -172,17 +187,23 @@ def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None,
     short = warping_errors(outs, bank, 1)
     long = warping_errors(outs, bank, long_k) if len(outs) > long_k else []
     style_l, content_l = perceptual(outs, frames, style_rgb, loss_net)
-    return EvalResult(label, len(outs), float(np.mean(short)), float(np.mean(long)) if long else float("nan"),
+    return EvalResult(label, len(outs), float(np.mean(short)), float(np.mean(long)) if long else None,
                       style_l, content_l, spf, short)
 
 
-def plot(results: list[EvalResult], path: Path) -> None:
+def pyplot():
+    """matplotlib.pyplot (no display needed), or a VidstyleError saying what to install."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise VidstyleError("--plot needs matplotlib: pip install 'vidstyle[plot]'") from None
+    return plt
+
+
+def plot(results: list[EvalResult], path: Path) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for r in results:
         ax.plot(range(1, len(r.per_frame_warp_error) + 1), r.per_frame_warp_error, label=r.label)

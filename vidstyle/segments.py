@@ -20,10 +20,13 @@ seams against the median inside the parts.
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import os
 import shutil
+import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -212,8 +215,18 @@ def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
             "style": getattr(stylizer.model, "label", stylizer.name)}
 
 
+_progress_queue = None  # in a worker process: where progress goes (set by _init_worker)
+
+
+def _init_worker(queue) -> None:
+    """ProcessPoolExecutor initializer: keep the progress queue (a plain queue travels only at process start)."""
+    global _progress_queue
+    _progress_queue = queue
+
+
 def _part_worker(job, src, part, part_path, queue=None) -> dict:
-    """ProcessPoolExecutor entry point: progress goes through a Manager queue."""
+    """ProcessPoolExecutor entry point: progress goes through ``queue``, default the one of ``_init_worker``."""
+    queue = queue if queue is not None else _progress_queue
     last = [0.0]
 
     def progress(n, total):
@@ -334,6 +347,35 @@ def _ray_part_task(ray):
     return _RAY_PART
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Processes started in here ignore SIGINT: a Python started with SIGINT ignored keeps ignoring it.
+
+    Ctrl-C then reaches only this process, which stops the workers (``_stop_workers``), instead of every
+    worker printing a KeyboardInterrupt traceback (spawned workers take seconds to import torch).
+    Only the main thread can change handlers; starting the processes takes milliseconds.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers (after Ctrl-C or a failed part); their part files go with the parts folder."""
+    stop = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if stop is not None:
+        stop()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
+
+
 def _run_parts_local(job, src, plan, paths, workers, report) -> list[dict]:
     if workers <= 1:
         return [paint_part(job, src, p, paths[p.index], lambda n, total, i=p.index: report(i, n))
@@ -341,28 +383,28 @@ def _run_parts_local(job, src, plan, paths, workers, report) -> list[dict]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # torch and threads: never fork
-    manager = ctx.Manager()
-    try:
-        queue = manager.Queue()
-        results: dict[int, dict] = {}
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futs = {pool.submit(_part_worker, job, src, p, paths[p.index], queue): p.index for p in plan.parts}
+    queue = ctx.Queue()
+    results: dict[int, dict] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(queue,)) as pool:
+        pending: set = set()
+        try:
+            with _sigint_ignored():  # the workers start in submit
+                futs = {pool.submit(_part_worker, job, src, p, paths[p.index]): p.index for p in plan.parts}
             pending = set(futs)
-            try:
-                while pending:
-                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                    while not queue.empty():
-                        i, n = queue.get_nowait()
-                        report(i, n)
-                    for f in done:
-                        results[futs[f]] = f.result()
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
-        return [results[i] for i in range(len(plan.parts))]
-    finally:
-        manager.shutdown()
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not queue.empty():
+                    i, n = queue.get_nowait()
+                    report(i, n)
+                for f in done:
+                    results[futs[f]] = f.result()
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            _stop_workers(pool)
+            raise
+    return [results[i] for i in range(len(plan.parts))]
 
 
 def _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_per_task, max_retries,

@@ -7,18 +7,21 @@ from typing import Optional
 import typer
 
 from ..bench import bench_pipeline
-from .common import BrushOpt, Device, Engine, EngineOpt, Precision, PrecisionOpt, parse_size, user_errors
+from ..errors import VidstyleError
+from .common import (BrushOpt, Device, Engine, EngineOpt, MaxSideOpt, Precision, PrecisionOpt, parse_size,
+                     user_errors)
 
 
 def bench(
-    size: str = typer.Option("640x360", "--size", help="Resolution WIDTHxHEIGHT of the synthetic clip."),
+    size: str = typer.Option("640x360", "--size", help="Resolution WIDTHxHEIGHT of the synthetic clip "
+                             "(H.264 4:2:0: even numbers, at least 16x16)."),
     frames: int = typer.Option(60, "--frames", min=4),
     style: Optional[str] = typer.Option(None, "--style", "-s"),
     device: Device = typer.Option(Device.auto, "--device"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     codec: Optional[str] = typer.Option(None, "--codec"),
     preset: Optional[str] = typer.Option(None, "--preset"),
-    max_side: Optional[int] = typer.Option(None, "--max-side"),
+    max_side: Optional[int] = MaxSideOpt,
     brush: float = BrushOpt,
     engine: Engine = EngineOpt,
     precision: Precision = PrecisionOpt,
@@ -30,7 +33,10 @@ def bench(
 ):
     """Measure decode, model, encode and end-to-end frames per second (not a test: numbers for docs/PERFORMANCE.md)."""
     with user_errors():
-        wh = parse_size(size)
+        wh = parse_size(size, "--size")
+        if not wh or wh[0] % 2 or wh[1] % 2 or min(wh) < 16:
+            raise VidstyleError(f"--size wants an even width and height of at least 16 (the synthetic clip is "
+                                f"H.264 4:2:0), e.g. 640x360, not {size!r}")
         if live:
             from ..live.loop import bench_live
             res = bench_live(wh, frames, style, device.value, max_side, source_fps, engine=engine.value,

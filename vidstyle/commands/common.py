@@ -39,7 +39,8 @@ def user_errors():
         raise typer.Exit(130)
 
 
-def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
+def parse_size(text: Optional[str], option: str = "--out-size") -> Optional[tuple[int, int]]:
+    """WIDTHxHEIGHT -> (width, height); None for nothing; a VidstyleError naming ``option`` otherwise."""
     if not text:
         return None
     try:
@@ -47,7 +48,7 @@ def parse_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         assert w > 0 and h > 0
         return w, h
     except (ValueError, AssertionError):
-        raise VidstyleError(f"--out-size wants WIDTHxHEIGHT, e.g. 1280x720, not {text!r}") from None
+        raise VidstyleError(f"{option} wants WIDTHxHEIGHT, e.g. 1280x720, not {text!r}") from None
 
 
 # Shared option declarations (typer reads the defaults as the option definitions).

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import VidstyleError
-from ..evaluate import FlowBank, evaluate, load_frames, plot
+from ..evaluate import FlowBank, check_flo_dir, evaluate, load_frames, plot, pyplot
 from ..io.images import read_image
 from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, Precision, PrecisionOpt,
                      StrengthOpt, user_errors)
@@ -29,7 +29,8 @@ def eval_cmd(
     temporal_strength: Optional[float] = TemporalStrengthOpt,
     flow: str = typer.Option("auto", "--flow", help="Flow for --temporal: dis, raft or auto."),
     compare: bool = typer.Option(False, "--compare", help="Rows for per-frame and --temporal of every --style, side by side."),
-    long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error."),
+    long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error (not "
+                               "measured, and null in --json, when there are k frames or fewer)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=2),
     flo_dir: Optional[Path] = typer.Option(None, "--flo-dir", help="Ground-truth flows (backward_T_S.flo) instead of DIS."),
     style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for the style loss (default: the one stored in the model)."),
@@ -47,7 +48,15 @@ def eval_cmd(
     with user_errors():
         if not input.exists():
             raise VidstyleError(f"input not found: {input}")
+        if flo_dir is not None:
+            check_flo_dir(flo_dir)
+        if plot_path:
+            pyplot()  # matplotlib missing: say so now, not after the evaluation
         frames = load_frames(input, max_frames, max_side)
+        if len(frames) <= long_k:
+            more = " or raise --max-frames" if max_frames and max_frames <= long_k else ""
+            typer.echo(f"note: the k={long_k} warping error is not measured: {len(frames)} frames, it needs more "
+                       f"than {long_k} (lower --long-k{more})", err=True)
         bank = FlowBank(frames, flo_dir)
         rows = []
         for st in (style or [None]):
@@ -73,5 +82,6 @@ def eval_cmd(
         typer.echo(head)
         for r in rows:
             sl = f"{r.style_loss:.3e}" if r.style_loss is not None else "-"
-            typer.echo(f"{r.label:<32} {r.frames:>6} {r.warp_error:>10.5f} {r.warp_error_long:>13.5f} {sl:>10} "
+            wl = f"{r.warp_error_long:.5f}" if r.warp_error_long is not None else "not measured"
+            typer.echo(f"{r.label:<32} {r.frames:>6} {r.warp_error:>10.5f} {wl:>13} {sl:>10} "
                        f"{r.content_loss:>9.4f} {r.seconds_per_frame:>8.3f}")

@@ -14,7 +14,7 @@ from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt,
 
 def run(
     inputs: List[str] = typer.Argument(..., help="Video files or URLs (anything FFmpeg reads), folders (searched recursively for videos) or globs."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file for one input (default <input stem>.<style>.mp4 beside it); a folder for several, where vidstyle-manifest.json records each one and a second run resumes."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file for one input (default <input stem>.<style>.mp4 beside it); a folder for several, where vidstyle-manifest.json records each one and a second run resumes. The videos that manifest records as outputs are never taken as inputs, so -o may be the input folder."),
     style: Optional[str] = StyleOpt,
     mix: Optional[str] = MixOpt,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per network call (default: auto)."),
@@ -71,8 +71,8 @@ def run(
                 if output is None:
                     raise VidstyleError("several inputs need an output folder: -o DIR")
                 if output.suffix and not output.is_dir():
-                    what = "a directory" if len(inputs) == 1 and Path(inputs[0]).is_dir() else "several inputs"
-                    raise VidstyleError(f"{what} need an output folder, not the file name {output}")
+                    what = "a directory needs" if len(inputs) == 1 and Path(inputs[0]).is_dir() else "several inputs need"
+                    raise VidstyleError(f"{what} an output folder (-o DIR), not the file name {output}")
                 _run_batch(inputs, output, job, executor, overwrite, quiet, json_out)
                 return
             from ..segments import stylize_segments
@@ -137,6 +137,10 @@ def _run_batch(inputs, out_dir: Path, job, executor: str, overwrite: bool, quiet
     if bar is None:  # with a bar they were printed as they came
         for i, e in result.failed:
             typer.echo(f"error: {i}: {e}", err=True)
+    if result.ignored and not quiet:
+        n = len(result.ignored)
+        typer.echo(f"note: {n} video{'s' if n > 1 else ''} in {out_dir} not taken as input{'s' if n > 1 else ''}: "
+                   f"{'outputs' if n > 1 else 'an output'} of earlier runs there (see {result.manifest.name})", err=True)
     if json_out:
         typer.echo(json.dumps(result.to_dict()))
     elif not quiet:
@@ -182,7 +186,7 @@ def image(
     Example: vidstyle image photos/ -o painted/ --style the_scream
     """
     from ..api import make_stylizer
-    from ..io.images import find_images, read_image, write_image
+    from ..io.images import check_image_suffix, find_images, read_image, write_image
 
     with user_errors():
         files: list[Path] = []
@@ -200,6 +204,8 @@ def image(
                 files.append(p)
                 rel[p] = Path(p.name)
         many = len(files) > 1 or any(p.is_dir() for p in inputs)
+        if output is not None and not many:
+            check_image_suffix(output)  # before painting
         if many and output is not None:
             if output.exists() and not output.is_dir():
                 raise VidstyleError(f"with several inputs --output must be a folder: {output}")

@@ -33,8 +33,16 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def check_image_suffix(path: str | Path) -> None:
+    """A VidstyleError when OpenCV has no writer for ``path``'s suffix (no suffix: written as PNG)."""
+    suffix = Path(path).suffix
+    if suffix and not cv2.haveImageWriter("x" + suffix):
+        raise VidstyleError(f"cannot write {suffix} images; end the output name in .png, .jpg, .webp, .tif or .bmp")
+
+
 def write_image(path: str | Path, rgb: np.ndarray, overwrite: bool = True) -> Path:
     path = Path(path)
+    check_image_suffix(path)
     check_target(path, overwrite)
     ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:

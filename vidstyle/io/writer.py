@@ -81,6 +81,9 @@ FORMATS = {
                         frozenset({"dvb_subtitle"}), display_matrix=False),
     ".gif": OutputFormat("gif", "gif", frozenset(), None, frozenset(), display_matrix=False),
 }
+# The presets of x264 and x265 (the libraries print their own line for others, so they are checked first).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 # Encoders that take odd sizes in 4:2:0; the others get one pixel of padding.
 _ODD_SIZES_OK = {"libvpx-vp9", "gif"}
 # AVColorSpace -> the swscale matrix that converts RGB to it.
@@ -92,8 +95,8 @@ def output_format(dst: Path) -> OutputFormat:
     """The OutputFormat for ``dst``'s suffix; a VidstyleError naming the suffixes that work."""
     fmt = FORMATS.get(dst.suffix.lower())
     if fmt is None:
-        raise VidstyleError(f"cannot write {dst.suffix or 'a file without a suffix'} files: "
-                            f"the output must end in {', '.join(FORMATS)}")
+        what = f"{dst.suffix} files" if dst.suffix else f"{dst.name}: it has no suffix"
+        raise VidstyleError(f"cannot write {what}; end the output name in {', '.join(FORMATS)}")
     return fmt
 
 
@@ -353,6 +356,7 @@ class VideoWriter:
             self.encoder = resolve_codec(codec or self.format.codec)
             self._rot_k = self._pixel_rotation()
             w, h = size or (info.width, info.height)
+            self._resized = (w, h) if (w, h) != (info.width, info.height) else None  # --out-size, for errors
             if self._rot_k % 2:
                 w, h = h, w
             self.pix_fmt = "pal8" if self.encoder == "gif" else f"yuv{chroma}p"
@@ -419,6 +423,7 @@ class VideoWriter:
             vs = self._add_encoder()
             self._tag_pixels(vs)
             vs.options = {**self._encoder_options(crf, preset), **{k: str(v) for k, v in encoder_options.items()}}
+            self._open_encoder(vs, crf, preset)
         self._tag_display(vs)
         for k, v in info.stream_metadata.items():
             if k.lower() not in ("handler_name", "vendor_id", "encoder"):
@@ -443,8 +448,25 @@ class VideoWriter:
         vs.codec_context.time_base = info.time_base
         return vs
 
+    def _open_encoder(self, vs, crf: int | None, preset: str | None) -> None:
+        """Open the encoder now, so that settings it refuses are one line before anything is painted."""
+        asked = dict(vs.options)
+        try:
+            vs.codec_context.open()
+            vs.options = asked  # opening leaves only the options the encoder did not take
+        except av.error.FFmpegError:
+            w, h = self.size
+            given = [f"--preset {preset}" if preset is not None else "", f"--crf {crf}" if crf is not None else "",
+                     "--out-size {}x{}".format(*self._resized) if self._resized else ""]
+            suspects = " or ".join(g for g in given if g) or f"the size {w}x{h}"
+            raise VidstyleError(f"the {self.encoder} encoder refused {suspects}; change that, "
+                                "or write another format (--codec, or the output's suffix)") from None
+
     def _encoder_options(self, crf: int | None, preset: str | None) -> dict:
         if self.encoder in ("libx264", "libx265"):
+            if preset is not None and preset not in X264_PRESETS:
+                raise VidstyleError(f"--preset {preset} is not a {self.encoder} preset; use one of "
+                                    f"{', '.join(X264_PRESETS)}")
             # veryfast by default: the encoder shares the CPU with the painter, the slowest stage, and
             # x264's medium took enough of it to slow the whole run by a quarter (docs/PERFORMANCE.md)
             opts = {"crf": str(18 if crf is None else crf), "preset": preset or "veryfast"}
