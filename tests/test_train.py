@@ -767,7 +767,7 @@ def hidden_files(folder: Path) -> list[str]:
 
 
 def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
-    import safetensors.torch
+    from vidstyle.models import files
 
     monkeypatch.setattr(lossnet, "load_loss_net", lambda kind="auto", *a, **kw: lossnet.VGGFeatures())
     out = tmp_path / "vgg.safetensors"
@@ -791,7 +791,7 @@ def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", fails_halfway)
+    monkeypatch.setattr(files, "save_file", fails_halfway)  # the writer that every safetensors file goes through
     with pytest.raises(OSError):
         lossnet.export_safetensors(lossnet.VGGFeatures(), out)
     assert out.read_bytes() == written and hidden_files(tmp_path) == []

@@ -224,9 +224,9 @@ def _init_worker(queue) -> None:
     _progress_queue = queue
 
 
-def _part_worker(job, src, part, part_path, queue=None) -> dict:
-    """ProcessPoolExecutor entry point: progress goes through ``queue``, default the one of ``_init_worker``."""
-    queue = queue if queue is not None else _progress_queue
+def _part_worker(job, src, part, part_path) -> dict:
+    """ProcessPoolExecutor entry point: progress goes through the queue of ``_init_worker``."""
+    queue = _progress_queue
     last = [0.0]
 
     def progress(n, total):

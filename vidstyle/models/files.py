@@ -112,10 +112,10 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
     }
     if temporal_strengths:
         meta["temporal_strength"] = json.dumps(check_temporal_strengths(temporal_strengths, list(styles), str(path)))
-    return _write(path, tensors, meta)
+    return write_safetensors(path, tensors, meta)
 
 
-def _write(path: Path, tensors: dict, meta: dict) -> Path:
+def write_safetensors(path: Path, tensors: dict, meta: dict) -> Path:
     """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file."""
     from ..io.writer import AtomicPath
 
@@ -143,7 +143,7 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     merged = {**model.temporal_strengths, **check_temporal_strengths(strengths, model.styles, str(src))}
     meta = read_metadata(src)
     meta["temporal_strength"] = json.dumps(merged)
-    return _write(dst, load_file(str(src)), meta)
+    return write_safetensors(dst, load_file(str(src)), meta)
 
 
 def read_metadata(path: str | Path) -> dict:

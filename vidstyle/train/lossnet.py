@@ -157,22 +157,14 @@ def export_safetensors(net: VGGFeatures, path: str | Path, half: bool = True) ->
 
     The file is written beside ``path`` and then renamed: an error never leaves half a file there.
     """
-    from safetensors.torch import save_file
-
-    from ..io.writer import AtomicPath
+    from ..models.files import write_safetensors
 
     tensors = {}
     for n, conv in net.convs.items():
         tensors[f"{n}.weight"] = (conv.weight.half() if half else conv.weight).detach().contiguous()
         tensors[f"{n}.bias"] = conv.bias.detach().float().contiguous()
-    atomic = AtomicPath(Path(path))
-    try:
-        save_file(tensors, str(atomic.tmp), metadata={"preprocess": net.preprocess, "source": net.source,
-                                                      "layers": json.dumps(LAYERS)})
-        atomic.commit()
-    except BaseException:
-        atomic.discard()
-        raise
+    write_safetensors(Path(path), tensors, {"preprocess": net.preprocess, "source": net.source,
+                                            "layers": json.dumps(LAYERS)})
     return Path(path)
 
 
