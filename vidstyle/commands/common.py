@@ -103,17 +103,20 @@ class Progress:
                           console=Console(stderr=True), transient=True)
             self.task = self.bar.add_task(label, total=None, fps="-")
 
+        self.shown = False
+
     def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
+        if self.shown:
             self.bar.__exit__(*exc)
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar:
+            if not self.shown:      # shown from the first frame on: an input that fails earlier leaves no trace
+                self.bar.__enter__()
+                self.shown = True
             t = self.bar.tasks[0]
             fps = f"{done / t.elapsed:.1f}" if t.elapsed else "-"
             self.bar.update(self.task, completed=done, total=total or None, fps=fps)
