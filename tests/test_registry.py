@@ -224,6 +224,14 @@ def test_mix_weights_must_be_finite_and_names_given(mix, message):
         registry.parse_mix(mix)
 
 
+@pytest.mark.parametrize("mix,message", [({"udnie": float("nan")}, "finite"), ({"udnie": "x"}, "number"),
+                                         ({"udnie": -1.0, "the_scream": 2.0}, "non-negative"), ({}, "no style")])
+def test_mix_dict_from_the_api_is_checked_like_the_option(mix, message):
+    from vidstyle.api import load_model
+    with pytest.raises(VidstyleError, match=message):
+        load_model("paintings", mix=mix)
+
+
 def test_mix_still_takes_names_and_weights():
     assert registry.parse_mix("udnie") == {"udnie": 1.0}
     assert registry.parse_mix("udnie:0.7, the_scream:0.3") == {"udnie": 0.7, "the_scream": 0.3}

@@ -32,6 +32,8 @@ def load_model(style: str | Path | None = None, device: str = "cpu", mix: str | 
     model = files.load_model(path, device=device)
     if isinstance(mix, str):
         mix = registry.parse_mix(mix)
+    elif mix is not None:
+        mix = registry.check_mix(mix)
     model.label = model.select(inner, mix)
     return model
 

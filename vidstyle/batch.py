@@ -409,6 +409,8 @@ class StylizeJob:
         path, inner = registry.resolve(style)
         if isinstance(mix, str):
             mix = registry.parse_mix(mix)
+        elif mix is not None:
+            mix = registry.check_mix(mix)
         model = files.load_model(path)  # validates the file; the label names the outputs
         self.label: str = model.select(inner, mix)
         if not 0.0 <= strength <= 1.0:

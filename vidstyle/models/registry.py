@@ -190,7 +190,7 @@ def _model_path(model: str) -> Path:
 
 
 def parse_mix(text: str | None) -> dict[str, float] | None:
-    """``"a:0.5,b:0.5"`` -> {"a": 0.5, "b": 0.5}."""
+    """``"a:0.5,b:0.5"`` -> {"a": 0.5, "b": 0.5}, checked by ``check_mix``."""
     if not text:
         return None
     out = {}
@@ -207,6 +207,26 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
             raise VidstyleError(f"--mix wants NAME:WEIGHT pairs, got {part!r}") from None
         if not math.isfinite(out[name]):
             raise VidstyleError(f"--mix weights must be finite numbers, not {w!r} (in {part!r})")
+    return check_mix(out)
+
+
+def check_mix(mix: dict) -> dict[str, float]:
+    """{style: weight} from the command line or the Python API -> the same with float weights.
+
+    Weights must be finite, non-negative and not all zero (VidstyleError otherwise).
+    """
+    out = {}
+    for name, w in mix.items():
+        if not isinstance(name, str) or not name:
+            raise VidstyleError(f"--mix style names must be non-empty strings, not {name!r}")
+        try:
+            out[name] = float(w)
+        except (TypeError, ValueError):
+            raise VidstyleError(f"--mix weight of {name} must be a number, not {w!r}") from None
+        if not math.isfinite(out[name]):
+            raise VidstyleError(f"--mix weights must be finite numbers, not {w!r} (for {name})")
+    if not out:
+        raise VidstyleError("--mix names no style")
     if not math.isfinite(sum(out.values())):
         raise VidstyleError("--mix weights are too large to add up; give weights like udnie:0.7,the_scream:0.3")
     if any(v < 0 for v in out.values()) or sum(out.values()) <= 0:
