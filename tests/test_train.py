@@ -654,9 +654,9 @@ def test_layout_weight_adds_its_term_and_old_checkpoints_resume_without_it(tmp_p
     old = tmp_path / "old.safetensors"
     save_file(read_checkpoint(ck)[2], str(old), metadata={**meta, "config": json.dumps(config_old)})
     assert read_checkpoint(old)[1]["layout_weight"] == 0.0
-    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), layout_weight=0.0, resume=str(old))).step == 0
+    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "c"), layout_weight=0.0, resume=str(old))).step == 0
     with pytest.raises(VidstyleError, match="layout-weight"):
-        Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old)))
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "d"), resume=str(old)))
 
 
 def test_colour_loss_asks_for_the_paintings_colours_not_their_places():
@@ -807,6 +807,12 @@ def test_a_fresh_run_never_replaces_an_earlier_run_in_its_run_dir(tmp_path):
         res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", *extra)
         assert_one_line(res, "earlier run", "--resume", "--overwrite", "--run-dir")
         assert {p.name: p.read_bytes() for p in rd.iterdir()} == before and not (tmp_path / "b.safetensors").exists()
+    # another run's checkpoint, resumed into this run's folder
+    other = tmp_path / "other.safetensors"
+    other.write_bytes((rd / "checkpoint.safetensors").read_bytes())
+    res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", other)
+    assert_one_line(res, "another run", "--overwrite", "--run-dir")
+    assert {p.name: p.read_bytes() for p in rd.iterdir()} == before and not (tmp_path / "b.safetensors").exists()
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", rd / "checkpoint.safetensors",
                      "--steps", "3")
     assert res.exit_code == 0, res.output

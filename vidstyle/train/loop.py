@@ -367,6 +367,12 @@ class Trainer:
             raise VidstyleError(f"--run-dir {self.run_dir} holds an earlier run: pass --resume "
                                 f"{self.checkpoint_path()} to continue it, --overwrite to start over there, "
                                 f"or another --run-dir")
+        # Resuming a checkpoint kept elsewhere into a folder that holds a different run would mix the two.
+        if cfg.resume and self.checkpoint_path().exists() and not cfg.overwrite \
+                and Path(cfg.resume).resolve().parent != self.run_dir.resolve():
+            raise VidstyleError(f"--run-dir {self.run_dir} holds another run's checkpoint: resume from "
+                                f"{self.checkpoint_path()}, choose another --run-dir, or pass --overwrite "
+                                f"to continue {cfg.resume} there")
 
     # -- one step ----------------------------------------------------------------
     @property
