@@ -331,7 +331,7 @@ def test_eval_flo_dir_must_hold_flo_files(tmp_path, clip, model_file):
 
 
 def test_eval_plot_without_matplotlib_fails_first(tmp_path, clip, model_file, monkeypatch):
-    import vidstyle.commands.evaluate as ev
+    import vidstyle.evaluate as ev
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
 
     def not_now(*a, **k):

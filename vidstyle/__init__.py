@@ -1,6 +1,21 @@
-"""vidstyle: turn videos and webcam feeds into moving paintings."""
-from .api import RunResult, load_model, stylize_image, stylize_video
+"""vidstyle: turn videos and webcam feeds into moving paintings.
+
+The API (``load_model``, ``stylize_image``, ``stylize_video``, ``RunResult``) is imported on first use, so
+that ``vidstyle --help`` and the error classes do not wait for PyTorch.
+"""
 from .errors import IncompleteInput, VidstyleError
 
 __version__ = "0.1.0"
 __all__ = ["IncompleteInput", "RunResult", "VidstyleError", "load_model", "stylize_image", "stylize_video"]
+_API = {"RunResult", "load_model", "stylize_image", "stylize_video"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'vidstyle' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

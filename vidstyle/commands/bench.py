@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from ..bench import bench_pipeline
 from ..errors import VidstyleError
 from .common import (BrushOpt, Device, Engine, EngineOpt, MaxSideOpt, Precision, PrecisionOpt, parse_size,
                      user_errors)
@@ -42,6 +41,7 @@ def bench(
             res = bench_live(wh, frames, style, device.value, max_side, source_fps, engine=engine.value,
                              precision=precision.value, brush=brush)
         else:
+            from ..bench import bench_pipeline
             res = bench_pipeline(wh, frames, style, device.value, batch_size, codec, preset, max_side,
                                  engine=engine.value, precision=precision.value, brush=brush)
         if json_out:

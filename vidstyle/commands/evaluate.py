@@ -8,8 +8,6 @@ from typing import List, Optional
 import typer
 
 from ..errors import VidstyleError
-from ..evaluate import FlowBank, check_flo_dir, evaluate, load_frames, plot, pyplot
-from ..io.images import read_image
 from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, Precision, PrecisionOpt,
                      StrengthOpt, user_errors)
 
@@ -43,6 +41,8 @@ def eval_cmd(
     Example: vidstyle eval frames/ --style starry_night --compare
     """
     from ..api import make_stylizer
+    from ..evaluate import FlowBank, check_flo_dir, evaluate, load_frames, plot, pyplot
+    from ..io.images import read_image
     from ..temporal import Stabilizer
 
     with user_errors():
