@@ -67,6 +67,29 @@ def two_style_model(path: Path | None = None, seed: int = 1) -> StyleModel:
 
 # ------------------------------------------------------------------ same pictures
 @needs_openvino
+@pytest.mark.parametrize("arch,shape", [("lite", (2, 3, 8, 12)), ("lite", (1, 3, 8, 8)), ("transformer", (1, 3, 36, 52))])
+def test_fused_upsampling_paints_the_same(arch, shape):
+    from torch import nn
+    from vidstyle.models.transformer import UpsampleConvTranspose, fuse_upsampling
+
+    net = two_style_model().net if arch == "lite" else TransformerNet(arch_config(arch, 2)).eval()
+    with torch.no_grad():
+        for m in net.decoder:                       # non-zero biases and varied weights at the border
+            m.conv.bias.normal_(0, 5)
+    fused = fuse_upsampling(net)
+    kinds = [type(m) for m in fused.decoder]
+    assert kinds.count(UpsampleConvTranspose) == 2 and not any(isinstance(m, nn.Upsample) for m in fused.modules())
+    assert all(isinstance(m.conv, nn.Conv2d) for m in net.decoder)  # the original is left alone
+    torch.manual_seed(0)
+    x = torch.rand(shape)
+    with torch.no_grad():
+        for mix in (torch.tensor([1.0, 0.0]), torch.tensor([0.3, 0.7])):
+            a, b = net(x, mix), fused(x, mix)
+            assert a.shape == b.shape == x.shape
+            assert float((a - b).abs().max()) < 1e-4 * max(1.0, float(a.abs().max()))
+            assert float((a - x).abs().mean()) > 0.01  # the network does paint something
+
+
 def test_openvino_bf16_matches_torch_fp32_on_the_sample(bundled, sample_frames):
     ref = Stylizer(bundled, "cpu", engine="torch", precision="fp32")(sample_frames)
     bf16 = Stylizer(bundled, "cpu", engine="openvino", precision="bf16")
@@ -278,7 +301,9 @@ def test_tiny_frames(bundled, engine, size):
     st = Stylizer(bundled, "cpu", engine=engine, precision="fp32")
     y = st(x)
     assert y.shape == x.shape and y.dtype == np.uint8
-    if engine == "openvino":
+    if engine == "openvino" and h * w > 1:
+        # (a 1x1 frame reaches the network as one flat colour, which instance norm cannot tell from each
+        # engine's rounding noise: there the engines' pictures differ, as they may for any flat frame)
         ref = Stylizer(bundled, "cpu", engine="torch", precision="fp32")(x)
         assert np.abs(y.astype(int) - ref.astype(int)).max() <= 1
 

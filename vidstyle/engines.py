@@ -54,6 +54,7 @@ import torch
 
 from . import precision as prec
 from .errors import VidstyleError, one_line
+from .models.transformer import fuse_upsampling
 
 log = logging.getLogger("vidstyle")
 
@@ -205,6 +206,8 @@ class TorchEngine:
         self.dtype = dtype
         self.precision = prec.name(dtype)
         net = model.net.to(device).eval()
+        if device.type == "cpu":  # 16% faster here in bf16; on a GPU not measured, so the plain graph stays
+            net = fuse_upsampling(net)
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True

