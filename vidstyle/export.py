@@ -92,6 +92,9 @@ def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
 
     from .models.transformer import fuse_upsampling
 
+    p = next(net.parameters(), None)
+    if getattr(net, "fused", False) and p is not None and p.device.type == "cpu" and p.dtype == torch.float32:
+        return net  # made here already
     return fuse_upsampling(copy.deepcopy(net).float().cpu())
 
 

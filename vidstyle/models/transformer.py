@@ -107,7 +107,7 @@ class UpsampleConvTranspose(nn.Module):
     A 2x nearest upsample, reflection pad 1 and a 3x3 conv is one transposed conv (4x4, stride 2) over
     the input padded by replication: each output pixel sees 2x2 input pixels, whose weights are sums of
     the 3x3 taps that fell on the same input pixel; the reflected border of the upsampled picture is the
-    replicated border of the small one. Shares the norm (and so the style mix) with the layer it replaces.
+    replicated border of the small one. Keeps the norm module of the layer it is made from.
     """
 
     def __init__(self, layer: ConvNorm):
@@ -137,6 +137,7 @@ def fuse_upsampling(net: "TransformerNet") -> "TransformerNet":
     import copy
 
     out = copy.deepcopy(net).eval()
+    out.fused = True
     for i, layer in enumerate(out.decoder):
         if isinstance(layer, ConvNorm) and layer.upsample == 2 and layer.conv.kernel_size == (3, 3):
             out.decoder[i] = UpsampleConvTranspose(layer)
