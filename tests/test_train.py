@@ -799,6 +799,7 @@ def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
 
 @needs_hed
 def test_a_fresh_run_never_replaces_an_earlier_run_in_its_run_dir(tmp_path):
+    from vidstyle.train.loop import _run_id
     rd = tmp_path / "rd"
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "a.safetensors")
     assert res.exit_code == 0, res.output
@@ -807,14 +808,25 @@ def test_a_fresh_run_never_replaces_an_earlier_run_in_its_run_dir(tmp_path):
         res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", *extra)
         assert_one_line(res, "earlier run", "--resume", "--overwrite", "--run-dir")
         assert {p.name: p.read_bytes() for p in rd.iterdir()} == before and not (tmp_path / "b.safetensors").exists()
-    # another run's checkpoint, resumed into this run's folder
-    other = tmp_path / "other.safetensors"
-    other.write_bytes((rd / "checkpoint.safetensors").read_bytes())
-    res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", other)
-    assert_one_line(res, "another run", "--overwrite", "--run-dir")
-    assert {p.name: p.read_bytes() for p in rd.iterdir()} == before and not (tmp_path / "b.safetensors").exists()
+    # another run's checkpoint, resumed into this run's folder, also under this run's file name
+    res = tiny_train(tmp_path, "--run-dir", tmp_path / "rd2", "-o", tmp_path / "a2.safetensors")
+    assert res.exit_code == 0, res.output
+    renamed = rd / "mine.safetensors"
+    renamed.write_bytes((tmp_path / "rd2" / "checkpoint.safetensors").read_bytes())
+    for other in (tmp_path / "rd2" / "checkpoint.safetensors", renamed):
+        res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", other, "--steps", "3")
+        assert_one_line(res, "another run", "--overwrite", "--run-dir")
+        assert {p.name: p.read_bytes() for p in rd.iterdir() if p != renamed} == before
+        assert not (tmp_path / "b.safetensors").exists()
+    renamed.unlink()
+    # a copy of this run's own checkpoint, kept elsewhere (a backup), continues it
+    backup = tmp_path / "backup.safetensors"
+    backup.write_bytes((rd / "checkpoint.safetensors").read_bytes())
+    res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b0.safetensors", "--resume", backup, "--steps", "3")
+    assert res.exit_code == 0, res.output
+    assert _run_id(rd / "checkpoint.safetensors") == _run_id(backup) != _run_id(tmp_path / "rd2" / "checkpoint.safetensors")
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", rd / "checkpoint.safetensors",
-                     "--steps", "3")
+                     "--steps", "4")
     assert res.exit_code == 0, res.output
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "c.safetensors", "--overwrite")
     assert res.exit_code == 0, res.output

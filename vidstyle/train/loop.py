@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,6 +127,17 @@ def _hms(seconds: float) -> str:
 def _grid(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) -> (H, N*W, 3) uint8."""
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
+
+
+def _run_id(path: Path) -> str | None:
+    """The run id a training checkpoint records; None for a checkpoint from before run ids, or no checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("run_id")
+    except Exception:  # noqa: BLE001 - unreadable: the resume itself says so
+        return None
 
 
 def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, dict[str, torch.Tensor]]:
@@ -337,6 +349,7 @@ class Trainer:
         self.step = 0
         self.skipped_steps = 0  # steps whose loss or gradient was not finite: no update was made
         self.seconds = 0.0  # training time before this run (restored by --resume)
+        self.run_id = uuid.uuid4().hex  # kept across resumes: tells this run's checkpoints from others'
         self._t0: float | None = None  # when this run's train() started
         if cfg.resume and cfg.init:
             raise VidstyleError("give --resume (continue a run) or --init (start from its weights), not both")
@@ -367,12 +380,17 @@ class Trainer:
             raise VidstyleError(f"--run-dir {self.run_dir} holds an earlier run: pass --resume "
                                 f"{self.checkpoint_path()} to continue it, --overwrite to start over there, "
                                 f"or another --run-dir")
-        # Resuming a checkpoint kept elsewhere into a folder that holds a different run would mix the two.
-        if cfg.resume and self.checkpoint_path().exists() and not cfg.overwrite \
-                and Path(cfg.resume).resolve().parent != self.run_dir.resolve():
-            raise VidstyleError(f"--run-dir {self.run_dir} holds another run's checkpoint: resume from "
-                                f"{self.checkpoint_path()}, choose another --run-dir, or pass --overwrite "
-                                f"to continue {cfg.resume} there")
+        # Resuming another run's checkpoint into a folder that holds a run would mix the two. The same
+        # run's checkpoints (its two in the folder, or a copy kept elsewhere: the same run id) are fine.
+        here = self.checkpoint_path()
+        if cfg.resume and here.exists() and not cfg.overwrite:
+            theirs = Path(cfg.resume)
+            own = {here.resolve(), here.with_name(here.stem + "-prev" + here.suffix).resolve()}
+            same = theirs.resolve() in own or (_run_id(theirs) is not None and _run_id(theirs) == _run_id(here))
+            if not same:
+                raise VidstyleError(f"--run-dir {self.run_dir} holds another run's checkpoint: resume from "
+                                    f"{here}, choose another --run-dir, or pass --overwrite to continue "
+                                    f"{cfg.resume} there")
 
     # -- one step ----------------------------------------------------------------
     @property
@@ -490,7 +508,7 @@ class Trainer:
                     tensors[f"opt.{i}.{key}"] = st[key].detach().cpu().contiguous()
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
-        meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
+        meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
                 "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles])}
         atomic = AtomicPath(path)
         save_file(tensors, str(atomic.tmp), metadata=meta)
@@ -520,6 +538,7 @@ class Trainer:
                                      "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(self.device)}
         self.step = int(meta["step"])
         self.seconds = float(meta.get("seconds", 0.0))
+        self.run_id = meta.get("run_id") or self.run_id  # checkpoints from before run ids start one
 
     def _warm_start(self, path: Path) -> None:
         """Start from the weights of a model file or a training checkpoint (same architecture).
