@@ -70,3 +70,28 @@ def test_export_command_writes_an_onnx_file_that_runs(tmp_path):
     assert y.shape == x.shape and float(np.abs(y - x).mean()) > 0.02  # it paints
     bad = CliRunner().invoke(app, ["export", "starry_night", "-o", str(tmp_path / "x.txt")])
     assert bad.exit_code == 2 and bad.output.startswith("error:")
+
+
+def test_progress_bar_appears_with_the_first_frame_and_times_from_it():
+    from vidstyle.commands.common import Progress
+
+    bar = Progress(False, "painting")
+    with bar:
+        pass                                   # an input that failed before its first frame
+    assert not bar.shown and not bar.bar.live.is_started
+    with bar:
+        bar(1, 10)
+        assert bar.shown and bar.bar.live.is_started and bar.first == 1
+        bar(4, 10)
+        task = bar.bar.tasks[0]
+        assert task.started and task.completed == 4 and task.total == 10
+    assert not bar.bar.live.is_started
+    quiet = Progress(True, "painting")
+    with quiet:
+        quiet(1, 10)
+    assert quiet.bar is None and not quiet.shown
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, vidstyle.cli; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -101,9 +101,9 @@ class Progress:
             self.bar = RP(TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                           TextColumn("{task.fields[fps]} fps"), TimeRemainingColumn(),
                           console=Console(stderr=True), transient=True)
-            self.task = self.bar.add_task(label, total=None, fps="-")
-
+            self.task = self.bar.add_task(label, total=None, fps="-", start=False)  # timed from the first frame
         self.shown = False
+        self.first = 0  # frames done when the bar appeared: the rate counts the ones after
 
     def __enter__(self):
         return self
@@ -116,9 +116,10 @@ class Progress:
         if self.bar:
             if not self.shown:      # shown from the first frame on: an input that fails earlier leaves no trace
                 self.bar.__enter__()
-                self.shown = True
+                self.bar.start_task(self.task)
+                self.shown, self.first = True, done
             t = self.bar.tasks[0]
-            fps = f"{done / t.elapsed:.1f}" if t.elapsed else "-"
+            fps = f"{(done - self.first) / t.elapsed:.1f}" if t.elapsed and done > self.first else "-"
             self.bar.update(self.task, completed=done, total=total or None, fps=fps)
 
 

@@ -210,6 +210,11 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
     return check_mix(out)
 
 
+def _short(x) -> str:
+    """``repr(x)`` on one line, at most 60 characters."""
+    return " ".join(repr(x).split())[:60]
+
+
 def check_mix(mix: dict) -> dict[str, float]:
     """{style: weight} from the command line or the Python API -> the same with float weights.
 
@@ -218,13 +223,13 @@ def check_mix(mix: dict) -> dict[str, float]:
     out = {}
     for name, w in mix.items():
         if not isinstance(name, str) or not name:
-            raise VidstyleError(f"--mix style names must be non-empty strings, not {name!r}")
+            raise VidstyleError(f"--mix style names must be non-empty strings, not {_short(name)}")
         try:
             out[name] = float(w)
         except (TypeError, ValueError):
-            raise VidstyleError(f"--mix weight of {name} must be a number, not {w!r}") from None
+            raise VidstyleError(f"--mix weight of {name!r} must be a number, not {_short(w)}") from None
         if not math.isfinite(out[name]):
-            raise VidstyleError(f"--mix weights must be finite numbers, not {w!r} (for {name})")
+            raise VidstyleError(f"--mix weights must be finite numbers, not {w!r} (for {name!r})")
     if not out:
         raise VidstyleError("--mix names no style")
     if not math.isfinite(sum(out.values())):
