@@ -67,19 +67,18 @@ def two_style_model(path: Path | None = None, seed: int = 1) -> StyleModel:
 
 # ------------------------------------------------------------------ same pictures
 @pytest.mark.parametrize("arch,shape", [("lite", (2, 3, 8, 12)), ("lite", (1, 3, 8, 8)), ("transformer", (1, 3, 36, 52))])
-def test_fused_upsampling_paints_the_same(arch, shape):
-    from torch import nn
-    from vidstyle.models.transformer import ConvNorm, UpsampleConvTranspose, fuse_upsampling
+def test_inference_copy_paints_the_same(arch, shape):
+    from vidstyle.models.transformer import ConvNorm, PhaseConv, UpsampleConvTranspose, inference_copy
 
     net = two_style_model().net if arch == "lite" else TransformerNet(arch_config(arch, 2)).eval()
     with torch.no_grad():
         for m in net.decoder:                       # non-zero biases and varied weights at the border
             m.conv.bias.normal_(0, 5)
-    fused = fuse_upsampling(net)
+    fused = inference_copy(net)
     kinds = [type(m) for m in fused.decoder]
-    assert kinds.count(UpsampleConvTranspose) == 2
+    assert kinds == [UpsampleConvTranspose, UpsampleConvTranspose, PhaseConv]
     assert not any(isinstance(m, ConvNorm) and m.upsample > 1 for m in fused.modules())  # no upsample left
-    assert all(isinstance(m.conv, nn.Conv2d) for m in net.decoder)  # the original is left alone
+    assert all(type(m) is ConvNorm for m in net.decoder)  # the original is left alone
     torch.manual_seed(0)
     x = torch.rand(shape)
     with torch.no_grad():

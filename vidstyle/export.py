@@ -42,7 +42,7 @@ FORMATS = ("onnx", "openvino")
 INPUTS = ("image", "mix")
 OUTPUT = "stylized"
 # Bump when the graph built here changes: cached conversions are keyed by it.
-GRAPH_VERSION = 2  # 2: upsampling fused into transposed convs
+GRAPH_VERSION = 3  # 2: upsampling as transposed convs; 3: the RGB output layer as 4 phases
 ONNX_OPSET = 17
 
 IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
@@ -87,15 +87,15 @@ def _quiet():
 
 
 def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
-    """The network on the CPU in fp32, eval mode, its upsampling fused (``fuse_upsampling``); a copy."""
+    """The network on the CPU in fp32, eval mode, laid out for inference (``inference_copy``); a copy."""
     import copy
 
-    from .models.transformer import fuse_upsampling
+    from .models.transformer import inference_copy
 
     p = next(net.parameters(), None)
     if getattr(net, "fused", False) and p is not None and p.device.type == "cpu" and p.dtype == torch.float32:
         return net  # made here already
-    return fuse_upsampling(copy.deepcopy(net).float().cpu())
+    return inference_copy(copy.deepcopy(net).float().cpu())
 
 
 def to_onnx_bytes(net: nn.Module, pad: bool = True) -> bytes:
