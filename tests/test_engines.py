@@ -66,27 +66,53 @@ def two_style_model(path: Path | None = None, seed: int = 1) -> StyleModel:
 
 
 # ------------------------------------------------------------------ same pictures
+def plain_forward(layer, x, mix):
+    """ConvNorm as the paper draws it: upsample, reflection pad, conv (the reference for its faster forms)."""
+    import torch.nn.functional as F
+    if layer.upsample > 1:
+        x = F.interpolate(x, scale_factor=layer.upsample, mode="nearest")
+    x = layer.conv(layer.pad(x))
+    if layer.norm is not None:
+        x = layer.norm(x, mix)
+    return F.relu(x) if layer.relu else x
+
+
 @pytest.mark.parametrize("arch,shape", [("lite", (2, 3, 8, 12)), ("lite", (1, 3, 8, 8)), ("transformer", (1, 3, 36, 52))])
-def test_inference_copy_paints_the_same(arch, shape):
-    from vidstyle.models.transformer import ConvNorm, PhaseConv, UpsampleConvTranspose, inference_copy
+def test_fast_layer_forms_compute_the_plain_layers(arch, shape, monkeypatch):
+    from vidstyle.models import transformer
 
     net = two_style_model().net if arch == "lite" else TransformerNet(arch_config(arch, 2)).eval()
     with torch.no_grad():
         for m in net.decoder:                       # non-zero biases and varied weights at the border
             m.conv.bias.normal_(0, 5)
-    fused = inference_copy(net)
-    kinds = [type(m) for m in fused.decoder]
-    assert kinds == [UpsampleConvTranspose, UpsampleConvTranspose, PhaseConv]
-    assert not any(isinstance(m, ConvNorm) and m.upsample > 1 for m in fused.modules())  # no upsample left
-    assert all(type(m) is ConvNorm for m in net.decoder)  # the original is left alone
+    calls = []
+    for name in ("upsampled_conv", "phased_conv"):  # count the fast forms' calls, through the real functions
+        real = getattr(transformer, name)
+        monkeypatch.setattr(transformer, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
     torch.manual_seed(0)
     x = torch.rand(shape)
-    with torch.no_grad():
-        for mix in (torch.tensor([1.0, 0.0]), torch.tensor([0.3, 0.7])):
-            a, b = net(x, mix), fused(x, mix)
-            assert a.shape == b.shape == x.shape
-            assert float((a - b).abs().max()) < 1e-4 * max(1.0, float(a.abs().max()))
-            assert float((a - x).abs().mean()) > 0.01  # the network does paint something
+    for mix in (torch.tensor([1.0, 0.0]), torch.tensor([0.3, 0.7])):
+        with torch.no_grad():
+            fast = net(x, mix)
+            with monkeypatch.context() as m:
+                m.setattr(transformer.ConvNorm, "forward", plain_forward)
+                ref = net(x, mix)
+        assert fast.shape == ref.shape == x.shape
+        assert float((fast - ref).abs().max()) < 1e-4 * max(1.0, float(ref.abs().max()))
+        assert float((ref - x).abs().mean()) > 0.01  # the network does paint something
+    assert calls == ["upsampled_conv", "upsampled_conv", "phased_conv"] * 2
+    # and the gradients, which training follows, are the plain layers' too
+    y = torch.rand(shape)
+    net.requires_grad_(True)
+    grads = []
+    for forward in (None, plain_forward):
+        net.zero_grad()
+        with monkeypatch.context() as m:
+            if forward:
+                m.setattr(transformer.ConvNorm, "forward", forward)
+            (net(x, torch.tensor([0.3, 0.7])) - y).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-6 * float(grads[1].abs().max()))
 
 
 @needs_openvino

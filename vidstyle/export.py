@@ -42,7 +42,7 @@ FORMATS = ("onnx", "openvino")
 INPUTS = ("image", "mix")
 OUTPUT = "stylized"
 # Bump when the graph built here changes: cached conversions are keyed by it.
-GRAPH_VERSION = 3  # 2: upsampling as transposed convs; 3: the RGB output layer as 4 phases
+GRAPH_VERSION = 4  # 2, 3: upsampling as transposed convs, the RGB output layer in 4 phases; 4: computed by ConvNorm
 ONNX_OPSET = 17
 
 IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
@@ -87,15 +87,13 @@ def _quiet():
 
 
 def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
-    """The network on the CPU in fp32, eval mode, laid out for inference (``inference_copy``); a copy."""
+    """The network on the CPU in fp32, eval mode, without touching the caller's module."""
     import copy
 
-    from .models.transformer import inference_copy
-
     p = next(net.parameters(), None)
-    if getattr(net, "fused", False) and p is not None and p.device.type == "cpu" and p.dtype == torch.float32:
-        return net  # made here already
-    return inference_copy(copy.deepcopy(net).float().cpu())
+    if p is not None and p.device.type == "cpu" and p.dtype == torch.float32 and not net.training:
+        return net
+    return copy.deepcopy(net).float().cpu().eval()
 
 
 def to_onnx_bytes(net: nn.Module, pad: bool = True) -> bytes:

@@ -76,8 +76,48 @@ class StyleNorm(nn.Module):
         return x * gamma[:, :, None, None].to(x.dtype) + beta[:, :, None, None].to(x.dtype)
 
 
+def _merge_taps(w: torch.Tensor) -> torch.Tensor:
+    """(..., 3) taps of a conv after a 2x nearest upsample -> the (..., 4) taps of its transposed form."""
+    return torch.stack([w[..., 2], w[..., 1] + w[..., 2], w[..., 0] + w[..., 1], w[..., 0]], -1)
+
+
+def upsampled_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(reflect_pad_1(upsample_nearest_2x(x)))`` for a 3x3 ``conv``, as one transposed convolution.
+
+    (N, Cin, h, w) -> (N, Cout, 2h, 2w). Each output pixel sees 2x2 input pixels, whose weights are the sums
+    of the 3x3 taps that fell on the same input pixel (a 4x4 kernel, stride 2); the reflected border of the
+    upsampled picture is the replicated border of the small one. The same function with 2.25x fewer
+    multiply-adds and no upsampled tensor.
+    """
+    w = conv.weight                                                      # (Cout, Cin, 3, 3)
+    k = _merge_taps(_merge_taps(w).transpose(-1, -2)).transpose(-1, -2)  # (Cout, Cin, 4, 4)
+    return F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k.transpose(0, 1), conv.bias,
+                              stride=2, padding=3)
+
+
+def phased_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A stride-1 kxk ``conv`` of an already padded ``x``, computed per output phase: for few output channels.
+
+    (N, Cin, H + k - 1, W + k - 1), H and W even -> (N, Cout, H, W). A conv with Cout = 3 fills 3 of a vector
+    unit's 16 lanes; here it is one stride-2 conv with a (k+1)x(k+1) kernel and 4*Cout channels, one group per
+    output phase (the kernel shifted by 0 or 1 row and column), then ``pixel_shuffle``: 23% more
+    multiply-adds and 4 times the channels.
+    """
+    w = conv.weight                                                      # (Cout, Cin, k, k)
+    cout, cin, k, _ = w.shape
+    phases = torch.stack([F.pad(w, (q, 1 - q, p, 1 - p)) for p in range(2) for q in range(2)], 1)
+    y = F.conv2d(x, phases.reshape(4 * cout, cin, k + 1, k + 1), conv.bias.repeat_interleave(4), stride=2)
+    return F.pixel_shuffle(y, 2)                                         # (N, 4 Cout, H/2, W/2) -> (N, Cout, H, W)
+
+
 class ConvNorm(nn.Module):
-    """Reflection-padded conv, optional style norm, optional ReLU."""
+    """Reflection-padded conv, optional style norm, optional ReLU.
+
+    Two layers are computed in a form laid out for the hardware (the same function; about 25% less time
+    for the whole network on the CPU, docs/PERFORMANCE.md): a 3x3 conv after a 2x upsample as one transposed
+    conv (``upsampled_conv``), and a stride-1 conv with at most 4 output channels (the RGB output layer) per
+    output phase (``phased_conv``; it needs even H and W, which ``TransformerNet`` guarantees inside).
+    """
 
     def __init__(self, cin, cout, k, stride=1, n_styles=1, norm=True, relu=True, upsample=1):
         super().__init__()
@@ -88,98 +128,17 @@ class ConvNorm(nn.Module):
         self.relu = relu
 
     def forward(self, x, mix):
-        if self.upsample > 1:
-            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
-        x = self.conv(self.pad(x))
+        if self.upsample == 2 and self.conv.kernel_size == (3, 3):
+            x = upsampled_conv(x, self.conv)
+        elif self.upsample == 1 and self.conv.stride == (1, 1) and self.conv.out_channels <= 4:
+            x = phased_conv(self.pad(x), self.conv)
+        else:
+            if self.upsample > 1:
+                x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+            x = self.conv(self.pad(x))
         if self.norm is not None:
             x = self.norm(x, mix)
         return F.relu(x) if self.relu else x
-
-
-def _merge_taps(w: torch.Tensor) -> torch.Tensor:
-    """(..., 3) taps of a conv after a 2x nearest upsample -> the (..., 4) taps of its transposed form."""
-    return torch.stack([w[..., 2], w[..., 1] + w[..., 2], w[..., 0] + w[..., 1], w[..., 0]], -1)
-
-
-class UpsampleConvTranspose(nn.Module):
-    """The inference form of ``ConvNorm(k=3, upsample=2)``: the same output, 2.25x fewer multiply-adds.
-
-    A 2x nearest upsample, reflection pad 1 and a 3x3 conv is one transposed conv (4x4, stride 2) over
-    the input padded by replication: each output pixel sees 2x2 input pixels, whose weights are sums of
-    the 3x3 taps that fell on the same input pixel; the reflected border of the upsampled picture is the
-    replicated border of the small one. Keeps the norm module of the layer it is made from.
-    """
-
-    def __init__(self, layer: ConvNorm):
-        super().__init__()
-        w = layer.conv.weight.detach()                                       # (Cout, Cin, 3, 3)
-        k = _merge_taps(_merge_taps(w).transpose(-1, -2)).transpose(-1, -2)  # (Cout, Cin, 4, 4)
-        self.conv = nn.ConvTranspose2d(w.shape[1], w.shape[0], 4, stride=2, padding=3).to(w)
-        with torch.no_grad():
-            self.conv.weight.copy_(k.transpose(0, 1))                        # (Cin, Cout, 4, 4)
-            self.conv.bias.copy_(layer.conv.bias)
-        self.norm = layer.norm
-        self.relu = layer.relu
-
-    def forward(self, x, mix):
-        x = self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate"))  # (N, C, h, w) -> (N, Cout, 2h, 2w)
-        if self.norm is not None:
-            x = self.norm(x, mix)
-        return F.relu(x) if self.relu else x
-
-
-class PhaseConv(nn.Module):
-    """The inference form of a stride-1 ``ConvNorm`` with few output channels (the RGB output layer).
-
-    A kxk conv with Cout = 3 fills 3 of a vector unit's 16 lanes. The same conv is computed as a stride-2
-    conv with a (k+1)x(k+1) kernel and 4*Cout channels, one group per output phase (p, q) (the kernel
-    shifted by p rows and q columns, zeros elsewhere), then ``pixel_shuffle``: 23% more multiply-adds,
-    4 times the channels, and 15-20% faster for the whole network on the CPU. Needs even H and W, which
-    ``TransformerNet`` guarantees inside (multiples of 4).
-    """
-
-    def __init__(self, layer: ConvNorm):
-        super().__init__()
-        w = layer.conv.weight.detach()                       # (Cout, Cin, k, k)
-        cout, cin, k, _ = w.shape
-        phases = w.new_zeros(cout, 2, 2, cin, k + 1, k + 1)
-        for p in range(2):
-            for q in range(2):
-                phases[:, p, q, :, p:p + k, q:q + k] = w
-        self.conv = nn.Conv2d(cin, 4 * cout, k + 1, stride=2).to(w)
-        with torch.no_grad():
-            self.conv.weight.copy_(phases.reshape(4 * cout, cin, k + 1, k + 1))
-            self.conv.bias.copy_(layer.conv.bias.repeat_interleave(4))
-        self.pad = nn.ReflectionPad2d(k // 2)
-        self.norm = layer.norm
-        self.relu = layer.relu
-
-    def forward(self, x, mix):
-        x = F.pixel_shuffle(self.conv(self.pad(x)), 2)     # (N, Cin, H, W) -> (N, 4 Cout, H/2, W/2) -> (N, Cout, H, W)
-        if self.norm is not None:
-            x = self.norm(x, mix)
-        return F.relu(x) if self.relu else x
-
-
-def inference_copy(net: "TransformerNet") -> "TransformerNet":
-    """A copy of ``net`` for inference: the same function, laid out for the CPU's vector units.
-
-    Its upsampling layers become ``UpsampleConvTranspose`` and its RGB output layer ``PhaseConv``: the same
-    pictures (to float rounding) in about 25% less time on the CPU (measured with OpenVINO bf16 and int8, and
-    PyTorch bf16; docs/PERFORMANCE.md). Not for training: its weights are derived, not shared.
-    """
-    import copy
-
-    out = copy.deepcopy(net).eval()
-    out.fused = True
-    for i, layer in enumerate(out.decoder):
-        if not isinstance(layer, ConvNorm):
-            continue
-        if layer.upsample == 2 and layer.conv.kernel_size == (3, 3):
-            out.decoder[i] = UpsampleConvTranspose(layer)
-        elif layer.upsample == 1 and layer.conv.stride == (1, 1) and layer.conv.out_channels <= 4:
-            out.decoder[i] = PhaseConv(layer)
-    return out
 
 
 class ResidualBlock(nn.Module):
