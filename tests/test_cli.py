@@ -95,3 +95,9 @@ def test_progress_bar_appears_with_the_first_frame_and_times_from_it():
 def test_help_does_not_import_torch():
     code = "import sys, vidstyle.cli; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_listing_styles_does_not_import_torch():
+    code = ("import sys, json; from vidstyle.commands.styles import styles; from vidstyle.models import registry; "
+            "rows = registry.list_styles(); sys.exit(1 if 'torch' in sys.modules or not rows else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

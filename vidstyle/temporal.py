@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from .flow import RAFTFlow, make_flow, to_tensor
+from .models.metadata import DEFAULT_STRENGTH  # noqa: F401 - temporal.DEFAULT_STRENGTH, as before
 from .warp import occlusion, warp
 
-DEFAULT_STRENGTH = 0.7  # for a style whose model file records no strength of its own
 
 
 def _coarse(x: torch.Tensor, k: int) -> torch.Tensor:

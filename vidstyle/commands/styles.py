@@ -15,7 +15,7 @@ def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON lis
     strength `--temporal` stabilises the style with when no --temporal-strength is given.
     """
     from ..models import registry
-    from ..temporal import DEFAULT_STRENGTH
+    from ..models.metadata import DEFAULT_STRENGTH
 
     with user_errors():
         rows = [{"name": e.name, "source": e.source, "arch": e.arch, "model": e.model, "style": e.inner,

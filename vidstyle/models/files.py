@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import VidstyleError, one_line
+from .metadata import read_metadata  # noqa: F401 - part of this module's API
 from .transformer import ArchConfig, TransformerNet
 
 FORMAT = "vidstyle-model"
@@ -144,16 +144,6 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     meta = read_metadata(src)
     meta["temporal_strength"] = json.dumps(merged)
     return write_safetensors(dst, load_file(str(src)), meta)
-
-
-def read_metadata(path: str | Path) -> dict:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError, Exception) as e:
-        raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleModel:

@@ -76,7 +76,7 @@ class _ModelFile:
 
 
 def _read(path: Path, source: str) -> _ModelFile:
-    from .files import read_metadata
+    from .metadata import read_metadata
 
     try:
         meta = read_metadata(path)
