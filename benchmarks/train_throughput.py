@@ -4,7 +4,8 @@
     python benchmarks/train_throughput.py --size 256 --steps 50            # GPU
 
 "plain" is the way pytorch/examples' fast_neural_style trains: fp32, contiguous tensors, Adam, one
-process, a zero-padded VGG. "vidstyle" is `Trainer.train_step` with ``--precision fp32`` and with
+process, a zero-padded VGG (the transformer network is vidstyle's in all three, with its faster forms of
+the upsampling and output layers: the same function). "vidstyle" is `Trainer.train_step` with ``--precision fp32`` and with
 ``--precision bf16`` (autocast; channels_last on CUDA), AdamW and the reflect-padded loss network. All leave out
 the temporal loss so that the work is the same, and read the same photos with the same seeds.
 """
