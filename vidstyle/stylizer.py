@@ -143,7 +143,7 @@ class Stylizer:
     @property
     def temporal_strength(self) -> float:
         """The ``--temporal`` strength of the style painted now: its model file's, else the default."""
-        from .temporal import DEFAULT_STRENGTH
+        from .models.metadata import DEFAULT_STRENGTH
 
         own = self.model.temporal_strength()
         return DEFAULT_STRENGTH if own is None else own

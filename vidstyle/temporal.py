@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .flow import RAFTFlow, make_flow, to_tensor
-from .models.metadata import DEFAULT_STRENGTH  # noqa: F401 - temporal.DEFAULT_STRENGTH, as before
+from .models.metadata import DEFAULT_STRENGTH
 from .warp import occlusion, warp
-
 
 
 def _coarse(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -129,14 +129,18 @@ def _grid(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
 
 
+def _previous(checkpoint: Path) -> Path:
+    """Where the checkpoint that ``checkpoint`` replaces is kept: ``checkpoint-prev.safetensors`` beside it."""
+    return checkpoint.with_name(checkpoint.stem + "-prev" + checkpoint.suffix)
+
+
 def _run_id(path: Path) -> str | None:
     """The run id a training checkpoint records; None for a checkpoint from before run ids, or no checkpoint."""
-    from safetensors import safe_open
+    from ..models.metadata import read_metadata
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("run_id")
-    except Exception:  # noqa: BLE001 - unreadable: the resume itself says so
+        return read_metadata(path).get("run_id")
+    except VidstyleError:  # unreadable: the resume itself says so
         return None
 
 
@@ -385,8 +389,9 @@ class Trainer:
         here = self.checkpoint_path()
         if cfg.resume and here.exists() and not cfg.overwrite:
             theirs = Path(cfg.resume)
-            own = {here.resolve(), here.with_name(here.stem + "-prev" + here.suffix).resolve()}
-            same = theirs.resolve() in own or (_run_id(theirs) is not None and _run_id(theirs) == _run_id(here))
+            own = {here.resolve(), _previous(here).resolve()}
+            theirs_id = _run_id(theirs)
+            same = theirs.resolve() in own or (theirs_id is not None and theirs_id == _run_id(here))
             if not same:
                 raise VidstyleError(f"--run-dir {self.run_dir} holds another run's checkpoint: resume from "
                                     f"{here}, choose another --run-dir, or pass --overwrite to continue "
@@ -513,7 +518,7 @@ class Trainer:
         atomic = AtomicPath(path)
         save_file(tensors, str(atomic.tmp), metadata=meta)
         if path.exists():
-            os.replace(path, path.with_name(path.stem + "-prev" + path.suffix))
+            os.replace(path, _previous(path))
         atomic.commit()
         return path
 
