@@ -271,6 +271,24 @@ def test_cache_is_reused_and_a_broken_entry_replaced(tmp_path, monkeypatch):
     assert xml.read_text().startswith("<?xml")
 
 
+@needs_openvino
+def test_cache_holds_the_weights_loaded_not_the_file_now(tmp_path, monkeypatch):
+    # A model loaded, its file then rewritten with other weights: the engine built from the loaded model
+    # must paint the loaded weights, and a fresh load of the file the new ones (not a stale cache entry).
+    monkeypatch.setenv("VIDSTYLE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "m.safetensors"
+    old = two_style_model(path, seed=3)
+    two_style_model(path, seed=4)  # same file name, same size, other weights
+    new = load_file(path)
+    x = np.random.default_rng(0).integers(0, 256, (1, 32, 48, 3), np.uint8)
+    for model in (old, new, old):
+        ov = Stylizer(model, "cpu", engine="openvino", precision="fp32")(x)
+        ref = Stylizer(model, "cpu", engine="torch", precision="fp32")(x)
+        assert np.abs(ov.astype(int) - ref).max() <= 2
+    assert np.abs(Stylizer(old, "cpu", engine="torch", precision="fp32")(x).astype(int)
+                  - Stylizer(new, "cpu", engine="torch", precision="fp32")(x)).mean() > 5
+
+
 def test_digest_of_a_model_without_a_file():
     a, b = two_style_model(seed=5), two_style_model(seed=5)
     assert engines.model_digest(a) == engines.model_digest(b)
