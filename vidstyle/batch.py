@@ -9,7 +9,8 @@
 * ``Manifest``: ``OUT/vidstyle-manifest.json`` records every input's status (``done``, ``failed``
   with its one-line error, ``pending``), its output, frames and seconds. It is rewritten atomically
   after every change, by the driver only, so a worker that dies never leaves it wrong. A second run
-  skips what is ``done`` and still on disk, and retries the rest.
+  skips what is ``done``, still on disk and painted from the same input with the same options, and retries
+  the rest.
 * ``run_batch``: paints what is left with a ``paint_one(input, output, *, overwrite, progress)``
   callable, in this process (``executor="local"``) or as Ray tasks (``"ray"`` or a cluster address).
   One bad file gives its error line and the batch goes on.
@@ -37,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import IncompleteInput, VidstyleError
+from .errors import BatchInterrupted, IncompleteInput, VidstyleError
 
 log = logging.getLogger("vidstyle")
 
@@ -74,7 +75,10 @@ class Source:
 
 
 def _walk(folder: Path, exclude: list[Path]) -> list[Path]:
-    """Video files below ``folder``, sorted; hidden names (``.x``, partial outputs) and ``exclude`` skipped."""
+    """Video files below ``folder``, sorted; hidden names (``.x``, partial outputs) skipped, and the folders of
+    ``exclude`` that lie strictly inside ``folder`` (an ``exclude`` that is ``folder`` or above it holds the
+    inputs themselves: ``earlier_outputs`` then tells the outputs from them)."""
+    exclude = [e for e in exclude if _same_or_inside(e, folder) and not _same_or_inside(folder, e)]
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         r = Path(root)
@@ -98,8 +102,8 @@ def find_inputs(specs: Iterable[str | os.PathLike], exclude: Iterable[str | os.P
     A file is taken as it is (whatever its extension); a folder is searched recursively for files
     with a video extension (``VIDEO_EXTENSIONS``) and keeps its layout in ``Source.folder``; a glob
     (``*``, ``?``, ``[``; ``**`` recurses) keeps the video files and folders it matches; a URL is kept
-    as it is. ``exclude``: folders never searched (the output folder). A missing file, an empty
-    folder or a glob that matches nothing is a VidstyleError, before anything is painted.
+    as it is. ``exclude``: folders not searched (the output folder) where they lie inside a folder searched.
+    A missing file, an empty folder or a glob that matches nothing is a VidstyleError, before anything is painted.
     """
     excl = [Path(e) for e in exclude]
     out: list[Source] = []
@@ -204,7 +208,9 @@ class Manifest:
     Item keys: ``input`` (absolute path or URL), ``output`` (relative to DIR), ``status`` (``done``,
     ``failed`` or ``pending``), ``error`` (one line or null), ``frames``, ``seconds``; and also ``style``,
     ``complete`` (false for a truncated input), ``written`` (the output file is ours: a later run may
-    replace it), ``attempts`` and ``updated``. Items of earlier runs that this run does not touch are kept.
+    replace it), ``attempts``, ``updated``, ``notes`` (of the last attempt); and what the output on disk was
+    painted from: ``options`` (the painter's ``options``, e.g. ``StylizeJob.options``), ``input_size`` and
+    ``input_mtime`` (ns; null for a URL). Items of earlier runs that this run does not touch are kept.
     """
 
     def __init__(self, folder: str | os.PathLike):
@@ -426,6 +432,14 @@ class StylizeJob:
         self.codec, self.crf, self.preset = codec, crf, preset
         self.temporal, self.temporal_strength, self.flow = temporal, temporal_strength, flow
         self.video_options = dict(video_options or {})
+        # what changes the output's pixels or encoding (not where or how fast it is painted), as JSON values:
+        # the manifest keeps it with each output, so that a run with other options does not take it as done
+        self.options: dict = json.loads(json.dumps(dict(
+            model=hashlib.sha256(data).hexdigest()[:16], style=inner, mix=mix, max_side=max_side,
+            out_size=out_size, strength=strength, preserve_color=preserve_color, brush=brush, precision=precision,
+            codec=codec, crf=crf, preset=preset, temporal=temporal,
+            temporal_strength=temporal_strength if temporal else None, flow=flow if temporal else None,
+            video={k: v for k, v in self.video_options.items() if k != "allow_protocols"}), default=str))
         opts = json.dumps([self.model_name, inner, mix, self.paint], sort_keys=True, default=str)
         self.key = hashlib.sha256(data + opts.encode()).hexdigest()[:20]
 
@@ -663,6 +677,40 @@ def _lock_folder(folder: Path):
     return f
 
 
+def _input_stat(key: str) -> dict:
+    """``{"input_size", "input_mtime"}`` of a local input (ns); None values for a URL or an unreadable file."""
+    try:
+        st = None if is_url(key) else os.stat(key)
+    except OSError:
+        st = None
+    return {"input_size": st and st.st_size, "input_mtime": st and st.st_mtime_ns}
+
+
+def _changed(item: dict, options: dict | None, stat: dict) -> str | None:
+    """What differs between what ``item``'s output was painted from and this run: ``"max_side, crf"``,
+    ``"the input"``...; None when nothing does (what the item does not record is not compared)."""
+    old = item.get("options")
+    why = []
+    if isinstance(old, dict) and options is not None:
+        why = [k for k in sorted(set(old) | set(options)) if old.get(k) != options.get(k)]
+    if any(item.get(k) is not None and v is not None and item[k] != v for k, v in stat.items()):
+        why.append("the input")
+    return ", ".join(why) or None
+
+
+def _inputs_inside(sources: list[Source], out: Path) -> set[str]:
+    """The local inputs that lie in ``out``, as paths relative to it: names that no output may take."""
+    root = out.resolve()
+    names = set()
+    for s in sources:
+        if not is_url(s.input):
+            try:
+                names.add(Path(s.key).resolve().relative_to(root).as_posix())
+            except ValueError:
+                pass
+    return names
+
+
 def earlier_outputs(sources: list[Source], out: Path) -> tuple[list[Source], list[str]]:
     """(sources, ignored): the files that ``out``'s manifest records as outputs (of any style) are not inputs.
 
@@ -693,11 +741,15 @@ def run_batch(inputs: Sequence[str | os.PathLike | Source], out_dir: str | os.Pa
     ``frames`` and ``seconds`` (or a RunResult); ``overwrite`` and ``progress`` are passed only if it takes
     them. A ``StylizeJob`` is one. ``label``: the style in the output names (default ``paint_one.label``).
     Outputs: ``out_dir/<stem>.<label><suffix>``; videos found in a folder keep their sub-folders; a name
-    already used gets ``-2``, ``-3`` ... and keeps it in later runs (the manifest remembers it).
+    already used, or the path of one of the inputs, gets ``-2``, ``-3`` ... and keeps it in later runs (the
+    manifest remembers it).
     ``executor``: ``"local"``, ``"ray"`` or a Ray address (see ``choose_executor``); Ray tasks ask for one
     GPU each where the cluster has GPUs (``gpus_per_task``), else ``cpus_per_task`` CPUs, and are retried
     ``max_retries`` times when their worker dies. ``ray_init``: extra ``ray.init`` arguments.
-    ``overwrite``: replace outputs that are not ours (ours, recorded as written, are always replaced).
+    ``overwrite``: replace outputs that are not ours (ours, recorded as written, are always replaced), and
+    ours that were painted with other ``paint_one.options`` or from an input that has changed since (without
+    it such an input fails with a one-line error; an output that is still right is skipped).
+    Ctrl-C (or SIGTERM) raises ``BatchInterrupted``, whose message says how many videos are done.
     Files that ``out_dir``'s manifest records as outputs are never inputs (``earlier_outputs``). The inputs
     are found before anything is created: when there is nothing to paint, ``out_dir`` is not made.
     """
@@ -727,10 +779,14 @@ def run_batch(inputs: Sequence[str | os.PathLike | Source], out_dir: str | os.Pa
 def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suffix, overwrite, progress,
                cpus_per_task, gpus_per_task, max_retries, ray_init, probe, t_start) -> BatchResult:
     manifest = Manifest(out)
+    options = getattr(paint_one, "options", None)
+    if options is not None:
+        options = json.loads(json.dumps(options, default=str))  # as the manifest reads it back
 
-    taken = manifest.taken_outputs()
-    plan: list[tuple[dict, bool]] = []  # (item, skip)
+    taken = manifest.taken_outputs() | _inputs_inside(sources, out)  # an output never replaces an input
+    plan: list[tuple[dict, bool, str | None, dict]] = []  # (item, skip, what changed, input stat)
     for src in sources:
+        stat = _input_stat(src.key)
         item = manifest.get(src.key, label, suffix)
         if item is None:
             name = _dedupe(output_name(src, label, suffix), taken)
@@ -738,22 +794,32 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
             item = manifest.add({"input": src.key, "output": name.as_posix(), "status": "pending", "error": None,
                                  "frames": 0, "seconds": 0.0, "style": label, "complete": None, "written": False,
                                  "attempts": 0, "updated": _now()})
-        skip = item["status"] == "done" and manifest.output_path(item).is_file()
+        on_disk = manifest.output_path(item).is_file()
+        changed = _changed(item, options, stat) if on_disk else None
+        skip = item["status"] == "done" and on_disk and not changed
         if not skip:
             item["status"], item["error"] = "pending", None
-        plan.append((item, skip))
+        plan.append((item, skip, changed, stat))
     manifest.save()
 
-    result = BatchResult(manifest=manifest.path, items=[i for i, _ in plan], executor=executor)
-    result.skipped = sum(skip for _, skip in plan)
+    result = BatchResult(manifest=manifest.path, items=[p[0] for p in plan], executor=executor)
+    result.skipped = sum(p[1] for p in plan)
     shown = {src.key: src.input for src in sources}
-    todo = []
-    for item, skip in plan:
-        if not skip:
-            todo.append({"item": item, "input": item["input"], "display": shown.get(item["input"], item["input"]),
-                         "output_path": str(manifest.output_path(item)),
-                         "overwrite": bool(overwrite or item.get("written")),
-                         "total": probe_frames(item["input"]) if probe else 0, "frames": 0})
+    todo, refused = [], []
+    for item, skip, changed, stat in plan:
+        if skip:
+            continue
+        t = {"item": item, "input": item["input"], "display": shown.get(item["input"], item["input"]),
+             "output_path": str(manifest.output_path(item)), "stat": stat,
+             # our own output is replaced, unless it was painted with other options or from another input
+             "overwrite": bool(overwrite or (item.get("written") and not changed)), "total": 0, "frames": 0}
+        if changed and not overwrite:
+            refused.append((t, {"status": "failed", "frames": 0, "seconds": 0.0, "complete": False, "notes": [],
+                                "error": f"{item['output']} was painted with other settings ({changed} changed); "
+                                         "--overwrite paints it again"}))
+            continue
+        t["total"] = probe_frames(item["input"]) if probe else 0
+        todo.append(t)
 
     state = {"done": 0, "failed": 0, "frames": 0, "total": sum(t["total"] for t in todo), "shown": 0.0}
     running: dict[int, dict] = {}  # id(t) -> t, for the videos being painted now
@@ -806,8 +872,11 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
             item["complete"] = res["complete"] if res["status"] == "done" else None
             if res.get("notes"):
                 item["notes"] = res["notes"]
+            else:
+                item.pop("notes", None)  # an earlier attempt's
             if res["status"] == "done":
                 item["written"] = True
+                item.update(t["stat"], options=options)
                 state["done"] += 1
                 state["frames"] += res["frames"]
                 set_total(t, res["frames"])  # the real count, for the progress total
@@ -821,6 +890,8 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
 
     emit("start")
     try:
+        for t, res in refused:
+            notify("result", t, res)
         if not todo:
             pass
         elif executor == "local":
@@ -828,6 +899,8 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
         else:
             _run_ray(todo, paint_one, notify, frames_cb, executor, cpus_per_task, gpus_per_task, max_retries,
                      ray_init)
+    except KeyboardInterrupt as e:
+        raise BatchInterrupted(e, state["done"] + result.skipped, len(plan), out, MANIFEST_NAME) from e
     finally:
         manifest.save()
     result.done, result.frames = state["done"], state["frames"]

@@ -33,3 +33,17 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
         self.exit_code = 128 + signum
         super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM/SIGHUP, ``errors.Terminated``) during a batch; the message says how many videos are done.
+
+    ``exit_code``: 130 for Ctrl-C, else the signal's (128 + number); ``done``, ``total``: videos. The message
+    already says what was kept, so the command line prints it as it is.
+    """
+
+    def __init__(self, cause: KeyboardInterrupt, done: int, total: int, folder, manifest: str):
+        self.exit_code = getattr(cause, "exit_code", 130)
+        self.done, self.total = done, total
+        super().__init__(f"{str(cause) or 'interrupted'}: {done} of {total} videos done in {folder} "
+                         f"(recorded in {manifest}); the same command again paints the rest")

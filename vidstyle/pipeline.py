@@ -4,7 +4,8 @@
 
 Queues hold a few batches, so memory stays flat and the slowest stage sets the
 pace. A failure in any stage stops the others and is raised in the caller;
-Ctrl-C in the caller stops the threads without draining anything.
+Ctrl-C in the caller stops the threads without draining anything, and waits until they have
+ended (a further Ctrl-C meanwhile is held back), so that the caller may close what they used.
 """
 from __future__ import annotations
 
@@ -90,10 +91,8 @@ def run_stages(source: Iterable[T], process: Callable[[list[T]], list[U]], batch
             errors.append(e)
             stop.set()
 
-    threads = [threading.Thread(target=read, name="vidstyle-read", daemon=True),
-               threading.Thread(target=paint, name="vidstyle-paint", daemon=True)]
-    for t in threads:
-        t.start()
+    ended = [_start(read, "vidstyle-read"), _start(paint, "vidstyle-paint")]
+    finished = False
     try:
         while True:
             try:
@@ -105,9 +104,45 @@ def run_stages(source: Iterable[T], process: Callable[[list[T]], list[U]], batch
             batch, outputs = got
             for pair in zip(batch, outputs, strict=True):
                 yield pair
+        finished = True
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=10)
+        held = _wait(ended)
+    if held is not None and finished:  # else what stopped the pipeline (most often a first Ctrl-C) goes on
+        raise held
     if errors:
         raise errors[0]
+
+
+def _start(target: Callable[[], None], name: str) -> threading.Event:
+    """Run ``target`` in a daemon thread; returns an Event set when it has returned.
+
+    (Not ``Thread.join``: a Ctrl-C that interrupts it can leave a running thread taken as stopped.)
+    """
+    ended = threading.Event()
+
+    def run():
+        try:
+            target()
+        finally:
+            ended.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return ended
+
+
+def _wait(ended: list[threading.Event]) -> KeyboardInterrupt | None:
+    """Wait until every stage thread has ended (``ended``); returns a Ctrl-C that came meanwhile (held back).
+
+    Never returns while one runs: the caller then closes what it was using (the reader's generator and
+    container), and that under a running thread is a ``ValueError: generator already executing`` or worse.
+    A stalled network read ends at the reader's read timeout, and the thread then sees ``stop``.
+    """
+    held = None
+    while True:
+        try:  # the whole loop: a signal's KeyboardInterrupt may come at any line
+            for e in ended:
+                e.wait()
+            return held
+        except KeyboardInterrupt as e:
+            held = e

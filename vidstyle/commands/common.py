@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import IncompleteInput, Terminated, VidstyleError
+from ..errors import BatchInterrupted, IncompleteInput, Terminated, VidstyleError
 
 
 class Device(str, Enum):
@@ -31,6 +31,9 @@ def user_errors():
     except VidstyleError as e:
         _err(str(e))
         raise typer.Exit(2)
+    except BatchInterrupted as e:  # its message says which videos are done
+        _err(str(e))
+        raise typer.Exit(e.exit_code)
     except Terminated as e:
         _err(f"{e}; nothing was written at the target")
         raise typer.Exit(e.exit_code)
