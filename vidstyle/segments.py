@@ -21,6 +21,7 @@ seams against the median inside the parts.
 from __future__ import annotations
 
 import contextlib
+import glob
 import heapq
 import itertools
 import os
@@ -108,14 +109,16 @@ def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
             raise VidstyleError(f"{src} has no video stream")
         vs = c.streams.video[0]
         tb = vs.time_base or Fraction(1, 90000)
-        header = int(vs.frames or 0)
+        header = int(vs.frames or 0)  # counts the frames an edit list discards too
         pts, keys = [], set()
+        discarded = 0
         for p in c.demux(vs):
             if p.dts is None and p.pts is None:  # the flush packet
                 continue
             if p.pts is None:
                 raise NoSegments("video packets without timestamps")
-            if getattr(p, "is_discard", False):
+            if p.is_discard:  # cut away by an edit list (as ffmpeg -ss -c copy writes): never shown
+                discarded += 1
                 continue
             pts.append(int(p.pts))
             if p.is_keyframe:
@@ -125,7 +128,7 @@ def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
     finally:
         c.close()
     pts.sort()
-    if header and len(pts) < header * 0.98 - 1:
+    if header and len(pts) + discarded < header * 0.98 - 1:
         raise NoSegments(f"the file ends early ({len(pts)} of the {header} frames its header announces)")
     if len(set(pts)) != len(pts):
         raise NoSegments("repeated video timestamps")
@@ -265,8 +268,10 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
     opened: list = []
     writer = None
     try:
-        heads = [open_container(p) for p in part_paths]
-        opened += heads
+        heads = []
+        for p in part_paths:  # kept in ``opened`` one by one, so that a failure closes the ones before it
+            heads.append(open_container(p))
+            opened.append(heads[-1])
         template = heads[0].streams.video[0]
         extradata = template.codec_context.extradata
         for i, h in enumerate(heads[1:], 1):
@@ -275,7 +280,7 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
                                     "it cannot be joined by stream copy")
         orig = open_container(src)
         opened.append(orig)
-        others = [s for s in orig.streams if s.type in ("audio", "subtitle")]
+        others = [s for s in orig.streams if s.type in ("audio", "subtitle")]  # as VideoReader.other_streams
         writer = VideoWriter(dst, info, copy_video=template, copy_streams=others, overwrite=overwrite, src=src)
 
         def video() -> Iterator:
@@ -319,6 +324,39 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
 
 
 # -- the whole -----------------------------------------------------------------------------------
+def _parts_prefix(dst: Path) -> str:
+    """The name of ``dst``'s parts folders up to the PID of their run: ``.NAME.parts-PID``, beside ``dst``."""
+    return f".{dst.stem}.parts-"
+
+
+@contextlib.contextmanager
+def _parts_folder(parts_dir: Path, keep: bool):
+    """Create the hidden parts folder; remove it on the way out, whatever happened, unless ``keep``."""
+    parts_dir.mkdir(exist_ok=True)
+    try:
+        yield parts_dir
+    finally:
+        if not keep:
+            shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def remove_stale_parts(dst: Path) -> list[Path]:
+    """Delete the parts folders left beside ``dst`` by runs whose process is gone (killed, or run with
+    ``keep_parts``); returns the folders removed. A folder of a running process is left alone."""
+    from .io.writer import pid_running
+
+    prefix = _parts_prefix(dst)
+    removed = []
+    for d in dst.parent.glob(glob.escape(prefix) + "*"):
+        pid = d.name[len(prefix):]
+        if not pid.isdigit() or not d.is_dir() or d.is_symlink():
+            continue
+        if int(pid) != os.getpid() and not pid_running(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 @dataclass
 class SegmentResult(RunResult):
     parts: list = field(default_factory=list)  # per part: index, start, end, warm, frames, seconds
@@ -461,10 +499,11 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
     ``executor``: ``"local"`` (``workers`` processes, default one per part up to the CPU count; 1 paints
     the parts one after the other in this process), ``"ray"`` or a Ray address (one task per part).
     ``progress(frames_done, frames_total)`` as for ``stylize_video``. The parts are written to a hidden
-    folder beside the output and removed at the end (``keep_parts`` keeps them, for inspection).
+    folder beside the output and removed at the end (``keep_parts`` keeps them, for inspection, until the next
+    run to the same output, which removes the folders of runs that are gone: ``remove_stale_parts``).
     A URL, or ``segments`` <= 1, is painted in one piece.
     """
-    from .io.writer import check_target
+    from .io.writer import check_target, stop_signals
 
     src = str(src)
     dst = Path(dst) if dst is not None else default_output(src, job.label)
@@ -486,8 +525,8 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         if why:
             res.notes.append(f"painted in one piece, not in segments: {why}")
         return res
-    parts_dir = dst.parent / f".{dst.stem}.parts-{os.getpid()}"
-    parts_dir.mkdir(exist_ok=True)
+    remove_stale_parts(dst)
+    parts_dir = dst.parent / f"{_parts_prefix(dst)}{os.getpid()}"
     paths = [str(parts_dir / f"part{p.index:04d}{dst.suffix or '.mp4'}") for p in plan.parts]
     done = [0] * len(plan.parts)
 
@@ -496,7 +535,9 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         if progress:
             progress(sum(done), plan.frames)
 
-    try:
+    # SIGTERM and SIGHUP raise Terminated here too (not only while this process writes a file), so that the
+    # workers are stopped and the parts folder removed whatever this process is doing when one comes
+    with stop_signals(), _parts_folder(parts_dir, keep_parts):
         if executor == "local":
             n_workers = workers or min(len(plan.parts), os.cpu_count() or 1)
             results = _run_parts_local(job, src, plan, paths, n_workers, report)
@@ -504,9 +545,6 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
             results = _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_per_task,
                                      max_retries, ray_init)
         notes = join_parts(src, paths, dst, overwrite=overwrite)
-    finally:
-        if not keep_parts:
-            shutil.rmtree(parts_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
     n = sum(r["frames"] for r in results)
     first = results[0]
@@ -572,4 +610,4 @@ def seam_table(inputs: dict[int, np.ndarray], outputs: dict[int, np.ndarray], cu
 
 
 __all__ = ["NoSegments", "Part", "SegmentPlan", "cannot_segment", "SegmentResult", "join_parts", "paint_part", "plan_segments", "probe_video",
-           "seam_errors", "seam_table", "stylize_segments"]
+           "remove_stale_parts", "seam_errors", "seam_table", "stylize_segments"]

@@ -4,7 +4,10 @@ Frames come out exactly as stored (no auto-rotation); the stream's rotation and
 display matrix, pixel aspect ratio and colour tags are reported in ``VideoInfo``
 so the writer can carry them. Interlaced video is deinterlaced with FFmpeg's
 ``bwdif`` filter (one output frame per input frame). Packets of the other
-streams (audio, subtitles) are handed to a callback untouched, for remuxing. A range of
+streams (audio, subtitles) are handed to a callback untouched, for remuxing; chapters and
+attachments are read into ``VideoInfo``; any other stream is dropped with a note. Timestamps
+that are missing, repeat or go backwards are replaced, so that the frames come out strictly
+increasing (as FFmpeg's best-effort timestamp: the decoding timestamp, else the frame rate). A range of
 the video can be decoded on its own (``frames(start_pts=..., end_pts=...)``), with the same frames
 as a whole run gives.
 
@@ -83,6 +86,8 @@ class VideoInfo:
     interlaced: bool = False  # the source is interlaced (the frames come out deinterlaced unless turned off)
     timestamps: bool = True  # False: the container has none; pts are counted at ``fps``
     notes: list[str] = field(default_factory=list)  # things the user should know about the source
+    chapters: list[dict] = field(default_factory=list)  # as Container.chapters() gives them
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, MIME type, data)
 
 
 def input_protocol(src: str) -> str | None:
@@ -198,6 +203,8 @@ class VideoReader:
         self.deinterlace = deinterlace
         self.decoded = 0
         self.decode_errors = 0  # corrupt packets skipped
+        self.discarded = 0  # video packets an edit list cuts away (their frames never come out)
+        self._fixed_pts = False  # a timestamp was replaced (noted once)
         self.incomplete: str | None = None  # why reading stopped early, if it did
         self.info = self._header_info()
         self._graph: av.filter.Graph | None = None
@@ -219,7 +226,7 @@ class VideoReader:
         # a raw stream's average rate is the demuxer's default (25); the guess reads the codec's timing
         rates = (st.average_rate, st.guessed_rate) if timestamps else (st.guessed_rate, st.average_rate)
         fps = Fraction(rates[0] or rates[1] or Fraction(30))
-        return VideoInfo(
+        info = VideoInfo(
             width=cc.width,
             height=cc.height,
             # without timestamps, frames are numbered at the frame rate
@@ -232,11 +239,28 @@ class VideoReader:
             metadata=dict(self.container.metadata),
             stream_metadata=dict(st.metadata),
             timestamps=timestamps,
+            chapters=self.container.chapters(),
+            attachments=[(a.metadata.get("filename", f"attachment{a.index}"), a.mimetype or "", a.data)
+                         for a in self.container.streams if a.type == "attachment"],
         )
+        dropped = self._dropped_streams()
+        if dropped:
+            info.notes.append(f"dropped {', '.join(dropped)}: only the first video stream, audio, subtitles, "
+                              "attachments and chapters are kept")
+        return info
+
+    def _dropped_streams(self) -> list[str]:
+        """'stream N (type codec)' for every stream that is neither read nor copied (data, other video).
+
+        Streams the demuxer itself discards (the text track that holds an MP4's chapters) are left out.
+        """
+        kept = {self.stream.index, *(s.index for s in self.other_streams)}
+        return [f"stream {s.index} ({s.type} {s.name})" for s in self.container.streams
+                if s.index not in kept and s.type != "attachment" and s.discard != av.stream.Discard.all]
 
     @property
     def other_streams(self) -> list:
-        """Audio and subtitle streams, in container order."""
+        """Audio and subtitle streams, in container order (the ones a writer copies)."""
         return [s for s in self.container.streams if s.type in ("audio", "subtitle")]
 
     def _events(self):
@@ -259,6 +283,8 @@ class VideoReader:
                 if packet.dts is not None:
                     yield packet
                 continue
+            if packet.is_discard:  # decoded (later frames may need it), but its frame is dropped
+                self.discarded += 1
             yield from self._decode(packet)
 
     def _decode(self, packet) -> list:
@@ -318,16 +344,38 @@ class VideoReader:
         return filter_frames(self._graph, frame)
 
     def _timestamp(self, frame: av.VideoFrame) -> int:
-        """The frame's pts in ``info.time_base``; counted at the frame rate when the input has none."""
+        """The frame's pts in ``info.time_base``, always above the previous frame's.
+
+        Counted at the frame rate when the input has no timestamps. A pts that is missing, repeats or
+        goes back (B-frames in AVI, concatenated MPEG-TS files) is replaced by the frame's dts when
+        that is above the previous pts, else by the previous pts plus one frame; noted once.
+        """
         if not self.info.timestamps:
             return self.decoded
-        if frame.pts is not None:  # bwdif hands frames back in its own (halved) time base
-            tb = frame.time_base or self.info.time_base
-            self._last_pts = frame.pts if tb == self.info.time_base else round(frame.pts * tb / self.info.time_base)
-        else:  # one frame after the last known one
+        pts = self._rescaled(frame, frame.pts)
+        last = self._last_pts
+        if pts is None or (last is not None and pts <= last):
+            if pts is not None and not self._fixed_pts:
+                self._fixed_pts = True
+                note = (f"the input's timestamps repeat or go back (first at frame {self.decoded}): "
+                        "those frames are timed after the previous one")
+                log.info("%s: %s", self.src, note)
+                self.info.notes.append(note)
+            dts = self._rescaled(frame, frame.dts)
             step = max(1, round(1 / (self.info.fps * self.info.time_base)))
-            self._last_pts = self.decoded * step if self._last_pts is None else self._last_pts + step
-        return self._last_pts
+            if dts is not None and (last is None or dts > last):
+                pts = dts
+            else:  # one frame after the last known one
+                pts = self.decoded * step if last is None else last + step
+        self._last_pts = pts
+        return pts
+
+    def _rescaled(self, frame: av.VideoFrame, t: int | None) -> int | None:
+        """A timestamp of ``frame`` in ``info.time_base`` (bwdif hands frames back in its own, halved, time base)."""
+        tb = frame.time_base or self.info.time_base
+        if t is None or tb == self.info.time_base:
+            return t
+        return round(t * tb / self.info.time_base)
 
     @property
     def _deinterlacing(self) -> bool:
@@ -408,7 +456,7 @@ class VideoReader:
         self._source = self._events()
         self._graph = None
         self._last_pts = None
-        self.decoded = self.decode_errors = 0
+        self.decoded = self.decode_errors = self.discarded = 0
         self.incomplete = None
 
     def _first_frame(self) -> av.VideoFrame | None:
@@ -424,8 +472,9 @@ class VideoReader:
         if self.decode_errors:
             n = self.decode_errors
             self.info.notes.append(f"skipped {n} corrupt video packet{'s' if n > 1 else ''} in {self.src}")
-        expected = self.info.frames
-        if whole and self.incomplete is None and expected and self.decoded + self.decode_errors < expected * 0.98 - 1:
+        expected = self.info.frames  # the header counts the frames an edit list discards too
+        seen = self.decoded + self.decode_errors + self.discarded
+        if whole and self.incomplete is None and expected and seen < expected * 0.98 - 1:
             self.incomplete = f"the file ended after frame {self.decoded} of {expected}"
 
     def close(self) -> None:

@@ -4,7 +4,8 @@
 * the codec follows the container (H.264 for MP4/MOV/MKV/TS, VP9 for WebM, GIF with a
   palette per frame for .gif); a codec the container cannot hold is a one-line error;
 * audio and subtitle packets are copied untouched when the container takes the
-  codec, audio is re-encoded (AAC, or Opus for WebM) otherwise, with a note;
+  codec, audio is re-encoded (AAC, or Opus for WebM) otherwise, with a note, keeping its timing;
+* chapters (MP4, MOV, MKV, WebM) and attachments (MKV) are copied, with a note where they cannot be;
 * container and stream metadata, pixel aspect ratio and colour tags are copied; rotation
   is written as a display matrix (MP4, MOV, MKV, WebM), pixels are rotated elsewhere;
 * 4:2:0 by default: odd sizes are padded by one pixel for the codecs that need even ones;
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import glob
 import logging
@@ -36,7 +38,7 @@ import av.filter
 import numpy as np
 
 from ..errors import Terminated, VidstyleError
-from .reader import VideoInfo, filter_frames
+from .reader import VideoInfo, filter_frames, input_protocol
 
 try:
     import fcntl
@@ -89,6 +91,7 @@ _ODD_SIZES_OK = {"libvpx-vp9", "gif"}
 # AVColorSpace -> the swscale matrix that converts RGB to it.
 _SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020"}
 _IDENTITY = (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+_CHAPTER_MUXERS = {"mp4", "mov", "matroska", "webm"}  # the muxers that store chapters
 
 
 def output_format(dst: Path) -> OutputFormat:
@@ -120,9 +123,23 @@ def resolve_codec(name: str) -> str:
     return enc
 
 
+def _same_file(src: str, dst: Path) -> bool:
+    """Whether the input ``src`` (a path, or FFmpeg's ``file:`` path) is the file ``dst``.
+
+    Links count: ``os.path.samefile`` when both exist, resolved paths otherwise. URLs never match.
+    """
+    if input_protocol(src) == "file":
+        src = src[len("file:"):]
+    elif "://" in src:
+        return False
+    if os.path.exists(src) and dst.exists():
+        return os.path.samefile(src, dst)
+    return Path(src).resolve() == dst.resolve()
+
+
 def check_target(dst: Path, overwrite: bool, src: str | None = None) -> None:
-    """Refuse what would fail late or destroy data: same path as input, existing file, missing folder."""
-    if src is not None and "://" not in src and Path(src).resolve() == dst.resolve():
+    """Refuse what would fail late or destroy data: same file as input, existing file, missing folder."""
+    if src is not None and _same_file(src, dst):
         raise VidstyleError(f"the output would overwrite the input: {dst}")
     if dst.is_dir():
         raise VidstyleError(f"output is a directory: {dst}")
@@ -148,7 +165,8 @@ def _umask() -> int:
     return mask
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether a process with this id exists (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -186,7 +204,7 @@ def _is_stale(path: Path, pid: int) -> bool:
     locked = _locked(path)
     if locked:
         return False
-    if not _pid_running(pid):
+    if not pid_running(pid):
         return True
     try:
         old = time.time() - path.stat().st_mtime > STALE_AFTER
@@ -304,7 +322,27 @@ class _StopSignals:
 _stop_signals = _StopSignals()
 
 
+@contextlib.contextmanager
+def stop_signals():
+    """Inside: SIGTERM and SIGHUP raise Terminated in the main thread (as while a writer is open),
+    so that ``finally`` blocks clean up; elsewhere and outside, nothing changes."""
+    held = _stop_signals.acquire()
+    try:
+        yield
+    finally:
+        if held:
+            _stop_signals.release()
+
+
 # -- the writer ----------------------------------------------------------------
+def _aac_layout(layout: av.AudioLayout) -> str:
+    """The channel layout to encode ``layout`` with: its own when it has a name ("stereo", "5.1"),
+    else FFmpeg's default for its channel count (PCM in AVI or MKV often says only "2 channels")."""
+    if "channels" not in layout.name:
+        return layout.name
+    return av.AudioLayout(f"{layout.nb_channels}c").name
+
+
 def palette_graph(width: int, height: int, time_base: Fraction) -> av.filter.Graph:
     """rgb24 frames -> pal8 frames, each with its own 256-colour palette (palettegen + paletteuse)."""
     graph = av.filter.Graph()
@@ -432,6 +470,21 @@ class VideoWriter:
         self._map: dict[int, tuple] = {}  # input stream index -> (mode, output stream)
         for s in copy_streams:
             self._add_copy(s)
+        self._add_chapters_and_attachments()
+
+    def _add_chapters_and_attachments(self) -> None:
+        """Copy the source's chapters and attachments where the container stores them; a note where not."""
+        info, muxer = self.info, self.format.muxer
+        if info.chapters and muxer in _CHAPTER_MUXERS:
+            self.container.set_chapters(info.chapters)
+        elif info.chapters:
+            self._notes.append(f"{len(info.chapters)} chapters dropped: {self.kind} files cannot hold them")
+        if info.attachments and muxer == "matroska":
+            for name, mimetype, data in info.attachments:
+                self.container.add_attachment(name, mimetype or "application/octet-stream", data)
+        elif info.attachments:
+            names = ", ".join(name for name, _, _ in info.attachments)
+            self._notes.append(f"attachments dropped ({names}): only .mkv files can hold them")
 
     def _add_encoder(self):
         """The output video stream, encoding with ``self.encoder`` at the source's frame rate and time base."""
@@ -481,9 +534,19 @@ class VideoWriter:
         return {}
 
     def _tag_pixels(self, vs) -> None:
-        """Carry the pixel aspect ratio and the colour tags to the encoder."""
+        """Carry the pixel aspect ratio and the colour tags to the encoder.
+
+        Frames resized (``size``) to the source's shape (within a pixel) keep its pixel aspect ratio, so the
+        picture shows as the source does; frames resized to another shape get square pixels, so it shows
+        at exactly the size asked for (720x576 16:9 PAL at 1024x576 shows as 1024x576, not 2.5:1).
+        """
         info, cc = self.info, vs.codec_context
         sar = info.sar
+        if sar and self._resized and not self._same_shape(*self._resized):
+            w, h = self._resized
+            self._notes.append(f"{w}x{h} written with square pixels (the input's pixel aspect ratio is "
+                               f"{sar.numerator}:{sar.denominator}): it shows at the size asked for")
+            sar = None
         if sar and self._rot_k % 2:
             sar = 1 / sar
         if sar:
@@ -497,6 +560,10 @@ class VideoWriter:
                 cc.colorspace = info.colorspace
             if info.color_range:
                 cc.color_range = info.color_range
+
+    def _same_shape(self, w: int, h: int) -> bool:
+        """Whether w x h is the source's frame size scaled evenly (one pixel of rounding allowed)."""
+        return abs(w * self.info.height - h * self.info.width) <= max(self.info.width, self.info.height)
 
     def _tag_display(self, vs) -> None:
         """Carry the display matrix (rotation) to the output stream, in the containers that store one."""
@@ -518,7 +585,7 @@ class VideoWriter:
             target = fmt.audio_encoder
             o = self.container.add_stream(target, rate=48000 if target == "libopus" else (s.rate or 48000))
             if s.layout is not None:
-                o.layout = s.layout.name if target == "aac" else ("stereo" if s.channels > 1 else "mono")
+                o.layout = _aac_layout(s.layout) if target == "aac" else ("stereo" if s.channels > 1 else "mono")
             mode = "encode"
             self._notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}: "
                                f"{self.kind} cannot hold {name}")
@@ -542,11 +609,16 @@ class VideoWriter:
         return VidstyleError(f"cannot write {self.dst}: {reason}")
 
     def _mux(self, packets) -> None:
+        """Mux packets; a failure removes the temporary file and is one line."""
         try:
             self.container.mux(packets)
         except OSError as e:
             self.abort()
             raise self._write_error(e) from None
+        except av.error.FFmpegError as e:  # e.g. timestamps the muxer refuses
+            self.abort()
+            raise VidstyleError(f"cannot write {self.dst}: the {self.format.muxer} muxer refused a packet "
+                                f"({e.strerror or e})") from None
 
     def queue_packet(self, packet) -> None:
         """Thread-safe: keep a packet of a copied stream for muxing from the writing thread."""
@@ -561,8 +633,7 @@ class VideoWriter:
                 packet.stream = o
                 self._mux(packet)
             else:
-                for frame in packet.decode():
-                    frame.pts = None  # let the encoder number samples
+                for frame in packet.decode():  # timed as in the input (PyAV rescales to the encoder's time base)
                     self._mux(o.encode(frame))
 
     def _encodable(self, vf: av.VideoFrame | None) -> list[av.VideoFrame]:
@@ -623,6 +694,8 @@ class VideoWriter:
                 self._atomic.commit()
             except OSError as e:
                 raise self._write_error(e) from None
+            except av.error.FFmpegError as e:
+                raise VidstyleError(f"cannot write {self.dst}: {e.strerror or e}") from None
         except BaseException:
             self.abort()
             raise

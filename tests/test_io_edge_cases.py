@@ -1,0 +1,315 @@
+"""Edge cases of the reader, the writer and the segment runner, each on a tiny clip made with PyAV:
+timestamps that go back, PCM layouts, audio start delays, edit lists, pixel aspect with --out-size,
+chapters and attachments, the input named with ``file:``, SIGTERM and leftovers of segment runs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import make_clip, pattern
+from vidstyle.errors import VidstyleError
+from vidstyle.io.reader import VideoInfo, VideoReader
+from vidstyle.io.writer import VideoWriter, check_target
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"preset": "ultrafast", "crf": 10}
+
+
+# -- helpers -------------------------------------------------------------------
+def copy(src: Path, dst: Path) -> tuple[VideoReader, VideoWriter]:
+    """Reader -> writer without painting, other streams included; returns both (closed)."""
+    with VideoReader(src) as r:
+        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, overwrite=True, **FAST)
+        try:
+            for f in r.frames(on_packet=w.queue_packet):
+                w.write(f.rgb, f.pts)
+            w.close()
+        except BaseException:
+            w.abort()
+            raise
+    return r, w
+
+
+def video_clip(path: Path, n: int = 10, fmt: str | None = None, options: dict | None = None,
+               setup=None) -> Path:
+    """n frames of 64x48 H.264 at 25 fps; ``setup(container)`` may add chapters, attachments or streams."""
+    with av.open(str(path), "w", format=fmt) as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = options or {"preset": "ultrafast"}
+        if setup:
+            setup(out)
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path
+
+
+def with_audio(path: Path, fmt: str, codec: str, start: float = 0.0, n: int = 50) -> Path:
+    """n video frames at 25 fps and stereo audio (``codec``) that starts ``start`` seconds in."""
+    rate = 44100
+    with av.open(str(path), "w", format=fmt) as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        a = out.add_stream(codec, rate=rate)
+        a.layout = "stereo"
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        fs = a.codec_context.frame_size or 1024
+        tone = (np.sin(np.arange(fs) * 0.02) * 8000).astype(np.int16)
+        for j in range(int((n / 25 - start) * rate / fs)):
+            af = av.AudioFrame.from_ndarray(np.tile(tone, 2)[None], format="s16", layout="stereo")
+            af.sample_rate, af.pts = rate, round(start * rate) + j * fs
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    return path
+
+
+def stream_times(path: Path, kind: str = "video") -> list[float]:
+    """Packet times (s) of the first stream of ``kind``, in presentation order."""
+    with av.open(str(path)) as c:
+        s = c.streams.get(**{kind: 0})[0]
+        return sorted(float(p.pts * s.time_base) for p in c.demux(s) if p.pts is not None)
+
+
+# -- 1. timestamps that repeat or go back ---------------------------------------
+def test_avi_with_b_frames_comes_out_strictly_increasing(tmp_path):
+    src = video_clip(tmp_path / "b.avi", n=20, fmt="avi", options={"preset": "ultrafast", "bf": "3"})
+    with av.open(str(src)) as c:  # the premise: AVI has no pts, the decoder hands B-frames out of order
+        pts = [f.pts for f in c.decode(video=0)]
+    assert any(b <= a for a, b in zip(pts, pts[1:]))
+    dst = tmp_path / "out.mkv"
+    r, w = copy(src, dst)
+    times = stream_times(dst)
+    assert len(times) == 20 and all(b > a for a, b in zip(times, times[1:]))
+    assert sum("timestamps repeat or go back" in n for n in w.notes) == 1
+
+
+def test_concatenated_ts_files_continue_at_the_frame_rate(tmp_path):
+    part = video_clip(tmp_path / "a.ts", n=10, fmt="mpegts")
+    src = tmp_path / "ab.ts"
+    src.write_bytes(part.read_bytes() * 2)  # the second file's pts start again at 0
+    dst = tmp_path / "out.mkv"
+    copy(src, dst)
+    times = stream_times(dst)
+    assert times == pytest.approx([times[0] + i * 0.04 for i in range(20)], abs=2e-3)
+
+
+def test_a_muxing_error_is_one_line_and_leaves_no_file(tmp_path):
+    info = VideoInfo(width=64, height=48, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None)
+    dst = tmp_path / "back.mkv"
+    w = VideoWriter(dst, info, **FAST)
+    with pytest.raises(VidstyleError) as e:
+        for pts in (0, 1, 2, 3, 1, 2, 3):  # x264 passes the repeated timestamps on; Matroska refuses them
+            w.write(pattern(pts, 64, 48), pts)
+        w.close()
+    assert "\n" not in str(e.value) and "cannot write" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 2, 3. audio re-encoded: layout and timing --------------------------------------
+@pytest.mark.parametrize("fmt,suffix", [("avi", ".avi"), ("matroska", ".mkv")])
+def test_pcm_with_an_unnamed_layout_is_encoded_to_aac(tmp_path, fmt, suffix):
+    src = with_audio(tmp_path / f"pcm{suffix}", fmt, "pcm_s16le", n=25)
+    with av.open(str(src)) as c:  # the premise: the demuxer gives only a channel count
+        assert c.streams.audio[0].layout.name == "2 channels"
+    dst = tmp_path / "out.mp4"
+    copy(src, dst)
+    with av.open(str(dst)) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.name == "aac" and a.layout.name == "stereo"
+
+
+def test_reencoded_audio_keeps_its_start_delay(tmp_path):
+    src = with_audio(tmp_path / "late.mkv", "matroska", "aac", start=1.0)
+    dst = tmp_path / "out.webm"
+    r, w = copy(src, dst)
+    assert any("re-encoded to libopus" in n for n in w.notes)
+    assert stream_times(dst, "audio")[0] == pytest.approx(1.0, abs=0.03)
+
+
+# -- 4. MP4 trimmed with an edit list --------------------------------------------
+def trimmed(src: Path, dst: Path, start: int) -> Path:
+    """What ``ffmpeg -ss`` with ``-c copy`` writes: the packets from the keyframe before frame ``start``,
+    shifted so that frame ``start`` is at 0; the MP4 muxer writes an edit list that hides the ones before."""
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        s = c.streams.video[0]
+        o = out.add_stream_from_template(s)
+        shift = round(start / 25 / s.time_base)
+        packets = [p for p in c.demux(s) if p.dts is not None]
+        key = max(p.pts for p in packets if p.is_keyframe and p.pts <= shift)
+        for p in packets:
+            if p.pts >= key:
+                p.pts, p.dts, p.stream = p.pts - shift, p.dts - shift, o
+                out.mux(p)
+    return dst
+
+
+def test_mp4_trimmed_with_an_edit_list_is_not_truncated(tmp_path):
+    from vidstyle.segments import plan_segments
+
+    src = video_clip(tmp_path / "gop.mp4", n=75, options={"preset": "ultrafast", "g": "25", "sc_threshold": "0"})
+    cut = trimmed(src, tmp_path / "cut.mp4", 45)
+    with av.open(str(cut)) as c:  # the premise: the header counts the 20 frames the edit list hides
+        assert c.streams.video[0].frames == 50
+    with VideoReader(cut) as r:
+        n = sum(1 for _ in r.frames())
+    assert n == 30 and r.incomplete is None
+    plan = plan_segments(cut, 2, overlap=0)
+    assert plan.frames == 30 and len(plan.parts) == 2
+
+
+def test_a_truncated_mp4_is_still_incomplete(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", n=30, audio=None)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(src.read_bytes()[: int(src.stat().st_size * 0.6)])
+    with VideoReader(cut) as r:
+        n = sum(1 for _ in r.frames())
+    assert 0 < n < 30 and r.incomplete is not None and "ended" in r.incomplete
+
+
+# -- 5. pixel aspect ratio with --out-size ---------------------------------------
+@pytest.mark.parametrize("size,sar", [((1024, 576), None), ((360, 288), Fraction(64, 45)),
+                                      ((640, 480), None)])
+def test_out_size_sets_the_pixel_aspect_ratio(tmp_path, size, sar):
+    """720x576 16:9 PAL: at its own shape the pixels stay 64:45; at another shape they are square."""
+    info = VideoInfo(width=720, height=576, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None,
+                     sar=Fraction(64, 45))
+    dst = tmp_path / "o.mp4"
+    w = VideoWriter(dst, info, size=size, **FAST)
+    w.write(np.zeros((size[1], size[0], 3), np.uint8), 0)
+    w.close()
+    with av.open(str(dst)) as c:
+        got = c.streams.video[0].sample_aspect_ratio
+    assert (got if got and got != 1 else None) == sar
+    assert any("square pixels" in n for n in w.notes) == (sar is None)
+
+
+# -- 6. chapters, attachments, other streams --------------------------------------
+CHAPTERS = [{"id": 1, "start": 0, "end": 200, "time_base": Fraction(1, 1000), "metadata": {"title": "One"}},
+            {"id": 2, "start": 200, "end": 400, "time_base": Fraction(1, 1000), "metadata": {"title": "Two"}}]
+
+
+def _chapters_and_font(out) -> None:
+    out.set_chapters(CHAPTERS)
+    out.add_attachment("font.ttf", "font/ttf", b"\x00font" * 10)
+
+
+def test_chapters_and_attachments_are_copied(tmp_path):
+    src = video_clip(tmp_path / "in.mkv", setup=_chapters_and_font)
+    copy(src, tmp_path / "out.mkv")
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["One", "Two"]
+        (att,) = [s for s in c.streams if s.type == "attachment"]
+        assert att.metadata["filename"] == "font.ttf" and att.data == b"\x00font" * 10
+    r, w = copy(src, tmp_path / "out.mp4")  # MP4 keeps the chapters, not the font
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["One", "Two"]
+    assert any("attachments dropped (font.ttf)" in n for n in w.notes)
+
+
+def test_dropped_streams_are_named_in_one_note(tmp_path):
+    def klv(out):
+        out.add_data_stream("klv")
+
+    src = video_clip(tmp_path / "in.ts", fmt="mpegts", setup=klv)
+    r, w = copy(src, tmp_path / "out.mp4")
+    assert [n for n in w.notes if "dropped" in n] == [
+        "dropped stream 1 (data klv): only the first video stream, audio, subtitles, attachments and chapters "
+        "are kept"]
+    r, w = copy(tmp_path / "out.mp4", tmp_path / "again.mp4")  # an MP4 chapter track is not a dropped stream
+    assert not any("dropped" in n for n in w.notes)
+
+
+# -- 7. the input named with file: ------------------------------------------------
+def test_file_prefix_or_a_link_cannot_overwrite_the_input(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", audio=None)
+    link = tmp_path / "link.mp4"
+    os.link(src, link)
+    for name in (f"file:{src}", str(link)):
+        with pytest.raises(VidstyleError, match="overwrite the input"):
+            check_target(src, True, name)
+    check_target(tmp_path / "other.mp4", True, f"file:{src}")
+
+
+# -- 8. segments: SIGTERM, leftovers, parts that fail to open ----------------------------
+def test_sigterm_while_workers_paint_removes_the_parts_folder(tmp_path):
+    """With several workers this process writes nothing while they paint: SIGTERM must still clean up."""
+    src = make_clip(tmp_path / "in.mp4", n=12, audio=None)
+    script = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from pathlib import Path
+        import vidstyle.segments as seg
+        from vidstyle.errors import Terminated
+
+        class Job:
+            temporal, label = False, "x"
+
+        def parts(job, src, plan, paths, workers, report):
+            assert workers == 2
+            Path(paths[0]).write_bytes(b"half a part")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+
+        seg._run_parts_local = parts
+        try:
+            seg.stylize_segments({str(src)!r}, {str(tmp_path / "out.mp4")!r}, Job(), segments=2, workers=2)
+        except Terminated as e:
+            sys.exit(e.exit_code)
+    """)
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 128 + 15, p.stderr
+    assert list(tmp_path.glob(".out.parts-*")) == []
+
+
+def test_parts_folders_of_runs_that_are_gone_are_removed(tmp_path):
+    from vidstyle.segments import remove_stale_parts
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".out.parts-{int(gone.stdout)}"
+    alive = tmp_path / ".out.parts-1"  # init: always running
+    other = tmp_path / f".other.parts-{int(gone.stdout)}"
+    for d in (dead, alive, other):
+        d.mkdir()
+        (d / "part0000.mp4").write_bytes(b"x")
+    assert remove_stale_parts(tmp_path / "out.mp4") == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()
+
+
+def test_join_parts_closes_the_parts_it_opened_when_one_fails(tmp_path, monkeypatch):
+    import vidstyle.io.reader as reader
+    from vidstyle.segments import join_parts
+
+    src = make_clip(tmp_path / "in.mp4", audio=None)
+    real_open = reader.open_container
+    closed = []
+
+    class Part:
+        def close(self):
+            closed.append(self)
+
+    def open_container(path, *args, **kw):
+        if "part0" in str(path):
+            return Part()
+        if "part1" in str(path):
+            raise VidstyleError(f"cannot read {path}")
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(reader, "open_container", open_container)
+    with pytest.raises(VidstyleError, match="part1"):
+        join_parts(str(src), [tmp_path / "part0.mp4", tmp_path / "part1.mp4"], tmp_path / "out.mp4")
+    assert len(closed) == 1
