@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -52,3 +54,34 @@ def test_openvino_conversion_sends_no_telemetry(model_file):
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res == {"started": [], "telemetry": "openvino.tools.ovc.telemetry_stub"}
+
+
+def test_openvino_reexport_never_leaves_a_mismatched_pair(tmp_path, monkeypatch):
+    import vidstyle.export as export
+
+    class FakeOV:
+        @staticmethod
+        def save_model(om, path, compress_to_fp16=False):
+            Path(path).write_text("new xml")
+            Path(path).with_suffix(".bin").write_text("new bin")
+
+    xml, bin_ = tmp_path / "m.xml", tmp_path / "m.bin"
+    xml.write_text("old xml")
+    bin_.write_text("old bin")
+    real, calls = os.replace, []
+
+    def crash_second(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise OSError("killed")
+        return real(a, b)
+
+    monkeypatch.setattr(export.os, "replace", crash_second)
+    with pytest.raises(OSError):
+        export.save_ir_atomic(FakeOV, None, xml)
+    pair = (xml.read_text() if xml.exists() else None, bin_.read_text())
+    assert pair in {("old xml", "old bin"), (None, "new bin")}, pair
+    monkeypatch.setattr(export.os, "replace", real)
+    export.save_ir_atomic(FakeOV, None, xml)
+    assert (xml.read_text(), bin_.read_text()) == ("new xml", "new bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]

@@ -5,11 +5,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from conftest import audio_hashes, frames_rgb, make_clip, video_pts, video_times
 from vidstyle import stylize_video
 from vidstyle.cli import app
+from vidstyle.errors import VidstyleError
 
 runner = CliRunner()
 
@@ -310,3 +312,18 @@ def test_run_temporal_uses_the_styles_own_strength(tmp_path):
     assert len(outs["own"]) == 8
     assert np.array_equal(outs["own"], outs["plain"])
     assert np.abs(outs["given"][1:] - outs["plain"][1:]).mean() > 0.1  # a random network paints nearly flat grey
+
+
+def test_stylize_image_keeps_an_existing_file_unless_overwrite(tmp_path, model_file):
+    import cv2
+
+    from vidstyle.api import stylize_image
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), np.full((24, 32, 3), 120, np.uint8))
+    dst = tmp_path / "out.png"
+    dst.write_bytes(b"keep me")
+    with pytest.raises(VidstyleError, match="exists"):
+        stylize_image(src, dst, style=str(model_file), device="cpu")
+    assert dst.read_bytes() == b"keep me"
+    assert stylize_image(src, dst, style=str(model_file), device="cpu", overwrite=True) == dst
+    assert dst.read_bytes() != b"keep me"

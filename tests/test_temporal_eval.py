@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from vidstyle.errors import VidstyleError
 from vidstyle.evaluate import FlowBank, warping_errors
 from vidstyle.flow import write_flo
 from vidstyle.temporal import Stabilizer
@@ -297,3 +300,41 @@ def test_a_broken_temporal_strength_in_a_file_is_a_one_line_error(tmp_path):
     save_file(load_file(str(src)), str(tmp_path / "broken.safetensors"), metadata=meta)
     with pytest.raises(VidstyleError, match="from 0 to 1"):
         load_model(tmp_path / "broken.safetensors")
+
+
+# ---------------------------------------------------------------- ground-truth flows (--flo-dir)
+def _texture(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    return cv2.resize(rng.integers(0, 255, (h // 4, w // 4, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def test_flo_files_are_scaled_to_the_frames(tmp_path):
+    full = np.zeros((80, 112, 2), np.float32)
+    full[..., 0] = 4.0  # 4 px at the .flo's size: 2 px at half size
+    write_flo(tmp_path / "backward_2_1.flo", full)
+    write_flo(tmp_path / "forward_1_2.flo", -full)
+    frames = [_texture(40, 56), _texture(40, 56, 1)]  # as --max-side 56 reads 112x80 frames
+    bank = FlowBank(frames, tmp_path)
+    flow, mask = bank.get(1, 0)
+    assert tuple(flow.shape) == (1, 2, 40, 56) and tuple(mask.shape[-2:]) == (40, 56)
+    assert torch.allclose(flow[:, 0], torch.full((1, 40, 56), 2.0)) and float(flow[:, 1].abs().max()) == 0
+    assert len(warping_errors(frames, bank, 1)) == 1
+    write_flo(tmp_path / "backward_2_1.flo", np.zeros((80, 80, 2), np.float32))  # another aspect: refused
+    with pytest.raises(VidstyleError, match="does not scale"):
+        FlowBank(frames, tmp_path).get(1, 0)
+
+
+def test_pairs_without_flo_files_are_reported_once(tmp_path, caplog):
+    frames = [_texture(32, 48, i) for i in range(3)]
+    write_flo(tmp_path / "backward_2_1.flo", np.zeros((32, 48, 2), np.float32))
+    write_flo(tmp_path / "forward_1_2.flo", np.zeros((32, 48, 2), np.float32))
+    bank = FlowBank(frames, tmp_path)
+    bank.get(1, 0)
+    assert bank.missing == []
+    bank.get(2, 1)
+    bank.get(2, 0)
+    with caplog.at_level(logging.WARNING, logger="vidstyle"):
+        bank.report()
+        bank.report()
+    notes = [r for r in caplog.records if "--flo-dir" in r.getMessage()]
+    assert len(notes) == 1 and "2 flow file(s)" in notes[0].getMessage() and "DIS" in notes[0].getMessage()

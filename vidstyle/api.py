@@ -129,8 +129,11 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
 
 
 def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
-                  overwrite: bool = True, stylizer: Stylizer | None = None, **options) -> Path:
-    """Stylize one still image; returns the path written (default ``<stem>.<style>.png`` beside it)."""
+                  overwrite: bool = False, stylizer: Stylizer | None = None, **options) -> Path:
+    """Stylize one still image; returns the path written (default ``<stem>.<style>.png`` beside it).
+
+    An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``).
+    """
     stylizer = stylizer or make_stylizer(style, **options)
     src = Path(src)
     rgb = read_image(src)

@@ -3,15 +3,19 @@
 * short-term warping error (Lai et al. 2018): for each t, the squared RGB difference
   (values in 0..1, summed over the channels) between output t and output t-1 warped by
   the flow of the *input* frames, averaged over the non-occluded pixels; then over t.
-  Flow: DIS (MEDIUM preset) on the input frames, or ground-truth ``.flo`` files.
+  Flow: DIS (MEDIUM preset) on the input frames, or ground-truth ``.flo`` files (scaled to the frames'
+  size with their vectors; pairs without a file use DIS, and a warning says how many).
   Occlusion: forward-backward check with 0.01 and 0.5, plus pixels from outside the frame.
 * long-term warping error: the same between t and t-k (default k = 5); None (not measured) for k or fewer frames;
-* style loss (Gram matrices, same loss network and layers as training) and content loss
-  (relu2_2) of the outputs, so that stability bought by washing out the style shows;
+* style loss (relative Gram error at relu1_2 .. relu4_3) and content loss (relu3_3) of the outputs,
+  so that stability bought by washing out the style shows. Measured with the loss network's zero
+  padding; ``vidstyle train`` by default uses reflect padding (--loss-padding) and content at relu2_2,
+  so these figures compare eval rows with each other, not with training's log;
 * seconds per frame of stylization (and stabilisation).
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +29,8 @@ from .frames import frame_files
 from .io.images import read_image
 from .stylizer import scaled_size
 from .warp import occlusion, warp
+
+log = logging.getLogger("vidstyle")
 
 
 @dataclass
@@ -95,6 +101,33 @@ class FlowBank:
         self.dis = DISFlow("medium")
         self.flo_dir = Path(flo_dir) if flo_dir else None
         self.cache: dict = {}
+        self.missing: list[str] = []  # --flo-dir files not found: DIS was used in their place
+        self._reported = False
+
+    def _read(self, path: Path) -> np.ndarray | None:
+        """A ground-truth flow at the frames' size (vectors scaled too); None (DIS) when there is no file."""
+        if not path.is_file():
+            self.missing.append(path.name)
+            return None
+        flow = read_flo(path)
+        h, w = self.frames[0].shape[:2]
+        fh, fw_ = flow.shape[:2]
+        if (fh, fw_) == (h, w):
+            return flow
+        sx, sy = w / fw_, h / fh
+        if abs(fh * sx - h) > 1 and abs(fw_ * sy - w) > 1:  # not these frames scaled (--max-side rounds)
+            raise VidstyleError(f"{path} is {fw_}x{fh}, which does not scale to the {w}x{h} frames")
+        import cv2
+
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR)
+        return flow * np.array([sx, sy], np.float32)
+
+    def report(self) -> None:
+        """One warning, once, for the pairs whose --flo-dir files were missing."""
+        if self.missing and not self._reported:
+            self._reported = True
+            log.warning("--flo-dir %s lacks %d flow file(s) (e.g. %s): DIS was used for those",
+                        self.flo_dir, len(self.missing), self.missing[0])
 
     def get(self, t: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow warping frame s onto frame t (1, 2, H, W), visibility mask (1, 1, H, W))."""
@@ -103,10 +136,9 @@ class FlowBank:
             fw = bw = None
             if self.flo_dir is not None:
                 # Ruder et al.'s naming: backward_{t}_{s}.flo warps frame s onto t; 1-based frame numbers
-                a, b = self.flo_dir / f"backward_{t + 1}_{s + 1}.flo", self.flo_dir / f"forward_{s + 1}_{t + 1}.flo"
-                if a.is_file():
-                    fw = read_flo(a)
-                    bw = read_flo(b) if b.is_file() else None
+                fw = self._read(self.flo_dir / f"backward_{t + 1}_{s + 1}.flo")
+                if fw is not None:  # the forward flow (occlusion check) is looked for with a backward one
+                    bw = self._read(self.flo_dir / f"forward_{s + 1}_{t + 1}.flo")
             if fw is None:
                 fw = self.dis(self.frames[t], self.frames[s])
             if bw is None:
@@ -132,10 +164,12 @@ def warping_errors(outputs: list[np.ndarray], bank: FlowBank, k: int = 1) -> lis
 def perceptual(outputs: list[np.ndarray], inputs: list[np.ndarray], style_rgb: np.ndarray | None,
                loss_net: str = "auto", every: int = 1, content_layer: str = "relu3_3",
                relative: bool = True) -> tuple[float | None, float]:
-    """(mean style loss, mean content loss) of the outputs, as `vidstyle train` measures them by default.
+    """(mean style loss, mean content loss) of the outputs, with the loss network's zero padding.
 
     The style loss is relative (each layer's Gram error over the style's own: ``losses.gram_norms``),
     so strokes count as much as colour; ``relative=False`` gives the raw sum (figures before 2026-11-26).
+    The content loss is at ``content_layer`` (relu3_3). This is not `vidstyle train`'s default measure
+    (reflect padding, content at relu2_2): compare these figures with each other, not with training's log.
     """
     from .train import losses as L
     from .train.lossnet import load_loss_net
@@ -186,6 +220,7 @@ def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None,
     outs, spf = stylize_frames(frames, stylizer, stabilizer) if outputs is None else (outputs, 0.0)
     short = warping_errors(outs, bank, 1)
     long = warping_errors(outs, bank, long_k) if len(outs) > long_k else []
+    bank.report()
     style_l, content_l = perceptual(outs, frames, style_rgb, loss_net)
     return EvalResult(label, len(outs), float(np.mean(short)), float(np.mean(long)) if long else None,
                       style_l, content_l, spf, short)

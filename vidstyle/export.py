@@ -252,13 +252,18 @@ def _export_openvino(model, path: Path) -> None:
 
 
 def save_ir_atomic(ov, om, xml: Path) -> None:
-    """``ov.save_model`` (fp32 weights) to ``xml`` and its ``.bin``, both written beside and renamed.
+    """``ov.save_model`` (fp32 weights) to ``xml`` and its ``.bin``, both written in a folder beside, then moved.
 
-    The ``.bin`` is renamed first: a reader that finds the ``.xml`` finds its weights too.
+    Two files cannot be replaced at once, and an old ``.xml`` read with new weights of the same size
+    would paint with the wrong weights without a word. So an old ``.xml`` is removed first, then the
+    ``.bin`` and the ``.xml`` are moved in: a crash, or a reader that opens the ``.xml`` in between,
+    finds no ``.xml``, never a mismatched pair (a reader that opened the old ``.xml`` just before can
+    still meet the new ``.bin``: replace an export while nothing loads it).
     """
     stage = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.partial-", dir=xml.parent))
     try:
         ov.save_model(om, str(stage / xml.name), compress_to_fp16=False)
+        xml.unlink(missing_ok=True)
         os.replace(stage / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
         os.replace(stage / xml.name, xml)
     finally:

@@ -107,7 +107,8 @@ class Stabilizer:
         self.prev_out: torch.Tensor | None = None  # (1, 3, H, W) last stabilized output
         self.cuts = 0
 
-    def _estimator(self, device: torch.device):
+    def estimator(self, device: torch.device):
+        """The flow estimator, made on first use (a bad ``flow`` kind, or RAFT without weights, fails here)."""
         if self._flow is None:
             self._flow = make_flow(self.flow_kind, device, scale=self.flow_scale, preset="medium")
         return self._flow
@@ -141,7 +142,7 @@ class Stabilizer:
         prev, self.prev_rgb = self.prev_rgb, frames[-1].copy()
         if not self.active:
             return None
-        est = self._estimator(self.device or torch.device("cpu"))
+        est = self.estimator(self.device or torch.device("cpu"))
         if isinstance(est, RAFTFlow):
             return "device"
         return self._pool.submit(self._flows_host, frames, prev)

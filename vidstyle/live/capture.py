@@ -230,6 +230,10 @@ class Capture:
         self.latest = Latest()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vidstyle-capture", daemon=True)
+        self.join_timeout = 5.0  # seconds stop() waits for the thread
+        self._lock = threading.Lock()
+        self._ended = False  # the thread has left the source
+        self._close_on_exit = False  # stop() gave up waiting: the thread closes the source when it ends
 
     def _run(self) -> None:
         seq = 0
@@ -252,6 +256,19 @@ class Capture:
             error = f"source failed: {kind}: {one_line(e)}"
         finally:
             self.latest.close(error)
+            with self._lock:
+                self._ended = True
+                late = self._close_on_exit
+            if late:
+                try:
+                    self._close_source()
+                except Exception as e:  # noqa: BLE001 - nobody is left to report it to
+                    log.warning("while closing the source: %s", one_line(e))
+
+    def _close_source(self) -> None:
+        close = getattr(self.frames, "close", None)
+        if close:
+            close()
 
     def start(self) -> "Capture":
         self.thread.start()
@@ -261,10 +278,14 @@ class Capture:
         self.stop_event.set()
         self.latest.close()
         if self.thread.ident is not None:  # started
-            self.thread.join(timeout=5)
-        close = getattr(self.frames, "close", None)
-        if close:
-            close()
+            self.thread.join(timeout=self.join_timeout)
+            with self._lock:
+                if not self._ended:  # still in the source (a camera read that blocks): never close it under the thread
+                    self._close_on_exit = True
+                    log.warning("the capture thread did not stop within %.0f s; the source is closed when it does",
+                                self.join_timeout)
+                    return
+        self._close_source()
 
     def __enter__(self):
         return self.start()

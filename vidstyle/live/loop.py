@@ -184,6 +184,10 @@ class LiveSession:
         self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side, brush=opts.brush,
                               engine=opts.engine, precision=opts.precision, realtime=True)
         self.bank[self.bank.start]  # load (and check) the first style before opening anything
+        from ..temporal import Stabilizer
+        # its flow estimator too: a bad --flow, or RAFT without its weights, stops here, not when t is pressed
+        self.stabilizer = Stabilizer(strength=opts.temporal_strength, flow=opts.flow)
+        self.stabilizer.estimator(device)
         self.source = open_source(opts.source, opts.width, opts.height, opts.fps, loop=opts.loop, pace=opts.pace)
         src_size = getattr(self.source, "size", None)
         if opts.width and opts.height:
@@ -193,7 +197,6 @@ class LiveSession:
         else:
             self.size = None
         self.rate = float(opts.fps or getattr(self.source, "rate", 30) or 30)
-        self.stabilizer = None
         self.state = LiveState(style=self.bank.start, n_styles=len(self.bank), strength=opts.strength,
                                preserve_color=opts.preserve_color, temporal=opts.temporal,
                                side_by_side=opts.side_by_side, recording=opts.record is not None)
@@ -321,16 +324,32 @@ class LiveSession:
             return
         if out is None:  # nothing painted yet: only quitting makes sense
             new = replace(self.state, quit=new.quit)
+        if new.style != self.state.style:
+            new = replace(new, style=self._loadable(self.state.style, new.style))
         old, self.state = self.state, new
         self._apply(old, new, out)
+
+    def _loadable(self, old: int, new: int) -> int:
+        """``new``, or when that style cannot be loaded (with a notice) the next one that can in the
+        direction of the key (n, p; a number key stays on ``old``), or ``old``."""
+        n = len(self.bank)
+        step = 1 if new == (old + 1) % n else -1 if new == (old - 1) % n else 0
+        i = new
+        while i != old:
+            try:
+                self.bank[i]
+                return i
+            except Exception as e:  # noqa: BLE001 - a broken style file must not end the session
+                self.notify(f"style {i + 1}/{n} ({self.bank.specs[i][0]}) cannot be loaded, skipped: {one_line(e)}")
+            if step == 0:
+                break
+            i = (i + step) % n
+        return old
 
     def _paint(self, rgb: np.ndarray) -> np.ndarray:
         s = self.state
         st = self.bank[s.style]
         st.strength, st.preserve_color = s.strength, s.preserve_color
-        if s.temporal and self.stabilizer is None:
-            from ..temporal import Stabilizer
-            self.stabilizer = Stabilizer(strength=self.opts.temporal_strength, flow=self.opts.flow)
         # the history is reset when t turns smoothing back on (_apply)
         return st.download(st.paint_frames(rgb[None], self.stabilizer if s.temporal else None))[0]
 

@@ -139,6 +139,8 @@ class VideoPairs:
     """Consecutive frame pairs from folders of frames or video files, with flow and occlusion masks.
 
     ``root``: a folder of frame folders and/or videos (searched recursively), or one video file.
+    Frames are scaled so that the short side is ``short_side`` (default ``size``), then cropped to ``size``
+    (training passes the photos' short side: the same picture-relative scale as ``Photos``).
     Frames of a folder are ``frames.frame_files`` (flow side files such as ``reliable_*.png`` are not frames).
     ``flow``: ``dis`` (OpenCV, default), ``raft`` (torchvision, on ``device``; needs cached weights),
     ``auto``, or a flow estimator with a ``tag`` (``flow.DISFlow``, ``flow.RAFTFlow``).
@@ -148,12 +150,13 @@ class VideoPairs:
     """
 
     def __init__(self, root: str | Path, size: int, cache: str | Path | None = None, max_frames: int = 60,
-                 flow="dis", device: str | torch.device = "cpu"):
+                 flow="dis", device: str | torch.device = "cpu", short_side: int | None = None):
         root = Path(root)
         if not root.exists():
             raise VidstyleError(f"video data not found: {root}")
         self.size = size
-        self.sequences: list[list[np.ndarray]] = []  # per sequence: (H, W, 3) uint8 frames, short side ``size``
+        short = max(size, short_side or size)
+        self.sequences: list[list[np.ndarray]] = []  # per sequence: (H, W, 3) uint8 frames, short side ``short``
         self.names: list[str] = []
         top = root if root.is_dir() else root.parent
         if root.is_dir():
@@ -164,7 +167,7 @@ class VideoPairs:
         else:
             raise VidstyleError(f"video data must be a folder or a video file ({', '.join(VIDEO_SUFFIXES)}): {root}")
         for d in folders:
-            frames = [f for f in (_load(p, size) for p in frame_files(d)[:max_frames]) if f is not None]
+            frames = [f for f in (_load(p, short) for p in frame_files(d)[:max_frames]) if f is not None]
             if len(frames) >= 2:
                 self.sequences.append(frames)
                 self.names.append(d.relative_to(root).as_posix() if d != root else root.name)
@@ -173,7 +176,9 @@ class VideoPairs:
             with VideoReader(v) as r:
                 frames = []
                 for fr in r.frames():
-                    frames.append(cv2.resize(fr.rgb, _fit(fr.rgb.shape, size), interpolation=cv2.INTER_AREA))
+                    wh = _fit(fr.rgb.shape, short)
+                    frames.append(cv2.resize(fr.rgb, wh, interpolation=cv2.INTER_AREA if wh[0] < fr.rgb.shape[1]
+                                             else cv2.INTER_LINEAR))
                     if len(frames) >= max_frames:
                         break
             if len(frames) >= 2:

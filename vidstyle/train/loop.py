@@ -8,6 +8,9 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +85,10 @@ class TrainConfig:
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
              "style_weight", "style_scales", "style_norm", "style_octaves", "content_octave", "tv_weight", "layout_weight", "colour_weight",
-             "temporal", "temporal_weight", "feature_temporal_weight", "lr")
+             "temporal", "temporal_weight", "feature_temporal_weight", "lr",
+             # these change the losses or the data order too; a checkpoint from before they were
+             # recorded has no value for them and is not refused for them
+             "data", "data_limit", "video_data", "flow", "loss_net", "loss_padding", "clip_grad", "precision")
 
 
 def _file_hash(path: str) -> str:
@@ -127,6 +133,36 @@ def _hms(seconds: float) -> str:
 def _grid(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) -> (H, N*W, 3) uint8."""
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
+
+
+def _same_option(key: str, old, new) -> bool:
+    """Whether a checkpoint's value of option ``key`` is this run's (folders: the same folder by any name)."""
+    if old == new:
+        return True
+    if key in ("data", "video_data") and old and new:
+        return Path(old).resolve() == Path(new).resolve()
+    return False
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """A Ctrl-C (SIGINT) that comes during the block is raised as KeyboardInterrupt after it.
+
+    Only in the main thread, and only where Ctrl-C raises KeyboardInterrupt (Python's default handler;
+    an ignored SIGINT stays ignored, a handler of the caller's stays in charge).
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    hits: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hits:
+        raise KeyboardInterrupt
 
 
 def _previous(checkpoint: Path) -> Path:
@@ -324,7 +360,9 @@ class Trainer:
         self.preview_x = self.photos.batch(4, gen)  # the same 4 photos whatever the world size
         if self.world > 1:
             self.photos.files = self.photos.files[self.rank::self.world]  # this rank's shard
-        self.video = VideoPairs(cfg.video_data, cfg.size, flow=cfg.flow, device=self.device) if cfg.video_data else None
+        # frames are scaled as the photos are (--photo-size, then the --size crop): strokes at one scale
+        self.video = VideoPairs(cfg.video_data, cfg.size, flow=cfg.flow, device=self.device,
+                                short_side=self.photos.short_side) if cfg.video_data else None
         self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
         # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
         dtype = precision.resolve(cfg.precision, self.device)
@@ -380,21 +418,23 @@ class Trainer:
         _check_folder(out.parent, "--output folder")
         _check_folder(self.run_dir, "--run-dir")
         # A fresh run would rewrite the log and previews and push the checkpoint out (a third run deletes it).
-        if self.checkpoint_path().exists() and not (cfg.resume or cfg.overwrite):
+        # The -prev checkpoint counts too: it may be all that is left of a run stopped while saving.
+        earlier = [p for p in (self.checkpoint_path(), _previous(self.checkpoint_path())) if p.exists()]
+        if earlier and not (cfg.resume or cfg.overwrite):
             raise VidstyleError(f"--run-dir {self.run_dir} holds an earlier run: pass --resume "
-                                f"{self.checkpoint_path()} to continue it, --overwrite to start over there, "
+                                f"{earlier[0]} to continue it, --overwrite to start over there, "
                                 f"or another --run-dir")
         # Resuming another run's checkpoint into a folder that holds a run would mix the two. The same
         # run's checkpoints (its two in the folder, or a copy kept elsewhere: the same run id) are fine.
         here = self.checkpoint_path()
-        if cfg.resume and here.exists() and not cfg.overwrite:
+        if cfg.resume and earlier and not cfg.overwrite:
             theirs = Path(cfg.resume)
             own = {here.resolve(), _previous(here).resolve()}
             theirs_id = _run_id(theirs)
-            same = theirs.resolve() in own or (theirs_id is not None and theirs_id == _run_id(here))
+            same = theirs.resolve() in own or (theirs_id is not None and theirs_id == _run_id(earlier[0]))
             if not same:
                 raise VidstyleError(f"--run-dir {self.run_dir} holds another run's checkpoint: resume from "
-                                    f"{here}, choose another --run-dir, or pass --overwrite to continue "
+                                    f"{earlier[0]}, choose another --run-dir, or pass --overwrite to continue "
                                     f"{cfg.resume} there")
 
     # -- one step ----------------------------------------------------------------
@@ -410,15 +450,15 @@ class Trainer:
         """
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + self.rank * 1_000_000_007)
-        x = self.photos.batch(cfg.batch_size // self.world, gen)
+        n = cfg.batch_size // self.world
+        if self.temporal and self.video is not None and step % 2 == 1:  # a real frame pair; no photos drawn
+            xp, xt, flow, mask = self.video.batch(n, gen)
+            return torch.cat([xp, xt]), flow, mask
+        x = self.photos.batch(n, gen)
         flow = mask = None
         if self.temporal:
-            if self.video is not None and step % 2 == 1:
-                xp, xt, flow, mask = self.video.batch(cfg.batch_size // self.world, gen)
-            else:
-                xp = x
-                xt, flow, mask = synthetic_pair(x, gen)
-            x = torch.cat([xp, xt])
+            xt, flow, mask = synthetic_pair(x, gen)
+            x = torch.cat([x, xt])
         return x, flow, mask
 
     def losses(self, step: int, data: tuple | None = None) -> dict[str, torch.Tensor]:
@@ -514,20 +554,34 @@ class Trainer:
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
         meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
-                "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles])}
+                "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles]), "world_size": str(self.world)}
         atomic = AtomicPath(path)
         save_file(tensors, str(atomic.tmp), metadata=meta)
-        if path.exists():
-            os.replace(path, _previous(path))
+        if path.exists():  # a second name for the old one, put in place at once: there is always a checkpoint
+            prev = _previous(path)
+            link = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
+            try:
+                link.unlink(missing_ok=True)
+                try:
+                    os.link(path, link)
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(path, link)
+                os.replace(link, prev)
+            finally:
+                link.unlink(missing_ok=True)
         atomic.commit()
         return path
 
     def _load_checkpoint(self, path: Path) -> None:
         meta, old, tensors = read_checkpoint(path, "resume file")
         for key in TrainConfig.MATCH:
-            if old.get(key) != getattr(self.cfg, key):
+            if key in old and not _same_option(key, old[key], getattr(self.cfg, key)):
                 raise VidstyleError(f"resume file {path} was made with --{key.replace('_', '-')} {old.get(key)}, "
                                     f"not {getattr(self.cfg, key)}")
+        world = int(meta.get("world_size", self.world))  # checkpoints from before it was recorded: not checked
+        if world != self.world:
+            raise VidstyleError(f"resume file {path} was made with {world} training processes (--nproc), "
+                                f"not {self.world}")
         hashes = [_file_hash(s) for s in self.cfg.styles]
         if json.loads(meta.get("style_hashes", "[]")) != hashes:
             raise VidstyleError(f"resume file {path} was trained on other style images")
@@ -642,7 +696,11 @@ class Trainer:
                     data = ahead.result()
                     if self.step + 1 < cfg.steps:
                         ahead = pool.submit(self.batch, self.step + 1)
-                    last = self.train_step(data)
+                    # a Ctrl-C waits for the end of the step (the CPU optimiser updates the weights one by
+                    # one): the checkpoint saved below never holds half an update under the old step number.
+                    # One process only: under DDP every rank must leave its collectives together.
+                    with _sigint_held() if self.world == 1 else contextlib.nullcontext():
+                        last = self.train_step(data)
                     first = first or dict(last)
                     if not self.main:
                         continue

@@ -1,0 +1,146 @@
+"""Training runs a user can trust: resume refuses other data, loss or process options; Ctrl-C during a step
+is handled after it; a checkpoint is always on disk; frame pairs come at the photos' scale."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from test_train import config, needs_hed, write_images
+from vidstyle.errors import VidstyleError
+
+
+def _step_of(path: Path) -> str:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()["step"]
+
+
+# ---------------------------------------------------------------- resume checks
+@needs_hed
+def test_resume_refuses_other_data_loss_and_process_options(tmp_path):
+    from safetensors.torch import save_file
+
+    from vidstyle.train.loop import Trainer, read_checkpoint
+    t = Trainer(config(tmp_path, run_dir=str(tmp_path / "a")))
+    t.train_step()
+    ck = t.save_checkpoint()
+    other = write_images(tmp_path / "other", 3, seed=5)
+    for change, word in [({"data": str(other)}, "--data"), ({"loss_padding": "zeros"}, "--loss-padding"),
+                         ({"clip_grad": 1.0}, "--clip-grad"), ({"precision": "fp32"}, "--precision"),
+                         ({"data_limit": 4}, "--data-limit")]:
+        with pytest.raises(VidstyleError, match=word):
+            Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(ck), **change))
+    # the same folder under another name is the same data
+    same = str(tmp_path / "other" / ".." / "photos")
+    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(ck), data=same)).step == 1
+    meta, cfg, tensors = read_checkpoint(ck)
+    assert meta["world_size"] == "1"
+    two = tmp_path / "two.safetensors"
+    save_file(tensors, str(two), metadata={**meta, "world_size": "2"})
+    with pytest.raises(VidstyleError, match="2 training processes"):
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(two)))
+    # a checkpoint from before these were recorded resumes (a missing value is no mismatch)
+    for key in ("data", "data_limit", "video_data", "flow", "loss_net", "loss_padding", "clip_grad", "precision"):
+        cfg.pop(key)
+    old_meta = {k: v for k, v in meta.items() if k != "world_size"}
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**old_meta, "config": json.dumps(cfg)})
+    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old), loss_padding="zeros")).step == 1
+
+
+# ---------------------------------------------------------------- Ctrl-C during a step
+@needs_hed
+def test_ctrl_c_during_a_step_is_handled_after_the_step(tmp_path):
+    from vidstyle.train.loop import Trainer
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's default handler here")
+    t = Trainer(config(tmp_path, steps=3))
+    real_step = t.opt.step
+
+    def step_then_ctrl_c(*a, **kw):  # the signal arrives while the step is still running
+        out = real_step(*a, **kw)
+        os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    t.opt.step = step_then_ctrl_c
+    with pytest.raises(VidstyleError, match="interrupted at step 1"):
+        t.train()
+    ck = t.checkpoint_path()
+    assert _step_of(ck) == "1"
+    from safetensors.torch import load_file
+    saved = load_file(str(ck))
+    for k, v in t.net.state_dict().items():
+        assert torch.equal(saved[f"net.{k}"], v)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---------------------------------------------------------------- a checkpoint at all times
+@needs_hed
+def test_a_crash_while_saving_leaves_a_checkpoint_and_prev_counts_as_an_earlier_run(tmp_path, monkeypatch):
+    from vidstyle.io.writer import AtomicPath
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path))
+    t.train_step()
+    ck = t.save_checkpoint()
+    t.train_step()
+
+    def crash(self):
+        raise OSError("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(AtomicPath, "commit", crash)
+        with pytest.raises(OSError):
+            t.save_checkpoint()
+    assert _step_of(ck) == "1" and _step_of(ck.with_name("checkpoint-prev.safetensors")) == "1"
+    t.save_checkpoint()
+    assert _step_of(ck) == "2" and _step_of(ck.with_name("checkpoint-prev.safetensors")) == "1"
+    ck.unlink()  # what a crash between the two renames used to leave
+    with pytest.raises(VidstyleError, match="earlier run"):
+        Trainer(config(tmp_path, output=str(tmp_path / "n.safetensors")))
+
+
+# ---------------------------------------------------------------- frame pairs and data order
+@needs_hed
+def test_data_order_without_video_data_is_unchanged(tmp_path):
+    from vidstyle.train.data import synthetic_pair
+    from vidstyle.train.loop import Trainer
+    for kw in ({}, {"temporal": "none"}):
+        t = Trainer(config(tmp_path, run_dir=str(tmp_path / f"r{len(kw)}"), **kw))
+        for step in range(4):
+            gen = torch.Generator().manual_seed(t.cfg.seed * 1_000_003 + step)
+            x = t.photos.batch(t.cfg.batch_size, gen)  # the order before the change
+            flow = mask = None
+            if t.temporal:
+                xt, flow, mask = synthetic_pair(x, gen)
+                x = torch.cat([x, xt])
+            got = t.batch(step)
+            assert torch.equal(got[0], x)
+            assert (got[1] is None and flow is None) or torch.equal(got[1], flow)
+
+
+@needs_hed
+def test_frame_pairs_are_scaled_like_photos_and_draw_no_photos(tmp_path):
+    from vidstyle.train.loop import Trainer
+    seq = tmp_path / "video" / "seq"
+    seq.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base = cv2.resize(rng.integers(0, 255, (12, 14, 3), dtype=np.uint8), (140, 120), interpolation=cv2.INTER_CUBIC)
+    for i in range(3):
+        cv2.imwrite(str(seq / f"{i:05d}.png"), np.roll(base, i, axis=1))
+    t = Trainer(config(tmp_path, video_data=str(tmp_path / "video"), photo_size=80))
+    assert t.photos.short_side == 80
+    assert min(t.video.sequences[0][0].shape[:2]) == 80  # was --size (64)
+    calls = []
+    real = t.photos.batch
+    t.photos.batch = lambda *a: calls.append(1) or real(*a)
+    x, flow, mask = t.batch(1)  # odd step: a real frame pair
+    assert calls == [] and x.shape == (4, 3, 64, 64) and flow.shape == (2, 2, 64, 64)
+    t.batch(2)
+    assert calls == [1]
