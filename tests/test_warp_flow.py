@@ -1,10 +1,14 @@
 """warp, occlusion and .flo: the shared building blocks of training, stabilisation and evaluation."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from vidstyle.flow import read_flo, write_flo
+from vidstyle.flow import DISFlow, read_flo, write_flo
 from vidstyle.train.losses import temporal_loss
 from vidstyle.warp import occlusion, warp
 
@@ -82,3 +86,47 @@ def test_temporal_loss_zero_for_perfect_pair_positive_otherwise():
     mask = torch.ones(1, 1, 40, 48)
     assert float(temporal_loss(cur, prev, flow, mask)) < 1e-10
     assert float(temporal_loss(cur + 0.1 * torch.rand_like(cur), prev, flow, mask)) > 1e-4
+
+
+def _shifted_pair(h: int, w: int, dy: float, dx: float) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth pattern and the same pattern moved by (dy, dx) pixels: (source, target) RGB uint8."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    def img(oy: float, ox: float) -> np.ndarray:
+        g = 128 + 60 * np.sin((xx - ox) * 0.45) * np.cos((yy - oy) * 0.5)
+        return np.repeat(g[..., None], 3, 2).clip(0, 255).astype(np.uint8)
+
+    return img(0, 0), img(dy, dx)
+
+
+def test_dis_flow_at_reduced_scale_keeps_pixel_units_on_tiny_frames():
+    # 12 px high at scale 0.5: DIS runs on 24x8 (the 8 px floor), so y is shrunk by 1.5, not 2; the flow
+    # must come back in frame pixels on each axis (it came back a third too long in y).
+    src, tgt = _shifted_pair(12, 48, 1.5, 1.5)
+    f = DISFlow("medium", scale=0.5)(tgt, src)
+    assert f.shape == (12, 48, 2) and f.dtype == np.float32
+    inner = f[3:-3, 3:-3]
+    # target = source moved by +1.5: the flow warping source onto target points back by 1.5
+    assert abs(float(np.median(inner[..., 0])) + 1.5) < 0.2
+    assert abs(float(np.median(inner[..., 1])) + 1.5) < 0.2
+
+
+def test_dis_flow_on_thin_frames_runs_and_measures_the_shift():
+    # OpenCV's DIS crashed the process (segmentation fault) on frames whose short side is under 32 px or
+    # under a quarter of the long side (12x40, 16x80, 8x200); run in a child so a crash fails this test only.
+    code = """
+import numpy as np, sys
+sys.path.insert(0, {tests!r})
+from test_warp_flow import _shifted_pair
+from vidstyle.flow import DISFlow
+for h, w in ((12, 40), (16, 80), (8, 200), (200, 8), (13, 64)):
+    for scale in (1.0, 0.5):
+        src, tgt = _shifted_pair(h, w, 0.0, 1.0)
+        f = DISFlow("medium", scale=scale)(tgt, src)
+        assert f.shape == (h, w, 2), f.shape
+        if w >= 40 and h >= 12 and scale == 1.0:
+            assert abs(float(np.median(f[:, 4:-4, 0])) + 1.0) < 0.3, (h, w, float(np.median(f[..., 0])))
+print("ok")
+""".format(tests=str(Path(__file__).parent))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-800:])

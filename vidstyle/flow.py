@@ -44,6 +44,22 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
         raise VidstyleError(f"cannot write {path}")
 
 
+def _dis_padded(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grey (h, w) images padded (edge pixels repeated, bottom and right) to what OpenCV's DIS can take.
+
+    DIS picks its pyramid depth from the longer side; where the shorter side is under a quarter of it,
+    or under 32 px, the coarsest level is too thin and OpenCV 4 crashes the process (a segmentation
+    fault, measured on 12x40, 16x80 and 8x200 frames). Padding to at least that keeps every level whole;
+    the caller crops the flow back to (h, w).
+    """
+    h, w = a.shape[:2]
+    need = max(32, -(-max(h, w) // 4))
+    ph, pw = max(0, need - h), max(0, need - w)
+    if not (ph or pw):
+        return a, b
+    return tuple(cv2.copyMakeBorder(x, 0, ph, 0, pw, cv2.BORDER_REPLICATE) for x in (a, b))
+
+
 class DISFlow:
     """OpenCV's Dense Inverse Search flow on grey images; ``scale`` < 1 computes at reduced size."""
 
@@ -62,11 +78,14 @@ class DISFlow:
         h, w = target.shape[:2]
         a, b = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (target, source))
         if self.scale != 1.0:
-            size = (max(8, round(w * self.scale)), max(8, round(h * self.scale)))
+            size = (max(8, round(w * self.scale)), max(8, round(h * self.scale)))  # (w, h)
             a, b = cv2.resize(a, size, interpolation=cv2.INTER_AREA), cv2.resize(b, size, interpolation=cv2.INTER_AREA)
-        f = self.dis.calc(a, b, None)
+        f = self.dis.calc(*_dis_padded(a, b), None)[:a.shape[0], :a.shape[1]]
         if self.scale != 1.0:
-            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) / self.scale
+            # back to frame pixels per axis: the 8 px floor and rounding make the real factors differ from 1/scale
+            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
+            f[..., 0] *= w / size[0]
+            f[..., 1] *= h / size[1]
         return f.astype(np.float32)
 
 
@@ -89,7 +108,11 @@ def raft_available(variant: str = "large") -> bool:
 def raft_work_size(h: int, w: int, max_side: int | None = None,
                    max_pixels: int = RAFT_MAX_PIXELS) -> tuple[int, int]:
     """(h, w) of a frame -> (h', w') RAFT runs at: at most ``max_pixels`` and ``max_side`` (the
-    longer side), never under 128 px on the shorter side, both multiples of 8."""
+    longer side), never under 128 px on the shorter side, both multiples of 8.
+
+    Differs from ``stylizer.scaled_size`` / ``working_size`` on purpose: RAFT needs sides that are multiples
+    of 8 and at least 128 px (it may enlarge), and its memory grows with the pixel count, hence the cap.
+    """
     s = min(1.0, math.sqrt(max_pixels / (h * w)))
     if max_side:
         s = min(s, max_side / max(h, w))

@@ -34,12 +34,20 @@ def pick_device(name: str = "auto") -> torch.device:
     raise VidstyleError(f"--device must be auto, cpu or cuda, not {name!r}")
 
 
+def _shrunk(h: int, w: int, s: float) -> tuple[int, int]:
+    """(h, w) times ``s``, rounded, at least 4 px a side: the last step of ``scaled_size`` and ``working_size``."""
+    return max(4, round(h * s)), max(4, round(w * s))
+
+
 def scaled_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    """(h, w) shrunk so the longer side is at most ``max_side`` (never enlarged)."""
+    """(h, w) shrunk so the longer side is at most ``max_side`` (never enlarged).
+
+    Differs from ``working_size`` (which can target the short side instead) and ``flow.raft_work_size``
+    (pixel cap, 128 px minimum, multiples of 8): only the longer side is capped.
+    """
     if not max_side or max(h, w) <= max_side:
         return h, w
-    s = max_side / max(h, w)
-    return max(4, round(h * s)), max(4, round(w * s))
+    return _shrunk(h, w, max_side / max(h, w))
 
 
 def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | None = None,
@@ -51,6 +59,9 @@ def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | No
     large, relative to the picture, as they were in training, whatever the video's resolution
     (a 1080p frame painted at full size would get strokes a quarter as large). ``brush`` 2 paints
     strokes twice as large; 0.5 half as large.
+
+    Differs from ``scaled_size`` (which it uses for ``max_side``) by shrinking the short side to the model's
+    scale, and from ``flow.raft_work_size`` by having no pixel cap, no 128 px minimum and no rounding to 8.
     """
     if max_side:
         return scaled_size(h, w, max_side)
@@ -59,8 +70,7 @@ def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | No
     short = max(8, round(scale / brush))
     if min(h, w) <= short:
         return h, w
-    s = short / min(h, w)
-    return max(4, round(h * s)), max(4, round(w * s))
+    return _shrunk(h, w, short / min(h, w))
 
 
 def model_scale(training: dict) -> int | None:
@@ -183,6 +193,8 @@ class Stylizer:
         reflect, then cropped back.
         """
         h, w = x.shape[-2:]
+        # not shared with TransformerNet.forward (no MIN_SIDE floor) nor export.StyleGraph (branch-free, always
+        # reflect, so that tracing keeps H and W dynamic): each pads to multiples of 4 its own way on purpose
         th, tw = max(engines.MIN_SIDE, -(-h // 4) * 4), max(engines.MIN_SIDE, -(-w // 4) * 4)
         if (th, tw) != (h, w):
             mode = "reflect" if (th - h < h and tw - w < w) else "replicate"

@@ -279,10 +279,14 @@ class LiveSession:
         if hits and reraise:
             raise KeyboardInterrupt
 
-    def _close_sinks(self, failing: bool = False) -> None:
-        """Finalise the recording and close every sink, each one whatever happens to the others."""
+    def _close_sinks(self, failing: bool = False, first=()) -> None:
+        """Run ``first`` (closing steps, in order), then finalise the recording and close every sink, each
+        one whatever happens to the others; errors go to ``_report_closing``.
+
+        Ctrl-C is held off meanwhile: a second Ctrl-C must not throw the recording away.
+        """
         with self._sigint_deferred(reraise=False):
-            errors = self._close_each([self._stop_recording] + [s.close for s in self.sinks])
+            errors = self._close_each([*first, self._stop_recording] + [s.close for s in self.sinks])
             self.sinks.clear()
         _report_closing(errors, failing)
 
@@ -354,15 +358,8 @@ class LiveSession:
         return st.download(st.paint_frames(rgb[None], self.stabilizer if s.temporal else None))[0]
 
     def _finish(self, capture: Capture, failing: bool) -> None:
-        """Stop the capture, close the window, finalise the recording and the sinks, each whatever the others do.
-
-        Ctrl-C is held off meanwhile: a second Ctrl-C must not throw the recording away.
-        """
-        with self._sigint_deferred(reraise=False):
-            steps = [capture.stop] + ([self.preview.close] if self.preview is not None else [])
-            errors = self._close_each(steps + [self._stop_recording] + [s.close for s in self.sinks])
-            self.sinks.clear()
-        _report_closing(errors, failing)
+        """Stop the capture, close the window, then ``_close_sinks``: each step whatever the others do."""
+        self._close_sinks(failing, first=[capture.stop] + ([self.preview.close] if self.preview is not None else []))
 
     def run(self) -> LiveResult:
         o = self.opts
