@@ -15,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 
+from .batch import Source, output_name, safe_label
 from .errors import IncompleteInput, VidstyleError
 from .io.images import read_image, write_image
-from .io.reader import VideoReader
+from .io.reader import VideoReader, is_url, local_path
 from .io.writer import VideoWriter, check_target
 from .models import files, registry
 from .pipeline import run_stages
@@ -65,10 +66,10 @@ class RunResult:
 
 
 def default_output(src: str, style_label: str) -> Path:
-    stem = Path(src.split("?")[0]).stem if "://" in src else Path(src).stem
-    folder = Path.cwd() if "://" in src else Path(src).parent
-    safe = "".join(c if c.isalnum() or c in "-_+" else "_" for c in style_label)
-    return folder / f"{stem}.{safe}.mp4"
+    """``<input stem>.<style>.mp4`` (``batch.output_name``, the batch's names) beside a local input, or in the
+    current folder for a URL."""
+    folder = Path.cwd() if is_url(src) else Path(local_path(src)).parent
+    return folder / output_name(Source(src), style_label)
 
 
 def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
@@ -130,7 +131,8 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
 
 def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
                   overwrite: bool = False, stylizer: Stylizer | None = None, **options) -> Path:
-    """Stylize one still image; returns the path written (default ``<stem>.<style>.png`` beside it).
+    """Stylize one still image; returns the path written (default ``<stem>.<style>.png`` beside it, the style
+    written as in video names: ``batch.safe_label``).
 
     An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``).
     """
@@ -138,6 +140,6 @@ def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | P
     src = Path(src)
     rgb = read_image(src)
     label = getattr(stylizer.model, "label", stylizer.name)
-    dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}.{label}.png")
+    dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}.{safe_label(label)}.png")
     check_target(dst, overwrite, str(src))
     return write_image(dst, stylizer(rgb[None])[0], overwrite=overwrite)

@@ -39,6 +39,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import BatchInterrupted, IncompleteInput, VidstyleError
+from .io.reader import is_url, local_path, open_container
+from .io.writer import remove_stale_partials
 
 log = logging.getLogger("vidstyle")
 
@@ -53,10 +55,6 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 # -- inputs --------------------------------------------------------------------------------------
-def is_url(spec: str) -> bool:
-    return "://" in spec
-
-
 def is_video_file(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
@@ -70,8 +68,8 @@ class Source:
 
     @property
     def key(self) -> str:
-        """The manifest key: the absolute path of a local file, a URL unchanged."""
-        return self.input if is_url(self.input) else os.path.abspath(self.input)
+        """The manifest key: the absolute path of a local file (``file:`` dropped), a URL unchanged."""
+        return self.input if is_url(self.input) else os.path.abspath(local_path(self.input))
 
 
 def _walk(folder: Path, exclude: list[Path]) -> list[Path]:
@@ -99,7 +97,7 @@ def _same_or_inside(path: Path, folder: Path) -> bool:
 def find_inputs(specs: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[Source]:
     """Expand ``specs`` into the videos to paint, in order, duplicates removed.
 
-    A file is taken as it is (whatever its extension); a folder is searched recursively for files
+    A file (also as ``file:PATH``) is taken as it is (whatever its extension); a folder is searched recursively for files
     with a video extension (``VIDEO_EXTENSIONS``) and keeps its layout in ``Source.folder``; a glob
     (``*``, ``?``, ``[``; ``**`` recurses) keeps the video files and folders it matches; a URL is kept
     as it is. ``exclude``: folders not searched (the output folder) where they lie inside a folder searched.
@@ -114,7 +112,7 @@ def find_inputs(specs: Iterable[str | os.PathLike], exclude: Iterable[str | os.P
             seen.add(src.key)
             out.append(src)
 
-    def add_folder(folder: Path, spec: str) -> int:
+    def add_folder(folder: Path) -> int:
         files = _walk(folder, excl)
         for f in files:
             add(Source(str(f), PurePosixPath(f.parent.relative_to(folder).as_posix())))
@@ -125,11 +123,11 @@ def find_inputs(specs: Iterable[str | os.PathLike], exclude: Iterable[str | os.P
         if is_url(spec):
             add(Source(spec))
             continue
-        p = Path(spec).expanduser()
+        p = Path(local_path(spec)).expanduser()
         if p.is_file():
             add(Source(str(p)))
         elif p.is_dir():
-            if not add_folder(p, spec):
+            if not add_folder(p):
                 raise VidstyleError(f"no videos in folder {spec} (looked for {', '.join(sorted(VIDEO_EXTENSIONS)[:6])}, ...)")
         elif _GLOB_CHARS.search(spec):
             matches = sorted(glob.glob(str(p), recursive=True))
@@ -137,7 +135,7 @@ def find_inputs(specs: Iterable[str | os.PathLike], exclude: Iterable[str | os.P
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    n += add_folder(mp, m)
+                    n += add_folder(mp)
                 elif mp.is_file() and is_video_file(mp) and not mp.name.startswith("."):
                     add(Source(m))
                     n += 1
@@ -154,17 +152,22 @@ def expand_inputs(specs: Iterable[str | os.PathLike], exclude: Iterable[str | os
 
 
 def safe_label(label: str) -> str:
-    """The style label as it appears in file names (same rule as ``vidstyle run``)."""
+    """A style or mix label as it appears in file names (``udnie:0.5+scream:0.5`` -> ``udnie_0_5+scream_0_5``):
+    the one rule for videos (``output_name``, ``api.default_output``) and images (``api.stylize_image``)."""
     return "".join(c if c.isalnum() or c in "-_+" else "_" for c in label)
 
 
-def _stem(src: str) -> str:
-    return Path(src.split("?")[0].rstrip("/")).stem if is_url(src) else Path(src).stem
+def input_stem(src: str) -> str:
+    """The input's name without its extension, for output names: a file's stem (``file:`` dropped), a URL's
+    last path part without the query (``talk`` for ``https://h/p/talk.m3u8?x=1``); ``video`` when empty."""
+    path = src.split("?")[0].rstrip("/") if is_url(src) else local_path(src)
+    return Path(path).stem or "video"
 
 
 def output_name(source: Source, label: str, suffix: str = ".mp4") -> PurePosixPath:
-    """``<folder>/<input stem>.<style><suffix>``, relative to the output folder."""
-    return source.folder / f"{_stem(source.input) or 'video'}.{safe_label(label)}{suffix}"
+    """``<folder>/<input stem>.<style><suffix>``, relative to the output folder (also ``vidstyle run``'s
+    default name for one video: ``api.default_output``)."""
+    return source.folder / f"{input_stem(source.input)}.{safe_label(label)}{suffix}"
 
 
 def _dedupe(name: PurePosixPath, taken: set[str]) -> PurePosixPath:
@@ -315,12 +318,17 @@ def error_line(e: BaseException) -> str:
 
 
 def probe_frames(src: str) -> int:
-    """The frame count in a local file's header (0 when unknown or unreadable); cheap, no decoding."""
+    """The frame count in a local file's header (0 when unknown or unreadable); cheap, no decoding.
+
+    Opened with the reader's ``open_container`` (its protocol whitelist; ``file:`` and protocol-like names read
+    as files), not with a ``VideoReader``: that decodes the first frame, and this runs for every input of a
+    batch before anything is painted. Where the header has no count, it is estimated from the duration
+    (``VideoInfo.frames`` says 0 there): a total for the progress bar, never used to check anything.
+    """
     if is_url(src):
         return 0
     try:
-        import av
-        with av.open(src) as c:
+        with open_container(src) as c:
             if not c.streams.video:
                 return 0
             s = c.streams.video[0]
@@ -343,16 +351,6 @@ def _accepted_kwargs(fn: Callable) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
     return {p.name for p in params}
-
-
-def remove_partials(output: Path) -> list:
-    """Delete the partial files that a killed writer left for ``output`` (the writer's own rule: only
-    files no live process holds). Best effort: never raises."""
-    try:
-        from .io.writer import remove_stale_partials
-        return remove_stale_partials(Path(output))
-    except Exception:  # noqa: BLE001 - an older writer, or a folder that went away
-        return []
 
 
 def paint_item(paint_one: Callable, input: str, output: str, overwrite: bool,
@@ -544,6 +542,47 @@ def _run_local(todo: list[dict], paint_one: Callable, notify: Callable, frames_c
         notify("result", t, res)
 
 
+def throttled_progress(send: Callable[[int, int], None], every: float = 0.5) -> Callable[[int, int], None]:
+    """A worker's ``progress(n, total)`` that passes ``(n, total)`` on to ``send`` at most once every ``every``
+    seconds, and always when ``n`` reaches a known ``total`` (the last count is never lost). For the Ray tasks
+    here and in ``vidstyle.segments``, and the segments' worker processes."""
+    last = [0.0]
+
+    def progress(n: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > every or (total and n >= total):
+            last[0] = now
+            send(n, total)
+
+    return progress
+
+
+def wait_ray_tasks(ray, refs: Iterable, sink, on_progress: Callable[[int, int, int], None],
+                   on_ready: Callable[[object], None], *, cancel_on_error: bool = False) -> None:
+    """Wait for the Ray tasks ``refs`` (object refs) one by one.
+
+    Twice a second what the tasks reported to ``sink`` (a ``ProgressSink``) goes to ``on_progress(tag, n, total)``
+    (best effort: its errors are ignored); each finished task's ref goes to ``on_ready(ref)``, which may raise.
+    ``cancel_on_error``: when anything raises here (``on_ready``, Ctrl-C), the tasks not finished are cancelled.
+    """
+    pending = list(refs)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+            try:
+                for tag, (n, total) in ray.get(sink.take.remote(), timeout=30).items():
+                    on_progress(tag, n, total)
+            except Exception:  # noqa: BLE001 - progress is best effort
+                pass
+            for ref in ready:
+                on_ready(ref)
+    except BaseException:
+        if cancel_on_error:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        raise
+
+
 _RAY_DEFS: tuple | None = None
 
 
@@ -555,15 +594,11 @@ def _ray_defs(ray):
         # for GPU tasks is a new process per task, which would load the model for every video).
         @ray.remote(max_calls=0)
         def paint_task(paint_one, input, output, overwrite, sink, tag):
-            last = [0.0]
-
-            def progress(n, total):
-                now = time.monotonic()
-                if sink is not None and (now - last[0] > 0.5 or (total and n >= total)):
-                    last[0] = now
+            def send(n, total):
+                if sink is not None:
                     sink.update.remote(tag, n, total)
 
-            return paint_item(paint_one, input, output, overwrite, progress)
+            return paint_item(paint_one, input, output, overwrite, throttled_progress(send))
 
         @ray.remote(num_cpus=0)
         class ProgressSink:
@@ -626,27 +661,25 @@ def _run_ray(todo: list[dict], paint_one: Callable, notify: Callable, frames_cb:
                 job_ref, t["input"], t["output_path"], t["overwrite"], sink, i)
             refs[ref] = t
             notify("queued", t, None)
-        pending = list(refs)
         started_tags: set[int] = set()
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+
+        def on_progress(tag: int, n: int, total: int) -> None:
+            if tag not in started_tags:
+                started_tags.add(tag)
+                notify("begin", todo[tag], None)
+            frames_cb(todo[tag], n, total)
+
+        def on_ready(ref) -> None:
+            t = refs[ref]
             try:
-                for tag, (n, total) in ray.get(sink.take.remote(), timeout=30).items():
-                    if tag not in started_tags:
-                        started_tags.add(tag)
-                        notify("begin", todo[tag], None)
-                    frames_cb(todo[tag], n, total)
-            except Exception:  # noqa: BLE001 - progress is best effort
-                pass
-            for ref in ready:
-                t = refs[ref]
-                try:
-                    res = ray.get(ref)
-                except ray.exceptions.RayError as e:  # the worker died more than max_retries times
-                    res = {"status": "failed", "error": error_line(e), "frames": 0, "seconds": 0.0,
-                           "complete": False, "notes": []}
-                remove_partials(Path(t["output_path"]))  # left by an attempt whose worker died
-                notify("result", t, res)
+                res = ray.get(ref)
+            except ray.exceptions.RayError as e:  # the worker died more than max_retries times
+                res = {"status": "failed", "error": error_line(e), "frames": 0, "seconds": 0.0,
+                       "complete": False, "notes": []}
+            remove_stale_partials(Path(t["output_path"]))  # left by an attempt whose worker died
+            notify("result", t, res)
+
+        wait_ray_tasks(ray, refs, sink, on_progress, on_ready)
     finally:
         if started:
             ray.shutdown()
@@ -720,7 +753,7 @@ def earlier_outputs(sources: list[Source], out: Path) -> tuple[list[Source], lis
     if not (out / MANIFEST_NAME).is_file():
         return sources, []
     ours = {(out / i["output"]).resolve() for i in Manifest(out).items if i.get("output")}
-    mine = [not is_url(s.input) and Path(s.input).resolve() in ours for s in sources]
+    mine = [not is_url(s.input) and Path(s.key).resolve() in ours for s in sources]
     keep = [s for s, m in zip(sources, mine) if not m]
     ignored = [s.input for s, m in zip(sources, mine) if m]
     if not keep:

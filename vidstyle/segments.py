@@ -39,8 +39,9 @@ import av
 import numpy as np
 
 from .api import RunResult, default_output
-from .batch import StylizeJob, connect_ray, error_line, is_url, task_resources
+from .batch import StylizeJob, connect_ray, error_line, task_resources, throttled_progress, wait_ray_tasks
 from .errors import VidstyleError
+from .io.reader import is_url
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -230,15 +231,8 @@ def _init_worker(queue) -> None:
 def _part_worker(job, src, part, part_path) -> dict:
     """ProcessPoolExecutor entry point: progress goes through the queue of ``_init_worker``."""
     queue = _progress_queue
-    last = [0.0]
-
-    def progress(n, total):
-        now = time.monotonic()
-        if queue is not None and (now - last[0] > 0.5 or n >= total):
-            last[0] = now
-            queue.put((part.index, n))
-
-    return paint_part(job, src, part, part_path, progress if queue is not None else None)
+    progress = None if queue is None else throttled_progress(lambda n, total: queue.put((part.index, n)))
+    return paint_part(job, src, part, part_path, progress)
 
 
 # -- joining -------------------------------------------------------------------------------------
@@ -371,15 +365,8 @@ def _ray_part_task(ray):
     if _RAY_PART is None:
         @ray.remote(max_calls=0)  # keep the worker, and the Stylizer it built, for the next part
         def paint_part_task(job, src, part, part_path, sink, tag):
-            last = [0.0]
-
-            def progress(n, total):
-                now = time.monotonic()
-                if now - last[0] > 0.5 or n >= total:
-                    last[0] = now
-                    sink.update.remote(tag, n, total)
-
-            return paint_part(job, src, part, part_path, progress)
+            return paint_part(job, src, part, part_path,
+                              throttled_progress(lambda n, total: sink.update.remote(tag, n, total)))
 
         _RAY_PART = paint_part_task
     return _RAY_PART
@@ -459,28 +446,19 @@ def _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_
         refs = {task.options(max_retries=max_retries, retry_exceptions=False, **opts).remote(
             job_ref, src, p, paths[p.index], sink, p.index): p.index for p in plan.parts}
         results: dict[int, dict] = {}
-        pending = list(refs)
-        try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-                try:
-                    for i, (n, _) in ray.get(sink.take.remote(), timeout=30).items():
-                        report(i, n)
-                except Exception:  # noqa: BLE001 - progress is best effort
-                    pass
-                for ref in ready:
-                    try:
-                        results[refs[ref]] = ray.get(ref)
-                    except ray.exceptions.RayTaskError as e:
-                        cause = getattr(e, "cause", None)
-                        raise (cause if isinstance(cause, VidstyleError) else
-                               VidstyleError(f"part {refs[ref]} failed: {error_line(cause or e)}")) from None
-                    except ray.exceptions.RayError as e:
-                        raise VidstyleError(f"part {refs[ref]} failed: {error_line(e)}") from None
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+
+        def on_ready(ref) -> None:
+            try:
+                results[refs[ref]] = ray.get(ref)
+            except ray.exceptions.RayTaskError as e:
+                cause = getattr(e, "cause", None)
+                raise (cause if isinstance(cause, VidstyleError) else
+                       VidstyleError(f"part {refs[ref]} failed: {error_line(cause or e)}")) from None
+            except ray.exceptions.RayError as e:
+                raise VidstyleError(f"part {refs[ref]} failed: {error_line(e)}") from None
+
+        # a failed part stops the others: without it the video cannot be joined
+        wait_ray_tasks(ray, refs, sink, lambda i, n, total: report(i, n), on_ready, cancel_on_error=True)
         return [results[i] for i in range(len(plan.parts))]
     finally:
         if started:

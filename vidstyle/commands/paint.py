@@ -100,10 +100,15 @@ def run(
 
 
 def _is_many(spec: str) -> bool:
-    """A folder or a glob (not an existing file, not a URL)."""
-    if "://" in spec or Path(spec).is_file():
+    """A folder or a glob (not an existing file, not a URL: ``is_url``; ``file:`` names a local path)."""
+    from ..io.reader import is_url, local_path
+
+    if is_url(spec):
         return False
-    return Path(spec).is_dir() or any(c in spec for c in "*?[")
+    path = Path(local_path(spec))
+    if path.is_file():
+        return False
+    return path.is_dir() or any(c in spec for c in "*?[")
 
 
 def _run_batch(inputs, out_dir: Path, job, executor: str, overwrite: bool, quiet: bool, json_out: bool) -> None:
@@ -244,7 +249,8 @@ def image(
                            engine=engine.value, precision=precision.value, brush=brush,
                            preserve_color=preserve_color)
         from ..api import stylize_image
-        tag = "".join(c if c.isalnum() or c in "-_+" else "_" for c in getattr(st.model, "label", st.name))
+        from ..batch import safe_label
+        tag = safe_label(getattr(st.model, "label", st.name))
         check_unique(tag)
         for f in files:
             dst = target(f, tag)

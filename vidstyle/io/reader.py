@@ -41,6 +41,8 @@ NETWORK_PROTOCOLS = ("http", "https", "tls", "tcp", "udp", "rtp", "rtmp", "rtmps
 LOCAL_PROTOCOLS = ("file", "crypto")
 # How many skipped packets are logged one by one before only the count is kept.
 _LOGGED_ERRORS = 5
+# The frame rate assumed for a video that states none (the reader's and the writer's).
+DEFAULT_FPS = Fraction(30)
 _INTERLACED_FIELD_ORDERS = {2, 3, 4, 5}  # AV_FIELD_TT, BB, TB, BT
 
 
@@ -91,20 +93,36 @@ class VideoInfo:
 
 
 def input_protocol(src: str) -> str | None:
-    """The FFmpeg protocol that ``src`` names ('https', 'concat', 'subfile', ...), or None for a local path.
+    """The FFmpeg protocol that ``src`` names ('https', 'concat', 'subfile', 'file', ...), or None for a local path.
 
-    FFmpeg reads a name before ':' (or before ',' for protocols with options) as a protocol.
-    An existing file wins, and one letter is a Windows drive, not a protocol.
+    FFmpeg's own rule: a name before ':' is a protocol, and so is ``subfile,`` (its options come before
+    the ':'); any other name before ',' is part of a file name. An existing file wins, and one letter is
+    a Windows drive, not a protocol. ``is_url`` and ``local_path`` say what the answer means.
     """
-    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)[:,]", src)
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", src) or re.match(r"(subfile),.*:", src, re.S)
     if m is None or len(m.group(1)) == 1 or Path(src).exists():
         return None
     return m.group(1).lower()
 
 
-def _allowed_protocols(protocol: str | None, extra: Iterable[str]) -> set[str]:
-    """The whitelist for an input with ``protocol`` (None: a local path), widened by ``extra``."""
-    base = LOCAL_PROTOCOLS if protocol in (None, "file") else NETWORK_PROTOCOLS
+def is_url(src: str | Path) -> bool:
+    """Whether ``src`` is read through a protocol (``https://...``, ``concat:a|b``, ``subfile,...``), not a local file.
+
+    The one test of "URL or local file" for inputs: ``file:x.mp4`` and ``C:/x.mp4`` are local files, and so is
+    an existing file whatever its name (``concat:a.mp4`` on disk).
+    """
+    return input_protocol(str(src)) not in (None, "file")
+
+
+def local_path(src: str | Path) -> str:
+    """The path of a local input: ``src`` without FFmpeg's ``file:`` prefix (anything else unchanged)."""
+    s = str(src)
+    return s[len("file:"):] if input_protocol(s) == "file" else s
+
+
+def _allowed_protocols(url: bool, extra: Iterable[str]) -> set[str]:
+    """The whitelist for a URL or a local file (``is_url``), widened by ``extra``."""
+    base = NETWORK_PROTOCOLS if url else LOCAL_PROTOCOLS
     return set(base) | {p.strip().lower() for p in extra if p.strip()}
 
 
@@ -114,23 +132,24 @@ def open_container(src: str | Path, allow_protocols: Iterable[str] = ()):
     ``allow_protocols`` adds FFmpeg protocols to the whitelist (e.g. ``["concat", "file"]``).
     """
     s = str(src)
-    protocol = input_protocol(s)
-    allowed = _allowed_protocols(protocol, allow_protocols)
-    if protocol is None:
-        p = Path(s)
+    url = is_url(s)
+    allowed = _allowed_protocols(url, allow_protocols)
+    if not url:
+        p = Path(local_path(s))
         if not p.exists():
             raise VidstyleError(f"input not found: {s}")
         if p.is_dir():
             raise VidstyleError(f"input is a directory, not a video file: {s}")
         target = f"file:{p}"  # never read a path such as 'concat:x' as a protocol
     else:
+        protocol = input_protocol(s)
         if protocol not in allowed:
             raise VidstyleError(f"input protocol {protocol!r} is not allowed ({s}); allowed: "
                                 f"{', '.join(sorted(allowed))}")
         target = s
     try:
         return av.open(target, mode="r", container_options={"protocol_whitelist": ",".join(sorted(allowed))},
-                       timeout=(10.0, 10.0) if protocol is not None else None)
+                       timeout=(10.0, 10.0) if url else None)
     except av.error.FFmpegError as e:
         raise VidstyleError(f"cannot read {s}: not a video file FFmpeg understands ({e.strerror or e})") from None
 
@@ -225,7 +244,7 @@ class VideoReader:
         timestamps = not (self.container.format.flags & av.format.Flags.no_timestamps.value)
         # a raw stream's average rate is the demuxer's default (25); the guess reads the codec's timing
         rates = (st.average_rate, st.guessed_rate) if timestamps else (st.guessed_rate, st.average_rate)
-        fps = Fraction(rates[0] or rates[1] or Fraction(30))
+        fps = Fraction(rates[0] or rates[1] or DEFAULT_FPS)
         info = VideoInfo(
             width=cc.width,
             height=cc.height,

@@ -38,7 +38,7 @@ import av.filter
 import numpy as np
 
 from ..errors import Terminated, VidstyleError
-from .reader import VideoInfo, filter_frames, input_protocol
+from .reader import DEFAULT_FPS, VideoInfo, filter_frames, is_url, local_path
 
 try:
     import fcntl
@@ -126,12 +126,11 @@ def resolve_codec(name: str) -> str:
 def _same_file(src: str, dst: Path) -> bool:
     """Whether the input ``src`` (a path, or FFmpeg's ``file:`` path) is the file ``dst``.
 
-    Links count: ``os.path.samefile`` when both exist, resolved paths otherwise. URLs never match.
+    Links count: ``os.path.samefile`` when both exist, resolved paths otherwise. URLs (``is_url``) never match.
     """
-    if input_protocol(src) == "file":
-        src = src[len("file:"):]
-    elif "://" in src:
+    if is_url(src):
         return False
+    src = local_path(src)
     if os.path.exists(src) and dst.exists():
         return os.path.samefile(src, dst)
     return Path(src).resolve() == dst.resolve()
@@ -335,6 +334,11 @@ def stop_signals():
 
 
 # -- the writer ----------------------------------------------------------------
+def _frame_rate(info: VideoInfo) -> Fraction:
+    """The rate frames are encoded and numbered at: the source's, or ``DEFAULT_FPS`` where it states none."""
+    return info.fps if info.fps and info.fps > 0 else DEFAULT_FPS
+
+
 def _aac_layout(layout: av.AudioLayout) -> str:
     """The channel layout to encode ``layout`` with: its own when it has a name ("stereo", "5.1"),
     else FFmpeg's default for its channel count (PCM in AVI or MKV often says only "2 channels")."""
@@ -489,9 +493,8 @@ class VideoWriter:
     def _add_encoder(self):
         """The output video stream, encoding with ``self.encoder`` at the source's frame rate and time base."""
         info = self.info
-        fps = info.fps if info.fps and info.fps > 0 else Fraction(30)
         try:
-            vs = self.container.add_stream(self.encoder, rate=fps.limit_denominator(1001 * 1000))
+            vs = self.container.add_stream(self.encoder, rate=_frame_rate(info).limit_denominator(1001 * 1000))
         except ValueError:  # the muxer cannot hold this codec
             raise VidstyleError(f"{self.kind} files cannot hold {self.encoder} video; leave the codec out "
                                 f"(for .{self.kind}: {self.format.codec}) or write .mp4, .mov or .mkv") from None
@@ -661,8 +664,7 @@ class VideoWriter:
             rgb = np.pad(rgb, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         if pts is None:
-            fps = self.info.fps if self.info.fps and self.info.fps > 0 else Fraction(30)
-            pts = round(self.frames_written / (fps * self.info.time_base))
+            pts = round(self.frames_written / (_frame_rate(self.info) * self.info.time_base))
         vf.pts = pts
         vf.time_base = self.info.time_base
         for frame in self._encodable(vf):

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import VidstyleError, one_line
-from ..io.reader import VideoReader
+from ..io.reader import VideoReader, is_url, local_path
 
 log = logging.getLogger("vidstyle")
 
@@ -176,9 +176,9 @@ class FileFrames:
     def __init__(self, src: str, loop: bool = False, pace: bool = True):
         self.src = src
         self.loop = loop
-        self.is_url = "://" in src
+        self.is_url = is_url(src)
         self.pace = pace and not self.is_url
-        if not self.is_url and not Path(src).exists():
+        if not self.is_url and not Path(local_path(src)).exists():
             raise VidstyleError(f"source not found: {src} (give a camera index like 0, a video file or a URL)")
         with VideoReader(src) as r:  # fail early and clearly, and learn the rate
             self.info = r.info

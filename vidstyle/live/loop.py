@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import tempfile
 import threading
@@ -159,13 +158,10 @@ class Stats:
 
 
 def _check_record(record: Path, overwrite: bool, source: str) -> None:
-    """``check_target`` for ``--record``, which must never replace the file being played (by any of its names)."""
+    """``check_target`` for ``--record``, which must never replace the file being played (by any of its names:
+    ``check_target`` compares files, links included)."""
     src = parse_source(source)
-    src = src if isinstance(src, str) else None  # a camera index is no file
-    check_target(record, overwrite, src)
-    if src is not None and "://" not in src and record.exists() and Path(src).exists() \
-            and os.path.samefile(record, src):
-        raise VidstyleError(f"the recording would overwrite the source: {record}")
+    check_target(record, overwrite, src if isinstance(src, str) else None)  # a camera index is no file
 
 
 class LiveSession:
