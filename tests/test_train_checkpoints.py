@@ -144,3 +144,45 @@ def test_frame_pairs_are_scaled_like_photos_and_draw_no_photos(tmp_path):
     assert calls == [] and x.shape == (4, 3, 64, 64) and flow.shape == (2, 2, 64, 64)
     t.batch(2)
     assert calls == [1]
+
+
+# ---------------------------------------------------------------- --ema
+@needs_hed
+def test_ema_is_the_moving_average_kept_across_resume_and_written_as_the_model(tmp_path):
+    from vidstyle.models.files import load_model
+    from vidstyle.train.loop import Trainer, model_from_checkpoint, read_checkpoint
+
+    def weights(net):
+        return {k: v.detach().clone().float() for k, v in net.state_dict().items()}
+
+    t = Trainer(config(tmp_path, ema=0.75, steps=3))
+    expected = weights(t.net)  # the average starts at the starting weights
+    for _ in range(3):
+        t.train_step()
+        now = weights(t.net)
+        expected = {k: expected[k] + 0.25 * (now[k] - expected[k]) for k in expected}
+    got = weights(t.ema_net)
+    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in got)
+    assert any((got[k] - now[k]).abs().max() > 1e-4 for k in got)  # the average is not the last weights
+    ck = t.save_checkpoint()
+    _, _, tensors = read_checkpoint(ck)
+    assert {k[4:] for k in tensors if k.startswith("ema.")} == set(got)
+    # a resume continues the same average
+    r = Trainer(config(tmp_path, ema=0.75, steps=4, resume=str(ck), run_dir=str(tmp_path / "run")))
+    assert all(torch.equal(weights(r.ema_net)[k], got[k]) for k in got)
+    # the model file of the run and of `vidstyle export CHECKPOINT` hold the average
+    out = model_from_checkpoint(ck, tmp_path / "e.safetensors")
+    exported = weights(load_model(out).net)
+    assert all(torch.allclose(exported[k], got[k]) for k in got)
+    r.train()
+    final = weights(load_model(tmp_path / "m.safetensors").net)
+    assert all(torch.allclose(final[k], weights(r.ema_net)[k]) for k in final)
+    # turned on at a resume of a run without it: the average starts at the resumed weights
+    plain = Trainer(config(tmp_path, run_dir=str(tmp_path / "p"), steps=2, output=str(tmp_path / "p.safetensors")))
+    plain.train_step()
+    ck2 = plain.save_checkpoint()
+    on = Trainer(config(tmp_path, run_dir=str(tmp_path / "p"), steps=2, ema=0.9, resume=str(ck2),
+                        output=str(tmp_path / "p.safetensors")))
+    assert all(torch.equal(weights(on.ema_net)[k], weights(plain.net)[k]) for k in got)
+    with pytest.raises(VidstyleError, match="--ema"):
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "q"), ema=1.0, output=str(tmp_path / "q.safetensors")))
