@@ -70,9 +70,17 @@ def tile(rgb: np.ndarray, side: int = 512) -> np.ndarray:
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:
+    """``text`` in white on a dark band at the top left of a copy of ``img``.
+
+    (Not a black outline drawn thicker under the text: OpenCV 5 widens the letters with the thickness,
+    so the outline's letters drift off the white ones: "kanagawaa".)
+    """
     img = img.copy()
-    cv2.putText(img, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.6
+    (w, h), base = cv2.getTextSize(text, font, scale, 1)
+    band = img[4:4 + h + base + 8, 2:2 + w + 12]
+    band[:] = (band * 0.35).astype(np.uint8)
+    cv2.putText(img, text, (8, 8 + h), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 
 
