@@ -173,6 +173,25 @@ def test_image_command_on_folder(tmp_path, model_file):
     assert cv2.imread(str(out / "sub" / "b.random_lite.png")).shape == (29, 41, 3)
 
 
+def test_image_command_keeps_existing_outputs_unless_overwrite(tmp_path, model_file):
+    import cv2
+    from conftest import pattern
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(folder / f"{name}.png"), pattern(1, 40, 30))
+    out = tmp_path / "painted"
+    out.mkdir()
+    (out / "b.random_lite.png").write_bytes(b"keep me")
+    res = runner.invoke(app, ["image", str(folder), "-o", str(out), "--style", str(model_file), "-q"])
+    assert res.exit_code == 2 and res.stderr.strip() == f"error: {out / 'b.random_lite.png'} exists; pass --overwrite to replace it"
+    assert sorted(p.name for p in out.iterdir()) == ["b.random_lite.png"]  # nothing painted, nothing replaced
+    assert (out / "b.random_lite.png").read_bytes() == b"keep me"
+    res = runner.invoke(app, ["image", str(folder), "-o", str(out), "--style", str(model_file), "-q", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert cv2.imread(str(out / "b.random_lite.png")).shape == (30, 40, 3)
+
+
 def test_image_inputs_with_the_same_name_are_not_written_over_each_other(tmp_path, model_file):
     import cv2
     from conftest import pattern

@@ -183,7 +183,7 @@ def image(
     steps: int = typer.Option(300, "--steps", min=1, help="L-BFGS steps for --optimize."),
     style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for --optimize."),
     loss_net: str = typer.Option("auto", "--loss-net", help="For --optimize: auto, torchvision, hed or a .safetensors path."),
-    overwrite: bool = typer.Option(True, "--overwrite/--no-overwrite", help="Replace existing output images."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output images (else an existing one stops the run before anything is painted)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Stylize still images (files or folders) with the same options as `run`.
@@ -222,6 +222,8 @@ def image(
             return output
 
         def check_unique(tag: str) -> None:
+            """Before anything is painted: no two inputs write one file, and no existing file is replaced
+            without --overwrite (--optimize takes minutes a picture: it must not fail at the end)."""
             seen: dict[Path, Path] = {}
             for f in files:
                 dst = target(f, tag) or f.with_name(f"{f.stem}.{tag}.png")
@@ -229,6 +231,10 @@ def image(
                     raise VidstyleError(f"{seen[dst]} and {f} would both be written to {dst}; "
                                         "give their folders instead, or paint them separately")
                 seen[dst] = f
+            existing = [d for d in seen if d.exists()]
+            if existing and not overwrite:
+                more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+                raise VidstyleError(f"{existing[0]} exists{more}; pass --overwrite to replace it")
 
         if optimize:
             from ..train.gatys import optimize_image
