@@ -174,6 +174,8 @@ def test_ema_is_the_moving_average_kept_across_resume_and_written_as_the_model(t
     out = model_from_checkpoint(ck, tmp_path / "e.safetensors")
     exported = weights(load_model(out).net)
     assert all(torch.allclose(exported[k], got[k]) for k in got)
+    warm = Trainer(config(tmp_path, run_dir=str(tmp_path / "w"), init=str(ck), output=str(tmp_path / "w.safetensors")))
+    assert all(torch.equal(weights(warm.net)[k], got[k]) for k in got)  # --init CHECKPOINT takes the average too
     r.train()
     final = weights(load_model(tmp_path / "m.safetensors").net)
     assert all(torch.allclose(final[k], weights(r.ema_net)[k]) for k in final)

@@ -208,6 +208,13 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     return meta, config, tensors
 
 
+def result_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's network as its run writes it: the moving average of a run with --ema, else the last
+    step's weights (a state dict for ``TransformerNet``)."""
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "net."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int, loss_net: str, precision: str,
                     images: int | None, final_losses: dict | None, device: str, world_size: int) -> dict:
     """The ``training`` metadata of a model file: how it was made."""
@@ -248,9 +255,8 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
     cfg = TrainConfig(**{k: v for k, v in config.items() if k in known})
     names = json.loads(meta.get("styles", "[]")) or [Path(s).stem for s in cfg.styles]
     net = TransformerNet(arch_config(cfg.arch, len(names)))
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "net."  # a run with --ema writes its average
     try:
-        net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        net.load_state_dict(result_weights(tensors))
     except RuntimeError:
         raise VidstyleError(f"{checkpoint} does not hold a {cfg.arch} network with {len(names)} styles") from None
     if not _finite(net):
@@ -642,24 +648,19 @@ class Trainer:
         The optimiser, the step count and the recipe start afresh. Each style's norm parameters come from
         the style of the same name in the file; a style it does not have starts from the mean of its styles.
         """
-        from safetensors import safe_open
-
         from ..models.files import load_model
+        from ..models.metadata import read_metadata
 
         if not path.is_file():
             raise VidstyleError(f"--init file not found: {path}")
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            if "config" in meta:  # a checkpoint
-                tensors = load_file(str(path))
-                prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "net."  # a run's model: its average
-                state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-                names = json.loads(meta.get("styles", "[]"))
-                arch = json.loads(meta["config"]).get("arch")
-        except Exception:
+            checkpoint = "config" in read_metadata(path)
+        except VidstyleError:
             raise VidstyleError(f"--init {path} is not a vidstyle model file or training checkpoint") from None
-        if "config" not in meta:  # a model file (load_model has its own one-line errors)
+        if checkpoint:  # the network its run writes
+            meta, config, tensors = read_checkpoint(path, "--init file")
+            state, names, arch = result_weights(tensors), json.loads(meta.get("styles", "[]")), config.get("arch")
+        else:  # a model file (load_model has its own one-line errors)
             model = load_model(path)
             state, names, arch = model.net.state_dict(), model.styles, model.net.config.arch
         if arch != self.cfg.arch:
