@@ -15,29 +15,15 @@ import numpy as np
 import pytest
 
 from conftest import make_clip, pattern
+from test_io import FAST, copy
 from vidstyle.errors import VidstyleError
 from vidstyle.io.reader import VideoInfo, VideoReader
 from vidstyle.io.writer import VideoWriter, check_target
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = {"preset": "ultrafast", "crf": 10}
 
 
 # -- helpers -------------------------------------------------------------------
-def copy(src: Path, dst: Path) -> tuple[VideoReader, VideoWriter]:
-    """Reader -> writer without painting, other streams included; returns both (closed)."""
-    with VideoReader(src) as r:
-        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, overwrite=True, **FAST)
-        try:
-            for f in r.frames(on_packet=w.queue_packet):
-                w.write(f.rgb, f.pts)
-            w.close()
-        except BaseException:
-            w.abort()
-            raise
-    return r, w
-
-
 def video_clip(path: Path, n: int = 10, fmt: str | None = None, options: dict | None = None,
                setup=None) -> Path:
     """n frames of 64x48 H.264 at 25 fps; ``setup(container)`` may add chapters, attachments or streams."""
