@@ -95,6 +95,26 @@ def test_concatenated_ts_files_continue_at_the_frame_rate(tmp_path):
     assert times == pytest.approx([times[0] + i * 0.04 for i in range(20)], abs=2e-3)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_joined_ts_files_with_audio_follow_on(tmp_path, suffix):
+    # `cat a.ts a.ts`: both streams restart at the second file; its audio runs past its video. The second
+    # piece must follow the first in both streams, every audio packet kept, nothing refused by the muxer.
+    part = make_clip(tmp_path / "a.ts", n=25)
+    one = tmp_path / f"one{suffix}"
+    copy(part, one)
+    src = tmp_path / "ab.ts"
+    src.write_bytes(part.read_bytes() * 2)
+    dst = tmp_path / f"two{suffix}"
+    r, _ = copy(src, dst)
+    assert any("jump 1 time" in n for n in r.info.notes)
+    video = stream_times(dst)
+    assert len(video) == 50 and all(b > a for a, b in zip(video, video[1:]))
+    audio, audio_one = stream_times(dst, "audio"), stream_times(one, "audio")
+    assert len(audio) == 2 * len(audio_one) and all(b > a for a, b in zip(audio, audio[1:]))
+    second = audio[len(audio_one):]
+    assert second[0] >= audio_one[-1] and second[0] - video[25] < 0.1  # the second piece follows on, in sync
+
+
 def test_a_muxing_error_is_one_line_and_leaves_no_file(tmp_path):
     info = VideoInfo(width=64, height=48, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None)
     dst = tmp_path / "back.mkv"

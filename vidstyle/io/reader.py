@@ -92,6 +92,52 @@ class VideoInfo:
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, MIME type, data)
 
 
+class TimestampJumps:
+    """FFmpeg's repair of timestamp jumps in formats that allow them (MPEG-TS, MPEG-PS, FLV): files joined
+    with ``cat``, or a recorder restarted. Call it on every demuxed packet, in order.
+
+    When a video or audio packet's dts falls more than ``BACK`` seconds behind the end of its stream's
+    previous packet, or jumps more than ``AHEAD`` seconds past it, a new *piece* begins: it is moved to
+    follow the latest end of any stream, and each stream's later packets get that piece's offset once
+    that stream too has jumped (a demuxer can hand out the last packet of the piece before after the
+    first of the next one). ``jumps`` counts the pieces after the first. Small overlaps are left to the
+    writer, which keeps each stream's dts increasing.
+    """
+
+    BACK = Fraction(1, 10)
+    AHEAD = 10
+
+    def __init__(self, streams):
+        self.watched = {s.index for s in streams if s.type in ("video", "audio")}
+        self.offsets = [Fraction(0)]  # seconds added to the packets of each piece
+        self.piece: dict[int, int] = {}  # stream index -> the piece its packets are in now
+        self.end: dict[int, Fraction] = {}  # stream index -> where its last packet ended (seconds, moved)
+
+    @property
+    def jumps(self) -> int:
+        return len(self.offsets) - 1
+
+    def __call__(self, packet) -> None:
+        if packet.dts is None or packet.time_base is None:
+            return
+        tb, i = packet.time_base, packet.stream.index
+        raw = packet.dts * tb
+        piece = self.piece.get(i, 0) if i in self.watched else len(self.offsets) - 1
+        t, end = raw + self.offsets[piece], self.end.get(i)
+        if i in self.watched and end is not None and (t + self.BACK < end or t > end + self.AHEAD):
+            piece += 1
+            if piece == len(self.offsets):  # the first stream to enter the next piece sets where it goes
+                self.offsets.append(max(self.end[k] for k in self.watched if k in self.end) - raw)
+            t = raw + self.offsets[piece]
+        self.piece[i] = piece
+        shift = round(self.offsets[piece] / tb)
+        if shift:
+            packet.dts += shift
+            if packet.pts is not None:
+                packet.pts += shift
+        self.end[i] = max(end or t, t + (packet.duration or 0) * tb)
+
+
 def input_protocol(src: str) -> str | None:
     """The FFmpeg protocol that ``src`` names ('https', 'concat', 'subfile', 'file', ...), or None for a local path.
 
@@ -224,6 +270,7 @@ class VideoReader:
         self.decode_errors = 0  # corrupt packets skipped
         self.discarded = 0  # video packets an edit list cuts away (their frames never come out)
         self._fixed_pts = False  # a timestamp was replaced (noted once)
+        self._jumps: TimestampJumps | None = None  # made by _events where the format allows jumps
         self.incomplete: str | None = None  # why reading stopped early, if it did
         self.info = self._header_info()
         self._graph: av.filter.Graph | None = None
@@ -289,6 +336,9 @@ class VideoReader:
         ends the stream, sets ``incomplete`` and flushes the frames the decoder still holds.
         """
         demux = self.container.demux(self.stream, *self.other_streams)
+        jumps = None
+        if self.container.format.flags & av.format.Flags.ts_discont.value:
+            jumps = self._jumps = TimestampJumps([self.stream, *self.other_streams])
         while True:
             try:
                 packet = next(demux)
@@ -298,6 +348,8 @@ class VideoReader:
                 self.incomplete = f"{e.strerror or e} after frame {self.decoded}"
                 yield from self._decode(None)
                 return
+            if jumps is not None:
+                jumps(packet)
             if packet.stream is not self.stream:
                 if packet.dts is not None:
                     yield packet
@@ -491,6 +543,10 @@ class VideoReader:
         if self.decode_errors:
             n = self.decode_errors
             self.info.notes.append(f"skipped {n} corrupt video packet{'s' if n > 1 else ''} in {self.src}")
+        if self._jumps is not None and self._jumps.jumps:
+            n = self._jumps.jumps
+            self.info.notes.append(f"the timestamps of {self.src} jump {n} time{'s' if n > 1 else ''} (files joined, "
+                                   "or a recording restarted): each later piece is timed to follow on")
         expected = self.info.frames  # the header counts the frames an edit list discards too
         seen = self.decoded + self.decode_errors + self.discarded
         if whole and self.incomplete is None and expected and seen < expected * 0.98 - 1:

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import glob
 import logging
+import math
 import os
 import re
 import signal
@@ -472,6 +473,8 @@ class VideoWriter:
                 vs.metadata[k] = v
         self.vstream = vs
         self._map: dict[int, tuple] = {}  # input stream index -> (mode, output stream)
+        self._last_dts: dict[int, int] = {}  # output stream index -> the last dts muxed (copied and re-encoded audio)
+        self._moved_packets = 0  # packets moved after an overlapping one (_increasing)
         for s in copy_streams:
             self._add_copy(s)
         self._add_chapters_and_attachments()
@@ -634,10 +637,31 @@ class VideoWriter:
             mode, o = self._map[packet.stream.index]
             if mode == "copy":
                 packet.stream = o
-                self._mux(packet)
+                self._mux(self._increasing(packet))
             else:
                 for frame in packet.decode():  # timed as in the input (PyAV rescales to the encoder's time base)
-                    self._mux(o.encode(frame))
+                    self._mux([self._increasing(p) for p in o.encode(frame)])
+
+    def _increasing(self, packet):
+        """``packet`` with a dts above its output stream's last one, as muxers demand: one at or before it is
+        moved a tick after it, its pts with it (what FFmpeg's muxing does with overlaps); noted once."""
+        if packet.dts is None:
+            return packet
+        last = self._last_dts.get(packet.stream.index)
+        if last is not None and packet.dts <= last:
+            # one tick of the output stream, in the packet's time base (the muxer rescales from it)
+            out_tb, tb = packet.stream.time_base, packet.time_base
+            tick = max(1, math.ceil(out_tb / tb)) if out_tb and tb else 1
+            shift = last + tick - packet.dts
+            packet.dts += shift
+            if packet.pts is not None and packet.pts < packet.dts:
+                packet.pts = packet.dts
+            if not self._moved_packets:
+                self._notes.append(f"stream {packet.stream.index}: packets that overlapped the one before were "
+                                   "moved after it")
+            self._moved_packets += 1
+        self._last_dts[packet.stream.index] = packet.dts
+        return packet
 
     def _encodable(self, vf: av.VideoFrame | None) -> list[av.VideoFrame]:
         """RGB frame -> the frames to encode: palette frames for GIF, otherwise YUV with the source's colour tags."""
