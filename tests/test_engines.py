@@ -293,6 +293,8 @@ def test_digest_of_a_model_without_a_file():
     a, b = two_style_model(seed=5), two_style_model(seed=5)
     assert engines.model_digest(a) == engines.model_digest(b)
     assert engines.model_digest(a) != engines.model_digest(two_style_model(seed=6))
+    b.style_images = {"a": torch.zeros(8, 8, 3, dtype=torch.uint8)}  # int8 calibrates on the stored paintings
+    assert engines.model_digest(a) != engines.model_digest(b)
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):

@@ -115,6 +115,29 @@ def test_joined_ts_files_with_audio_follow_on(tmp_path, suffix):
     assert second[0] >= audio_one[-1] and second[0] - video[25] < 0.1  # the second piece follows on, in sync
 
 
+def test_timestamp_jumps_give_each_stream_one_offset_per_piece():
+    # Demux order: piece 1's video, its audio (ending last, at 1.2 s), then piece 2's video (raw 0.2 s) before
+    # its audio (raw 0.0 s), and a subtitle of each piece. Each stream enters piece 2 once, with one offset.
+    from types import SimpleNamespace as NS
+
+    from vidstyle.io.reader import TimestampJumps
+    tb = Fraction(1, 1000)
+    streams = [NS(index=0, type="video"), NS(index=1, type="audio"), NS(index=2, type="subtitle")]
+
+    def pkt(i, ms, dur):
+        return NS(stream=streams[i], dts=ms, pts=ms, duration=dur, time_base=tb)
+
+    order = ([pkt(0, 40 * k, 40) for k in range(25)] + [pkt(1, 20 * k, 20) for k in range(60)] + [pkt(2, 500, 100)]
+             + [pkt(0, 200 + 40 * k, 40) for k in range(25)] + [pkt(1, 20 * k, 20) for k in range(60)]
+             + [pkt(2, 300, 100)])
+    jumps = TimestampJumps(streams)
+    for p in order:
+        jumps(p)
+    assert jumps.jumps == 1 and jumps.offsets[1] == Fraction(1)  # piece 2 starts at 1.2 s (raw 0.2 + 1.0)
+    assert [p.dts for p in order[86:88]] == [1200, 1240] and [p.dts for p in order[111:113]] == [1000, 1020]
+    assert order[-1].dts == 1300 and order[85].dts == 500  # subtitles follow their own piece
+
+
 def test_a_muxing_error_is_one_line_and_leaves_no_file(tmp_path):
     info = VideoInfo(width=64, height=48, time_base=Fraction(1, 25), fps=Fraction(25), frames=0, duration=None)
     dst = tmp_path / "back.mkv"

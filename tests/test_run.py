@@ -190,6 +190,14 @@ def test_image_command_keeps_existing_outputs_unless_overwrite(tmp_path, model_f
     res = runner.invoke(app, ["image", str(folder), "-o", str(out), "--style", str(model_file), "-q", "--overwrite"])
     assert res.exit_code == 0, res.output
     assert cv2.imread(str(out / "b.random_lite.png")).shape == (30, 40, 3)
+    # an input is never an output, even with --overwrite (--optimize writes without the painter's check)
+    src = folder / "a.png"
+    before = src.read_bytes()
+    for extra in ([], ["--optimize", "--style-image", str(src)]):
+        res = runner.invoke(app, ["image", str(src), "-o", str(src), "--style", str(model_file), "-q", "--overwrite",
+                                  *extra])
+        assert res.exit_code == 2 and "overwrite the input" in res.stderr, res.output
+    assert src.read_bytes() == before
 
 
 def test_image_inputs_with_the_same_name_are_not_written_over_each_other(tmp_path, model_file):

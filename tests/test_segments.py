@@ -186,6 +186,19 @@ def test_one_piece_when_segments_cannot_help(tmp_path, clip, job, reference):
     assert 0 < e.value.result.frames < 90 and (tmp_path / "cut.out.mp4").exists()
 
 
+def test_joined_ts_files_are_painted_in_one_piece(tmp_path, job):
+    # parts seek by the file's own timestamps, which jump back at the join: one piece, with a note
+    from conftest import make_clip
+    part = make_clip(tmp_path / "a.ts", n=20)
+    src = tmp_path / "ab.ts"
+    src.write_bytes(part.read_bytes() * 2)
+    r = stylize_segments(src, tmp_path / "ab.mp4", job, segments=2)
+    assert r.frames == 40 and not r.parts
+    assert any("one piece" in n and "jump" in n for n in r.notes), r.notes
+    times = video_pts(tmp_path / "ab.mp4")
+    assert len(times) == 40 and all(b > a for a, b in zip(times, times[1:]))
+
+
 def test_interlaced_input_in_segments(tmp_path, job):
     """Each part's reader deinterlaces its range with the frames around it, as a single run does."""
     src = make_gop_clip(tmp_path / "tv.mp4", n=60, interlaced=True)

@@ -157,19 +157,22 @@ def test_ema_is_the_moving_average_kept_across_resume_and_written_as_the_model(t
 
     t = Trainer(config(tmp_path, ema=0.75, steps=3))
     expected = weights(t.net)  # the average starts at the starting weights
-    for _ in range(3):
+    for n in range(3):
         t.train_step()
         now = weights(t.net)
-        expected = {k: expected[k] + 0.25 * (now[k] - expected[k]) for k in expected}
+        decay = min(0.75, (1 + n) / (10 + n))  # warming up: 0.1, 0.18, 0.25, then 0.75
+        expected = {k: expected[k] + (1 - decay) * (now[k] - expected[k]) for k in expected}
     got = weights(t.ema_net)
     assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in got)
     assert any((got[k] - now[k]).abs().max() > 1e-4 for k in got)  # the average is not the last weights
     ck = t.save_checkpoint()
     _, _, tensors = read_checkpoint(ck)
     assert {k[4:] for k in tensors if k.startswith("ema.")} == set(got)
-    # a resume continues the same average
+    # a resume continues the same average, and its warm-up count; one without --ema is refused
+    with pytest.raises(VidstyleError, match="--ema"):
+        Trainer(config(tmp_path, steps=4, resume=str(ck), run_dir=str(tmp_path / "run")))
     r = Trainer(config(tmp_path, ema=0.75, steps=4, resume=str(ck), run_dir=str(tmp_path / "run")))
-    assert all(torch.equal(weights(r.ema_net)[k], got[k]) for k in got)
+    assert all(torch.equal(weights(r.ema_net)[k], got[k]) for k in got) and r.ema_updates == 3
     # the model file of the run and of `vidstyle export CHECKPOINT` hold the average
     out = model_from_checkpoint(ck, tmp_path / "e.safetensors")
     exported = weights(load_model(out).net)

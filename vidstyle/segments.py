@@ -102,7 +102,7 @@ def cannot_segment(src: str, dst: Path) -> str | None:
 
 def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
     """(sorted pts of every frame, indices of the keyframes among them, time base), from packets only."""
-    from .io.reader import open_container
+    from .io.reader import TimestampJumps, open_container
 
     c = open_container(src)
     try:
@@ -113,9 +113,15 @@ def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
         header = int(vs.frames or 0)  # counts the frames an edit list discards too
         pts, keys = [], set()
         discarded = 0
+        # joined files: the reader moves each piece to follow on, but parts seek by the file's own timestamps
+        jumps = TimestampJumps([vs]) if c.format.flags & av.format.Flags.ts_discont.value else None
         for p in c.demux(vs):
             if p.dts is None and p.pts is None:  # the flush packet
                 continue
+            if jumps is not None:
+                jumps(p)
+                if jumps.jumps:
+                    raise NoSegments("the timestamps jump (joined files, or a recording restarted)")
             if p.pts is None:
                 raise NoSegments("video packets without timestamps")
             if p.is_discard:  # cut away by an edit list (as ffmpeg -ss -c copy writes): never shown

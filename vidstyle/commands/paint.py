@@ -183,7 +183,7 @@ def image(
     steps: int = typer.Option(300, "--steps", min=1, help="L-BFGS steps for --optimize."),
     style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for --optimize."),
     loss_net: str = typer.Option("auto", "--loss-net", help="For --optimize: auto, torchvision, hed or a .safetensors path."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output images (else an existing one stops the run before anything is painted)."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace existing output images (else an existing one stops the run before anything is painted). Never an input."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ):
     """Stylize still images (files or folders) with the same options as `run`.
@@ -232,6 +232,11 @@ def image(
                                         "give their folders instead, or paint them separately")
                 seen[dst] = f
             existing = [d for d in seen if d.exists()]
+            inputs = {(st.st_dev, st.st_ino) for st in (g.stat() for g in files)}
+            for dst in existing:  # by file identity: another name or a link of an input counts
+                st = dst.stat()
+                if (st.st_dev, st.st_ino) in inputs:
+                    raise VidstyleError(f"the output would overwrite the input: {dst}")
             if existing and not overwrite:
                 more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
                 raise VidstyleError(f"{existing[0]} exists{more}; pass --overwrite to replace it")

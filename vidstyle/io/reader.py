@@ -93,14 +93,15 @@ class VideoInfo:
 
 
 class TimestampJumps:
-    """FFmpeg's repair of timestamp jumps in formats that allow them (MPEG-TS, MPEG-PS, FLV): files joined
-    with ``cat``, or a recorder restarted. Call it on every demuxed packet, in order.
+    """FFmpeg's repair of timestamp jumps, for the formats FFmpeg marks as allowing them (MPEG-TS, HLS,
+    Ogg ...): files joined with ``cat``, or a recorder restarted. Call it on every demuxed packet, in order.
 
     When a video or audio packet's dts falls more than ``BACK`` seconds behind the end of its stream's
     previous packet, or jumps more than ``AHEAD`` seconds past it, a new *piece* begins: it is moved to
     follow the latest end of any stream, and each stream's later packets get that piece's offset once
     that stream too has jumped (a demuxer can hand out the last packet of the piece before after the
-    first of the next one). ``jumps`` counts the pieces after the first. Small overlaps are left to the
+    first of the next one). Other streams (subtitles) follow a piece that video or audio began when their
+    own time goes back. ``jumps`` counts the pieces after the first. Small overlaps are left to the
     writer, which keeps each stream's dts increasing.
     """
 
@@ -122,20 +123,24 @@ class TimestampJumps:
             return
         tb, i = packet.time_base, packet.stream.index
         raw = packet.dts * tb
-        piece = self.piece.get(i, 0) if i in self.watched else len(self.offsets) - 1
+        piece = self.piece.get(i, 0)
         t, end = raw + self.offsets[piece], self.end.get(i)
-        if i in self.watched and end is not None and (t + self.BACK < end or t > end + self.AHEAD):
+        if end is not None and t + self.BACK < end and i not in self.watched:
+            if piece + 1 < len(self.offsets):  # a piece that video or audio began
+                piece += 1
+                t, end = raw + self.offsets[piece], None
+        elif end is not None and i in self.watched and (t + self.BACK < end or t > end + self.AHEAD):
             piece += 1
             if piece == len(self.offsets):  # the first stream to enter the next piece sets where it goes
                 self.offsets.append(max(self.end[k] for k in self.watched if k in self.end) - raw)
-            t = raw + self.offsets[piece]
+            t, end = raw + self.offsets[piece], None  # the stream's end starts again in its new piece
         self.piece[i] = piece
         shift = round(self.offsets[piece] / tb)
         if shift:
             packet.dts += shift
             if packet.pts is not None:
                 packet.pts += shift
-        self.end[i] = max(end or t, t + (packet.duration or 0) * tb)
+        self.end[i] = max(end if end is not None else t, t + (packet.duration or 0) * tb)
 
 
 def input_protocol(src: str) -> str | None:

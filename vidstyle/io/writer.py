@@ -473,7 +473,7 @@ class VideoWriter:
                 vs.metadata[k] = v
         self.vstream = vs
         self._map: dict[int, tuple] = {}  # input stream index -> (mode, output stream)
-        self._last_dts: dict[int, int] = {}  # output stream index -> the last dts muxed (copied and re-encoded audio)
+        self._last_dts: dict[int, Fraction] = {}  # output stream index -> the last dts muxed, in seconds (_increasing)
         self._moved_packets = 0  # packets moved after an overlapping one (_increasing)
         for s in copy_streams:
             self._add_copy(s)
@@ -643,10 +643,37 @@ class VideoWriter:
                     self._mux([self._increasing(p) for p in o.encode(frame)])
 
     def _increasing(self, packet):
-        """``packet`` with a dts above its output stream's last one, as muxers demand: one at or before it is
-        moved a tick after it, its pts with it (what FFmpeg's muxing does with overlaps); noted once."""
-        if packet.dts is None:
+        """``packet`` with a dts above its output stream's last one once the muxer rescales it to the stream's
+        time base, as muxers demand: one at or before it is moved to the next tick (its pts kept at or above
+        its dts), as FFmpeg's muxing does with overlaps; noted once."""
+        if packet.dts is None or not packet.time_base:
             return packet
+        o, tb = packet.stream, packet.time_base
+        out_tb = o.time_base or tb  # known once the header is written
+        last = self._last_dts.get(o.index)  # seconds
+        if last is not None and round(packet.dts * tb / out_tb) <= round(last / out_tb):
+            packet.dts = math.ceil((round(last / out_tb) + 1) * out_tb / tb)
+            if packet.pts is not None and packet.pts < packet.dts:
+                packet.pts = packet.dts
+            if not self._moved_packets:
+                self._notes.append(f"stream {o.index}: packets that overlapped the one before were moved after it")
+            self._moved_packets += 1
+        self._last_dts[o.index] = packet.dts * tb
+        return packet
+        o, tb = packet.stream, packet.time_base
+        out_tb = o.time_base or tb
+        out = packet.dts * tb / out_tb if tb else Fraction(packet.dts)  # in output ticks, before rounding
+        last = self._last_dts.get(o.index)
+        if last is not None and round(out) <= last:
+            packet.dts = math.ceil((last + 1) * out_tb / tb) if tb else last + 1
+            if packet.pts is not None and packet.pts < packet.dts:
+                packet.pts = packet.dts
+            out = packet.dts * tb / out_tb if tb else Fraction(packet.dts)
+            if not self._moved_packets:
+                self._notes.append(f"stream {o.index}: packets that overlapped the one before were moved after it")
+            self._moved_packets += 1
+        self._last_dts[o.index] = round(out)
+        return packet
         last = self._last_dts.get(packet.stream.index)
         if last is not None and packet.dts <= last:
             # one tick of the output stream, in the packet's time base (the muxer rescales from it)
@@ -714,7 +741,7 @@ class VideoWriter:
                 self._mux(self.vstream.encode(None))
             for mode, o in self._map.values():
                 if mode == "encode":
-                    self._mux(o.encode(None))
+                    self._mux([self._increasing(p) for p in o.encode(None)])
             try:
                 self.container.close()
                 self._atomic.commit()

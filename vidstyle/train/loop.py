@@ -406,6 +406,7 @@ class Trainer:
         self.run_id = uuid.uuid4().hex  # kept across resumes: tells this run's checkpoints from others'
         self._t0: float | None = None  # when this run's train() started
         self._resumed_ema: dict | None = None  # the checkpoint's moving average, when it has one
+        self._resumed_ema_updates = 0
         if cfg.resume and cfg.init:
             raise VidstyleError("give --resume (continue a run) or --init (start from its weights), not both")
         if cfg.resume:
@@ -416,6 +417,7 @@ class Trainer:
         # weights noisy (checkpoints 250 steps apart differ by 5 to 10% in style loss); the average is what
         # previews show and what the model file holds. It starts from the weights above, or the checkpoint's.
         self.ema_net: TransformerNet | None = None
+        self.ema_updates = self._resumed_ema_updates  # how many steps the average holds (its warm-up)
         if cfg.ema > 0:
             self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
             if self._resumed_ema is not None:
@@ -559,13 +561,20 @@ class Trainer:
         return dict(zip(out.keys(), values.tolist()))
 
     def _update_ema(self) -> None:
-        """ema <- ema + (1 - decay) * (weights - ema), for every parameter and buffer."""
+        """ema <- ema + (1 - decay) * (weights - ema), for every parameter and buffer.
+
+        The decay warms up as min(--ema, (1 + n) / (10 + n)) over the average's first n updates, so that
+        the starting weights (random, in a run from scratch) fade out within a few hundred steps whatever
+        the decay, instead of holding, at 0.9999, most of the model for tens of thousands of steps.
+        """
         if self.ema_net is None:
             return
+        decay = min(self.cfg.ema, (1 + self.ema_updates) / (10 + self.ema_updates))
+        self.ema_updates += 1
         with torch.no_grad():
             for e, w in zip(self.ema_net.state_dict().values(), self.net.state_dict().values()):
                 if e.is_floating_point():
-                    e.lerp_(w, 1.0 - self.cfg.ema)
+                    e.lerp_(w, 1.0 - decay)
                 else:
                     e.copy_(w)
 
@@ -587,6 +596,9 @@ class Trainer:
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         if self.ema_net is not None:
             tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema_net.state_dict().items()})
+            meta_ema = {"ema_updates": str(self.ema_updates)}
+        else:
+            meta_ema = {}
         for i, p in enumerate(self.net.parameters()):
             st = self.opt.state.get(p, {})
             for key in ("exp_avg", "exp_avg_sq"):
@@ -595,7 +607,8 @@ class Trainer:
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
         meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
-                "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles]), "world_size": str(self.world)}
+                "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles]), "world_size": str(self.world),
+                **meta_ema}
         atomic = AtomicPath(path)
         save_file(tensors, str(atomic.tmp), metadata=meta)
         if path.exists():  # a second name for the old one, put in place at once: there is always a checkpoint
@@ -637,7 +650,11 @@ class Trainer:
                                      "exp_avg": tensors[f"opt.{i}.exp_avg"].to(self.device),
                                      "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(self.device)}
         ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if ema and not self.cfg.ema:  # resuming without it would write the last weights and drop the average
+            raise VidstyleError(f"resume file {path} keeps a moving average (--ema {old.get('ema')}); pass --ema "
+                                "to go on with it")
         self._resumed_ema = ema or None  # without one (--ema turned on at a resume) the average starts here
+        self._resumed_ema_updates = int(meta.get("ema_updates", 0)) if ema else 0
         self.step = int(meta["step"])
         self.seconds = float(meta.get("seconds", 0.0))
         self.run_id = meta.get("run_id") or self.run_id  # checkpoints from before run ids start one
