@@ -6,7 +6,8 @@ For each style:
 - colour: the Lab colour-statistics distance (``vidstyle.evaluate.colour_distance``) of 24 held-out photos,
   painted, to the painting; the unpainted photos' distance beside it;
 - style loss of the network's picture relative to a Gatys optimisation (``vidstyle image --optimize``) of the
-  same photo, both measured with the same loss network and style picture;
+  same photo, both measured with the same loss network and style picture, and per loss-network layer
+  (``style_layers``: which scale of the painting's texture is missing);
 - a 512-px preview: the painting, the Gatys result, 4 photos and 2 video frames painted by the network.
 Also writes a gallery (one photo and one video frame in every style) and report.json.
 Gatys results are cached in the output folder (they take minutes each on a CPU).
@@ -67,6 +68,27 @@ def tile(rgb: np.ndarray, side: int = 512) -> np.ndarray:
     y, x = (canvas.shape[0] - img.shape[0]) // 2, (canvas.shape[1] - img.shape[1]) // 2
     canvas[y:y + img.shape[0], x:x + img.shape[1]] = img
     return canvas
+
+
+def layer_errors(pictures: dict[str, np.ndarray], painting: np.ndarray, loss_net: str) -> dict[str, dict]:
+    """{name: {layer: relative Gram error}} of each (H, W, 3) uint8 picture against the painting, as the
+    relative style loss counts them (each layer's error over the painting's own Gram)."""
+    import torch
+
+    from vidstyle.train import losses as L
+    from vidstyle.train.lossnet import load_loss_net
+
+    vgg = load_loss_net(loss_net)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    with torch.no_grad():
+        grams = {k: L.gram(v) for k, v in vgg(to_t(painting)).items()}
+        norms = L.gram_norms(grams)
+        out = {}
+        for name, pic in pictures.items():
+            f = vgg(to_t(pic))
+            out[name] = {k: round(float(torch.nn.functional.mse_loss(L.gram(f[k]), grams[k]) / norms[k]), 4)
+                         for k in L.STYLE_LAYERS}
+    return out
 
 
 def label(img: np.ndarray, text: str) -> np.ndarray:
@@ -136,7 +158,9 @@ def main() -> None:
             s_gatys, _ = perceptual([gatys], [ref], small_painting, args.loss_net)
             s_in, _ = perceptual([ref], [ref], small_painting, args.loss_net)
             row.update(style_loss=s_net, style_loss_gatys=s_gatys, style_loss_photo=s_in,
-                       style_loss_vs_gatys=round(s_net / s_gatys, 2))
+                       style_loss_vs_gatys=round(s_net / s_gatys, 2),
+                       style_layers=layer_errors({"network": mine, "gatys": gatys, "photo": ref}, small_painting,
+                                                 args.loss_net))
             tiles.append(label(tile(gatys), "Gatys (image --optimize)"))
         tiles += [label(tile(painted[n]), "network") for n in PREVIEW]
         tiles += [label(tile(f), "video frame") for f in (st(f[None])[0] for f in frames)]
@@ -152,9 +176,11 @@ def main() -> None:
     cols = [list(c) for c in zip(*gallery)]
     cv2.imwrite(str(out / "gallery.jpg"), cv2.cvtColor(grid(cols), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    print("| style | colour distance (unstyled) | style loss / Gatys |\n| --- | --- | --- |")
+    print("| style | colour distance (unstyled) | style loss / Gatys | per layer, network / Gatys |\n| --- | --- | --- | --- |")
     for s, r in report["styles"].items():
-        print(f"| {s} | {r['colour_distance']} ({r['colour_distance_unstyled']}) | {r.get('style_loss_vs_gatys', '-')} |")
+        lay = r.get("style_layers")
+        per = ", ".join(f"{k} {v / max(lay['gatys'][k], 1e-6):.0f}x" for k, v in lay["network"].items()) if lay else "-"
+        print(f"| {s} | {r['colour_distance']} ({r['colour_distance_unstyled']}) | {r.get('style_loss_vs_gatys', '-')} | {per} |")
 
 
 if __name__ == "__main__":
