@@ -72,6 +72,12 @@ def default_output(src: str, style_label: str) -> Path:
     return folder / output_name(Source(src), style_label)
 
 
+def default_image_output(src: str | Path, style_label: str) -> Path:
+    """``<stem>.<style>.png`` beside the picture ``src``, the style written as in video names (``batch.safe_label``)."""
+    src = Path(src)
+    return src.with_name(f"{src.stem}.{safe_label(style_label)}.png")
+
+
 def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
                   mix: str | dict | None = None, batch_size: int | None = None, device: str = "auto",
                   max_side: int | None = None, out_size: tuple[int, int] | None = None, strength: float = 1.0,
@@ -131,8 +137,7 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
 
 def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
                   overwrite: bool = False, stylizer: Stylizer | None = None, **options) -> Path:
-    """Stylize one still image; returns the path written (default ``<stem>.<style>.png`` beside it, the style
-    written as in video names: ``batch.safe_label``).
+    """Stylize one still image; returns the path written (default ``default_image_output``).
 
     An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``).
     """
@@ -140,6 +145,6 @@ def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | P
     src = Path(src)
     rgb = read_image(src)
     label = getattr(stylizer.model, "label", stylizer.name)
-    dst = Path(dst) if dst is not None else src.with_name(f"{src.stem}.{safe_label(label)}.png")
+    dst = Path(dst) if dst is not None else default_image_output(src, label)
     check_target(dst, overwrite, str(src))
     return write_image(dst, stylizer(rgb[None])[0], overwrite=overwrite)

@@ -114,7 +114,7 @@ def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
         pts, keys = [], set()
         discarded = 0
         # joined files: the reader moves each piece to follow on, but parts seek by the file's own timestamps
-        jumps = TimestampJumps([vs]) if c.format.flags & av.format.Flags.ts_discont.value else None
+        jumps = TimestampJumps.of(c, [vs])
         for p in c.demux(vs):
             if p.dts is None and p.pts is None:  # the flush packet
                 continue
@@ -260,7 +260,7 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
     metadata are copied, and the file appears only when complete. Returns the writer's notes (the
     source's own notes are left to the parts).
     """
-    from .io.reader import VideoReader, open_container
+    from .io.reader import VideoReader, copied_streams, open_container
     from .io.writer import VideoWriter
 
     with VideoReader(src) as r:
@@ -280,7 +280,7 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
                                     "it cannot be joined by stream copy")
         orig = open_container(src)
         opened.append(orig)
-        others = [s for s in orig.streams if s.type in ("audio", "subtitle")]  # as VideoReader.other_streams
+        others = copied_streams(orig)
         writer = VideoWriter(dst, info, copy_video=template, copy_streams=others, overwrite=overwrite, src=src)
 
         def video() -> Iterator:

@@ -190,7 +190,7 @@ def image(
 
     Example: vidstyle image photos/ -o painted/ --style the_scream
     """
-    from ..api import make_stylizer
+    from ..api import default_image_output, make_stylizer
     from ..io.images import check_image_suffix, find_images, read_image, write_image
 
     with user_errors():
@@ -218,7 +218,7 @@ def image(
 
         def target(f: Path, tag: str) -> Path | None:
             if many and output is not None:
-                return output / rel[f].parent / f"{f.stem}.{tag}.png"
+                return output / rel[f].parent / default_image_output(f, tag).name
             return output
 
         def check_unique(tag: str) -> None:
@@ -226,7 +226,7 @@ def image(
             without --overwrite (--optimize takes minutes a picture: it must not fail at the end)."""
             seen: dict[Path, Path] = {}
             for f in files:
-                dst = target(f, tag) or f.with_name(f"{f.stem}.{tag}.png")
+                dst = target(f, tag) or default_image_output(f, tag)
                 if dst in seen:
                     raise VidstyleError(f"{seen[dst]} and {f} would both be written to {dst}; "
                                         "give their folders instead, or paint them separately")
@@ -247,7 +247,7 @@ def image(
                 raise VidstyleError("--optimize needs --style-image PICTURE")
             check_unique("gatys")
             for f in files:
-                dst = target(f, "gatys") or f.with_name(f"{f.stem}.gatys.png")
+                dst = target(f, "gatys") or default_image_output(f, "gatys")
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 with Progress(quiet, f"optimising {f.name}") as bar:
                     out = optimize_image(read_image(f), read_image(style_image), steps=steps, loss_net=loss_net,

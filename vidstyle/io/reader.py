@@ -108,6 +108,11 @@ class TimestampJumps:
     BACK = Fraction(1, 10)
     AHEAD = 10
 
+    @classmethod
+    def of(cls, container, streams) -> "TimestampJumps | None":
+        """One for ``streams`` of ``container`` where its format allows jumps, else None (nothing to repair)."""
+        return cls(streams) if container.format.flags & av.format.Flags.ts_discont.value else None
+
     def __init__(self, streams):
         self.watched = {s.index for s in streams if s.type in ("video", "audio")}
         self.offsets = [Fraction(0)]  # seconds added to the packets of each piece
@@ -141,6 +146,11 @@ class TimestampJumps:
             if packet.pts is not None:
                 packet.pts += shift
         self.end[i] = max(end if end is not None else t, t + (packet.duration or 0) * tb)
+
+
+def copied_streams(container) -> list:
+    """The streams besides the video that a writer copies: audio and subtitles, in container order."""
+    return [s for s in container.streams if s.type in ("audio", "subtitle")]
 
 
 def input_protocol(src: str) -> str | None:
@@ -332,7 +342,7 @@ class VideoReader:
     @property
     def other_streams(self) -> list:
         """Audio and subtitle streams, in container order (the ones a writer copies)."""
-        return [s for s in self.container.streams if s.type in ("audio", "subtitle")]
+        return copied_streams(self.container)
 
     def _events(self):
         """Yield the other streams' packets and the decoded video frames, in demux order.
@@ -341,9 +351,7 @@ class VideoReader:
         ends the stream, sets ``incomplete`` and flushes the frames the decoder still holds.
         """
         demux = self.container.demux(self.stream, *self.other_streams)
-        jumps = None
-        if self.container.format.flags & av.format.Flags.ts_discont.value:
-            jumps = self._jumps = TimestampJumps([self.stream, *self.other_streams])
+        jumps = self._jumps = TimestampJumps.of(self.container, [self.stream, *self.other_streams])
         while True:
             try:
                 packet = next(demux)
@@ -423,8 +431,9 @@ class VideoReader:
         """The frame's pts in ``info.time_base``, always above the previous frame's.
 
         Counted at the frame rate when the input has no timestamps. A pts that is missing, repeats or
-        goes back (B-frames in AVI, concatenated MPEG-TS files) is replaced by the frame's dts when
-        that is above the previous pts, else by the previous pts plus one frame; noted once.
+        goes back (B-frames in AVI; joined files are moved by ``TimestampJumps`` before this) is replaced
+        by the frame's dts when that is above the previous pts, else by the previous pts plus one frame;
+        noted once.
         """
         if not self.info.timestamps:
             return self.decoded

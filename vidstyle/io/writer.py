@@ -660,35 +660,6 @@ class VideoWriter:
             self._moved_packets += 1
         self._last_dts[o.index] = packet.dts * tb
         return packet
-        o, tb = packet.stream, packet.time_base
-        out_tb = o.time_base or tb
-        out = packet.dts * tb / out_tb if tb else Fraction(packet.dts)  # in output ticks, before rounding
-        last = self._last_dts.get(o.index)
-        if last is not None and round(out) <= last:
-            packet.dts = math.ceil((last + 1) * out_tb / tb) if tb else last + 1
-            if packet.pts is not None and packet.pts < packet.dts:
-                packet.pts = packet.dts
-            out = packet.dts * tb / out_tb if tb else Fraction(packet.dts)
-            if not self._moved_packets:
-                self._notes.append(f"stream {o.index}: packets that overlapped the one before were moved after it")
-            self._moved_packets += 1
-        self._last_dts[o.index] = round(out)
-        return packet
-        last = self._last_dts.get(packet.stream.index)
-        if last is not None and packet.dts <= last:
-            # one tick of the output stream, in the packet's time base (the muxer rescales from it)
-            out_tb, tb = packet.stream.time_base, packet.time_base
-            tick = max(1, math.ceil(out_tb / tb)) if out_tb and tb else 1
-            shift = last + tick - packet.dts
-            packet.dts += shift
-            if packet.pts is not None and packet.pts < packet.dts:
-                packet.pts = packet.dts
-            if not self._moved_packets:
-                self._notes.append(f"stream {packet.stream.index}: packets that overlapped the one before were "
-                                   "moved after it")
-            self._moved_packets += 1
-        self._last_dts[packet.stream.index] = packet.dts
-        return packet
 
     def _encodable(self, vf: av.VideoFrame | None) -> list[av.VideoFrame]:
         """RGB frame -> the frames to encode: palette frames for GIF, otherwise YUV with the source's colour tags."""

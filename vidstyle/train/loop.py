@@ -405,24 +405,20 @@ class Trainer:
         self.seconds = 0.0  # training time before this run (restored by --resume)
         self.run_id = uuid.uuid4().hex  # kept across resumes: tells this run's checkpoints from others'
         self._t0: float | None = None  # when this run's train() started
-        self._resumed_ema: dict | None = None  # the checkpoint's moving average, when it has one
-        self._resumed_ema_updates = 0
+        # --ema: a moving average of the weights (Polyak averaging). Batches of two photos make every step's
+        # weights noisy (checkpoints 250 steps apart differ by 5 to 10% in style loss); the average is what
+        # previews show and what the model file holds. A resumed checkpoint brings its own (_load_checkpoint);
+        # otherwise it starts from the weights loaded below.
+        self.ema_net: TransformerNet | None = None
+        self.ema_updates = 0  # how many steps the average holds (its warm-up)
         if cfg.resume and cfg.init:
             raise VidstyleError("give --resume (continue a run) or --init (start from its weights), not both")
         if cfg.resume:
             self._load_checkpoint(Path(cfg.resume))
         elif cfg.init:
             self._warm_start(Path(cfg.init))
-        # --ema: a moving average of the weights (Polyak averaging). Batches of two photos make every step's
-        # weights noisy (checkpoints 250 steps apart differ by 5 to 10% in style loss); the average is what
-        # previews show and what the model file holds. It starts from the weights above, or the checkpoint's.
-        self.ema_net: TransformerNet | None = None
-        self.ema_updates = self._resumed_ema_updates  # how many steps the average holds (its warm-up)
-        if cfg.ema > 0:
+        if cfg.ema > 0 and self.ema_net is None:
             self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
-            if self._resumed_ema is not None:
-                self.ema_net.load_state_dict(self._resumed_ema)
-        self._resumed_ema = None
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -653,8 +649,10 @@ class Trainer:
         if ema and not self.cfg.ema:  # resuming without it would write the last weights and drop the average
             raise VidstyleError(f"resume file {path} keeps a moving average (--ema {old.get('ema')}); pass --ema "
                                 "to go on with it")
-        self._resumed_ema = ema or None  # without one (--ema turned on at a resume) the average starts here
-        self._resumed_ema_updates = int(meta.get("ema_updates", 0)) if ema else 0
+        if ema:  # without one (--ema turned on at a resume) the average starts from the resumed weights
+            self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
+            self.ema_net.load_state_dict(ema)
+            self.ema_updates = int(meta.get("ema_updates", 0))
         self.step = int(meta["step"])
         self.seconds = float(meta.get("seconds", 0.0))
         self.run_id = meta.get("run_id") or self.run_id  # checkpoints from before run ids start one
