@@ -354,3 +354,30 @@ def test_stylize_image_keeps_an_existing_file_unless_overwrite(tmp_path, model_f
     assert dst.read_bytes() == b"keep me"
     assert stylize_image(src, dst, style=str(model_file), device="cpu", overwrite=True) == dst
     assert dst.read_bytes() != b"keep me"
+
+
+def test_image_transparency_is_kept_where_the_format_has_it(tmp_path, model_file):
+    """A sticker stays a sticker: PNG and WebP keep the input's alpha (8- or 16-bit) exactly, JPEG drops it;
+    with --optimize the alpha follows the painting's size."""
+    import cv2
+    from conftest import pattern
+    alpha = np.zeros((30, 40), np.uint8)
+    alpha[5:25, 8:30] = 255
+    alpha[:, :4] = 128
+    rgba = np.dstack([pattern(3, 40, 30), alpha])
+    cv2.imwrite(str(tmp_path / "s8.png"), rgba)
+    cv2.imwrite(str(tmp_path / "s16.png"), rgba.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "opaque.png"), pattern(3, 40, 30))
+    for src, dst, channels in (("s8.png", "a.png", 4), ("s16.png", "b.png", 4), ("s8.png", "c.webp", 4),
+                               ("s8.png", "d.jpg", 3), ("opaque.png", "e.png", 3)):
+        res = runner.invoke(app, ["image", str(tmp_path / src), "-o", str(tmp_path / dst), "--style", str(model_file),
+                                  "--device", "cpu", "-q"])
+        assert res.exit_code == 0, res.output
+        out = cv2.imread(str(tmp_path / dst), cv2.IMREAD_UNCHANGED)
+        assert out.shape == (30, 40, channels), dst
+        if channels == 4:
+            assert np.array_equal(out[..., 3], alpha), dst
+            assert np.abs(out[..., :3].astype(int) - rgba[..., :3]).mean() > 5  # the colour was painted
+    from vidstyle.io.images import read_alpha, read_image
+    small = read_alpha(tmp_path / "s8.png", read_image(tmp_path / "s8.png").shape, size=(15, 20, 3))
+    assert small.shape == (15, 20) and small[6, 8] == 255 and small[0, 0] == 128 and small[1, 14] == 0

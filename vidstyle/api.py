@@ -17,7 +17,7 @@ import numpy as np
 
 from .batch import Source, output_name, safe_label
 from .errors import IncompleteInput, VidstyleError
-from .io.images import read_image, write_image
+from .io.images import read_alpha, read_image, write_image
 from .io.reader import VideoReader, is_url, local_path
 from .io.writer import VideoWriter, check_target
 from .models import files, registry
@@ -139,7 +139,8 @@ def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | P
                   overwrite: bool = False, stylizer: Stylizer | None = None, **options) -> Path:
     """Stylize one still image; returns the path written (default ``default_image_output``).
 
-    An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``).
+    An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``). A picture's transparency
+    is kept when ``dst`` is a PNG or WebP: only the colour is painted.
     """
     stylizer = stylizer or make_stylizer(style, **options)
     src = Path(src)
@@ -147,4 +148,4 @@ def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | P
     label = getattr(stylizer.model, "label", stylizer.name)
     dst = Path(dst) if dst is not None else default_image_output(src, label)
     check_target(dst, overwrite, str(src))
-    return write_image(dst, stylizer(rgb[None])[0], overwrite=overwrite)
+    return write_image(dst, stylizer(rgb[None])[0], overwrite=overwrite, alpha=read_alpha(src, rgb.shape))

@@ -191,7 +191,7 @@ def image(
     Example: vidstyle image photos/ -o painted/ --style the_scream
     """
     from ..api import default_image_output, make_stylizer
-    from ..io.images import check_image_suffix, find_images, read_image, write_image
+    from ..io.images import check_image_suffix, find_images, read_alpha, read_image, write_image
 
     with user_errors():
         files: list[Path] = []
@@ -250,9 +250,10 @@ def image(
                 dst = target(f, "gatys") or default_image_output(f, "gatys")
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 with Progress(quiet, f"optimising {f.name}") as bar:
-                    out = optimize_image(read_image(f), read_image(style_image), steps=steps, loss_net=loss_net,
+                    rgb = read_image(f)
+                    out = optimize_image(rgb, read_image(style_image), steps=steps, loss_net=loss_net,
                                          device=device.value, max_side=max_side or 512, progress=bar)
-                write_image(dst, out, overwrite=overwrite)
+                write_image(dst, out, overwrite=overwrite, alpha=read_alpha(f, rgb.shape, size=out.shape))
                 if not quiet:
                     typer.echo(str(dst), err=True)
             return
