@@ -235,6 +235,10 @@ def test_mix_dict_from_the_api_is_checked_like_the_option(mix, message):
 def test_mix_still_takes_names_and_weights():
     assert registry.parse_mix("udnie") == {"udnie": 1.0}
     assert registry.parse_mix("udnie:0.7, the_scream:0.3") == {"udnie": 0.7, "the_scream": 0.3}
+    # NAME=VALUE, as the other per-style options (--style-scale, --temporal-strength) are written
+    assert registry.parse_mix("udnie=0.7,the_scream=0.3") == {"udnie": 0.7, "the_scream": 0.3}
+    with pytest.raises(VidstyleError, match="empty style name"):
+        registry.parse_mix("=0.5")
 
 
 def test_non_finite_mix_is_one_line_on_the_command_line(tmp_path):

@@ -57,7 +57,7 @@ def parse_size(text: Optional[str], option: str = "--out-size") -> Optional[tupl
 # Shared option declarations (typer reads the defaults as the option definitions).
 StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle styles`), MODEL:STYLE, or a "
                         ".safetensors path. Default: the bundled default style.")
-MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. a:0.5,b:0.5.")
+MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. udnie:0.7,the_scream:0.3 (or udnie=0.7,...).")
 DeviceOpt = typer.Option(Device.auto, "--device", help="Where the network runs.")
 class Engine(str, Enum):
     auto = "auto"

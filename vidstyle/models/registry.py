@@ -190,12 +190,13 @@ def _model_path(model: str) -> Path:
 
 
 def parse_mix(text: str | None) -> dict[str, float] | None:
-    """``"a:0.5,b:0.5"`` -> {"a": 0.5, "b": 0.5}, checked by ``check_mix``."""
+    """``"a:0.5,b:0.5"`` (or ``"a=0.5,b=0.5"``, as ``--style-scale`` and ``--temporal-strength`` are written)
+    -> {"a": 0.5, "b": 0.5}, checked by ``check_mix``."""
     if not text:
         return None
     out = {}
     for part in text.split(","):
-        name, sep, w = part.strip().rpartition(":")
+        name, sep, w = part.strip().rpartition("=" if "=" in part else ":")
         if not sep:
             name, w = w, "1"
         if not name:
