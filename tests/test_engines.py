@@ -1,6 +1,8 @@
 """Inference engines behind the Stylizer: same pictures on torch and OpenVINO, the cache, sizes, mixes, export."""
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -249,17 +251,21 @@ def test_cache_is_reused_and_a_broken_entry_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDSTYLE_CACHE", str(tmp_path / "cache"))
     model = two_style_model(tmp_path / "m.safetensors", seed=3)
     before = dict(engines.STATS)
-    Stylizer(model, "cpu", engine="openvino", precision="bf16")
+    x = np.zeros((1, 24, 32, 3), np.uint8)
+    Stylizer(model, "cpu", engine="openvino", precision="bf16")(x)
     assert engines.STATS["converted"] == before["converted"] + 1
     [xml] = (tmp_path / "cache" / "openvino").glob(f"{engines.model_digest(model)[:32]}-g*/model.xml")
     mtime = xml.stat().st_mtime_ns
-    x = np.zeros((1, 24, 32, 3), np.uint8)
+    blobs = list((tmp_path / "cache" / "openvino" / "blobs").glob("*.blob"))
+    assert len(blobs) == 1  # compiled blob kept too
     again = Stylizer(load_file(tmp_path / "m.safetensors"), "cpu", engine="openvino", precision="bf16")
     again(x)
     assert engines.STATS["converted"] == before["converted"] + 1  # loaded, not converted
     assert engines.STATS["loaded"] == before["loaded"] + 1
     assert xml.stat().st_mtime_ns == mtime
-    assert list((tmp_path / "cache" / "openvino" / "blobs").glob("*.blob"))  # compiled blob kept too
+    # the converting run compiled the graph as later runs read it: its blob is the one they reuse
+    assert next(iter(again.engine._shapes.values())).compiled.get_property("LOADED_FROM_CACHE")
+    assert list((tmp_path / "cache" / "openvino" / "blobs").glob("*.blob")) == blobs
     third = Stylizer(load_file(tmp_path / "m.safetensors"), "cpu", engine="openvino", precision="bf16")
     third(x)
     shape = next(iter(third.engine._shapes.values()))
@@ -371,6 +377,7 @@ def test_export_onnx_runs_in_onnxruntime(tmp_path):
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["vidstyle.styles"] == '["a", "b"]' and '"lite"' in meta["vidstyle.arch"]
+    assert meta["vidstyle.mix"] == "[1.0, 0.0]"  # the style exported (the first by default)
     assert "mix" in proto.doc_string and "image" in proto.doc_string
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["image", "mix"]
@@ -499,3 +506,32 @@ def test_stylizer_paints_at_the_working_size(monkeypatch):
     assert out.shape == (1, 180, 320, 3) and seen == [(64, 116)]  # painted at the model's scale, sent back full size
     with pytest.raises(VidstyleError, match="--brush"):
         Stylizer(model, "cpu", engine="torch", brush=0)
+
+
+def test_export_records_the_style_chosen_and_takes_any_case_of_suffix(tmp_path):
+    """`vidstyle export the_scream -o scream.onnx` gives a graph that says which mix paints the_scream; an
+    upper-case .XML is an OpenVINO IR like .xml (OpenVINO itself insists on the lower case)."""
+    from typer.testing import CliRunner
+    from vidstyle.cli import app
+    from vidstyle.export import export_model
+    model = two_style_model(tmp_path / "two.safetensors", seed=7)
+    model.select("b")
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed")
+    meta = {p.key: p.value for p in onnx.load(str(export_model(model, tmp_path / "b.onnx"))).metadata_props}
+    assert json.loads(meta["vidstyle.mix"]) == [0.0, 1.0]
+    if importlib.util.find_spec("openvino") is not None:
+        r = CliRunner().invoke(app, ["export", str(tmp_path / "two.safetensors"), "-o", str(tmp_path / "OUT.XML")])
+        assert r.exit_code == 0, r.output
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("OUT")) == ["OUT.XML", "OUT.bin"]
+        assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_resize_antialiases_when_only_the_width_shrinks():
+    """Thin bright lines, narrowed 6 times while the height stays: the mean brightness must stay (bilinear
+    sampling without antialias picks whichever columns it lands on)."""
+    from vidstyle.stylizer import resize
+    x = torch.zeros(1, 3, 60, 960)
+    x[..., ::6] = 1.0
+    x[..., 1::6] = 1.0  # 2-px lines every 6 px: mean 1/3
+    for hw in [(60, 160), (61, 160), (30, 160)]:
+        assert abs(float(resize(x, hw).mean()) - 1 / 3) < 0.02, hw

@@ -247,3 +247,50 @@ def test_non_finite_mix_is_one_line_on_the_command_line(tmp_path):
     assert r.exit_code == 2, r.output
     assert r.stderr.strip().splitlines() == ["error: --mix weights must be finite numbers, not 'nan' (in 'udnie:nan')"]
     assert not out.exists()
+
+
+def _with_meta(src: Path, dst: Path, **changes: str) -> Path:
+    """A copy of the model file ``src`` whose metadata entries are replaced by ``changes`` (JSON text)."""
+    from safetensors.torch import load_file, save_file
+    from vidstyle.models.files import read_metadata
+    save_file(load_file(str(src)), str(dst), metadata={**read_metadata(src), **changes})
+    return dst
+
+
+@pytest.mark.parametrize("changes,message", [({"arch": "[1, 2]"}, "broken metadata"),
+                                             ({"arch": "null"}, "broken metadata"),
+                                             ({"training": "[]"}, "broken metadata"),
+                                             ({"temporal_strength": "[0.5]"}, "broken metadata")])
+def test_metadata_of_the_wrong_json_type_is_one_line(tmp_path, duo_file, changes, message):
+    bad = _with_meta(duo_file, tmp_path / "bad.safetensors", **changes)
+    from vidstyle.models.files import load_model
+    with pytest.raises(VidstyleError, match=message):
+        load_model(bad)
+    r = runner.invoke(app, ["image", str(bad), "--style", str(bad)])  # the CLI: one line, exit 2
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_odd_but_usable_metadata_loads(tmp_path, duo_file):
+    """Numbers as style names are names; a scale that is not a number is no scale (the picture's own size)."""
+    from vidstyle.models.files import load_model
+    from vidstyle.stylizer import model_scale
+    m = load_model(_with_meta(duo_file, tmp_path / "odd.safetensors", styles="[1, 2]", training='{"scale": "big"}'))
+    assert m.styles == ["1", "2"] and model_scale(m.training) is None
+    assert model_scale({"scale": 0, "size": 128}) == 147 and model_scale({"scale": "256"}) == 256
+
+
+def test_a_user_model_with_a_strength_that_is_not_a_number_is_listed_as_unreadable(user_models, duo_file):
+    _with_meta(duo_file, user_models / "textual.safetensors", temporal_strength='{"cubist": "0.5"}')
+    res = runner.invoke(app, ["styles"])
+    assert res.exit_code == 0, res.output
+    assert next(ln for ln in res.stdout.splitlines() if ln.startswith("textual ")).split()[2] == "unreadable"
+
+
+@pytest.mark.parametrize("mix", ["cubist:1e-50", "cubist:1e39", "cubist:1e300,the_scream:1e300"])
+def test_extreme_mix_weights_are_normalised_before_float32(duo_file, mix):
+    from vidstyle.models.files import load_model
+    m = load_model(duo_file)
+    m.select(mix=registry.parse_mix(mix))
+    w = m.net.mix
+    assert torch.isfinite(w).all() and abs(float(w.sum()) - 1) < 1e-6
+    assert w.tolist() == ([1.0, 0.0] if "the_scream" not in mix else [0.5, 0.5])

@@ -288,6 +288,11 @@ def test_export_records_temporal_strengths_in_a_copy(tmp_path):
         assert not (tmp_path / "bad.safetensors").exists()
     r = runner.invoke(app, ["export", str(src), "-o", str(tmp_path / "m.onnx"), "--temporal-strength", "0.5"])
     assert r.exit_code == 2 and "ONNX" in r.output
+    (tmp_path / "folder.safetensors").mkdir()
+    for dst, msg in ((tmp_path / "missing" / "x.safetensors", "output folder does not exist"),
+                     (tmp_path / "folder.safetensors", "is a directory")):
+        r = runner.invoke(app, ["export", str(src), "-o", str(dst), "--overwrite", "--temporal-strength", "0.5"])
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
 
 
 def test_a_broken_temporal_strength_in_a_file_is_a_one_line_error(tmp_path):

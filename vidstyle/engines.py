@@ -272,7 +272,11 @@ def load_or_convert(model, digest: str | None = None, int8: bool = False):
                                    "path": str(getattr(model, "path", None)), "openvino": ov.get_version()})
     except Exception as e:  # noqa: BLE001 - a cache we cannot write only costs time next run
         log.info("vidstyle cache: cannot write %s (%s)", folder, one_line(e, 120))
-    return om
+        return om
+    try:  # the model as later runs will read it: OpenVINO keys its compiled blobs by the graph, so
+        return core.read_model(str(xml))  # compiling this one lets the next run reuse the blob
+    except Exception:  # noqa: BLE001 - e.g. removed meanwhile: the converted one paints the same
+        return om
 
 
 def _store_ir(ov, om, folder: Path, source: dict) -> None:

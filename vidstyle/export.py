@@ -46,7 +46,7 @@ GRAPH_VERSION = 4  # 2, 3: upsampling as transposed convs, the RGB output layer 
 ONNX_OPSET = 17
 
 IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
-          "mix float32 (S,) style weights summing to 1, one per style. "
+          "mix float32 (S,) style weights summing to 1, one per style (vidstyle.mix: the style exported). "
           "output: stylized float32 (N,3,H,W) RGB roughly in [0,1], not clamped.")
 
 
@@ -158,6 +158,7 @@ def _describe(model) -> dict[str, str]:
         "vidstyle.graph_version": str(GRAPH_VERSION),
         "vidstyle.arch": json.dumps(net.config.to_dict()),
         "vidstyle.styles": json.dumps(list(model.styles)),
+        "vidstyle.mix": json.dumps([round(w, 6) for w in net.mix.detach().float().cpu().tolist()]),
         "vidstyle.name": model.name,
         "vidstyle.io": IO_DOC,
     }
@@ -262,9 +263,9 @@ def save_ir_atomic(ov, om, xml: Path) -> None:
     """
     stage = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.partial-", dir=xml.parent))
     try:
-        ov.save_model(om, str(stage / xml.name), compress_to_fp16=False)
+        ov.save_model(om, str(stage / "model.xml"), compress_to_fp16=False)  # it wants a lower-case .xml
         xml.unlink(missing_ok=True)
-        os.replace(stage / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
-        os.replace(stage / xml.name, xml)
+        os.replace(stage / "model.bin", xml.with_suffix(".bin"))
+        os.replace(stage / "model.xml", xml)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

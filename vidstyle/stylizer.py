@@ -75,17 +75,20 @@ def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | No
 
 def model_scale(training: dict) -> int | None:
     """The short side a model was trained at (its file's ``training.scale``; older files: 1.15 x the crop)."""
-    if training.get("scale"):
-        return int(training["scale"])
-    if training.get("size"):
-        return int(round(int(training["size"]) * 1.15))
+    for key, factor in (("scale", 1.0), ("size", 1.15)):
+        try:
+            value = round(float(training.get(key) or 0) * factor)
+        except (TypeError, ValueError):  # a hand-edited file: no scale rather than a traceback
+            continue
+        if value > 0:
+            return int(value)
     return None
 
 
 def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(hw):
         return x
-    down = hw[0] < x.shape[-2]
+    down = hw[0] < x.shape[-2] or hw[1] < x.shape[-1]  # either axis shrunk: without antialias it aliases
     return F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=down)
 
 

@@ -25,7 +25,8 @@ def export(
 
     Inputs: `image`, float32 (N, 3, H, W) RGB in [0, 1] (any N, H, W of at least 5); `mix`, float32 with one
     weight per style of the model (one-hot picks a style). Output: `stylized`, float32 (N, 3, H, W), to be
-    clamped to [0, 1]. The style names and the architecture are in the file's metadata.
+    clamped to [0, 1]. The style names, the architecture and the `mix` of the style exported (STYLE, or --mix;
+    `vidstyle.mix`) are in the file's metadata.
 
     A training checkpoint (`vidstyle train`'s RUN_DIR/checkpoint.safetensors) exported to FILE.safetensors
     gives the model file the training would write at that step, while the training goes on.

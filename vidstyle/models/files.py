@@ -12,6 +12,7 @@ Metadata keys (all strings, as safetensors requires):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,8 @@ class StyleModel:
             if unknown:
                 raise VidstyleError(f"--mix names {', '.join(unknown)}, not in {self.name} "
                                     f"(it has: {', '.join(self.styles)})")
-            self.net.set_mix([mix.get(s, 0.0) for s in self.styles])
+            total = math.fsum(mix.values())  # normalised in float64: 1e-50 or 1e300 would not survive float32
+            self.net.set_mix([mix.get(s, 0.0) / total for s in self.styles])
             return "+".join(f"{s}:{w:g}" for s, w in mix.items())
         if style is not None:
             if style not in self.styles:
@@ -137,9 +139,10 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     had. ``dst`` may be ``src`` (with ``overwrite``): it is replaced atomically.
     """
     src, dst = Path(src), Path(dst)
+    from ..io.writer import check_target
+
     model = load_model(src)  # checks the file as a whole, one-line errors
-    if dst.exists() and not overwrite:
-        raise VidstyleError(f"{dst} exists; pass --overwrite to replace it")
+    check_target(dst, overwrite)
     merged = {**model.temporal_strengths, **check_temporal_strengths(strengths, model.styles, str(src))}
     meta = read_metadata(src)
     meta["temporal_strength"] = json.dumps(merged)
@@ -155,11 +158,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
     if meta.get("format") != FORMAT:
         raise VidstyleError(f"{path} is a .safetensors file but not a vidstyle model (no vidstyle metadata)")
     try:
-        config = ArchConfig.from_dict(json.loads(meta["arch"]))
-        styles = list(json.loads(meta.get("styles", "[]"))) or [path.stem]
-        training = json.loads(meta.get("training", "{}"))
+        arch, training = json.loads(meta["arch"]), json.loads(meta.get("training", "{}"))
         strengths = json.loads(meta.get("temporal_strength", "{}"))
-    except (KeyError, ValueError, TypeError) as e:
+        for key, value in (("arch", arch), ("training", training), ("temporal_strength", strengths)):
+            if not isinstance(value, dict):
+                raise ValueError(f"{key} is not a JSON object")
+        config = ArchConfig.from_dict(arch)
+        styles = [str(s) for s in json.loads(meta.get("styles", "[]"))] or [path.stem]
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise VidstyleError(f"{path} has broken metadata ({one_line(e, 160)})") from None
     try:
         net = TransformerNet(config)

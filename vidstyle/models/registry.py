@@ -84,6 +84,8 @@ def _read(path: Path, source: str) -> _ModelFile:
         styles = [str(s) for s in json.loads(meta.get("styles", "[]"))]
         n = int(arch.get("n_styles", len(styles) or 1))
         strengths = dict(json.loads(meta.get("temporal_strength", "{}")))
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in strengths.values()):
+            raise ValueError(f"temporal_strength holds a value that is not a number: {strengths}")
     except (VidstyleError, ValueError, TypeError, AttributeError) as e:
         return _ModelFile(path, source, "unreadable", [], str(e))
     if not styles:
