@@ -381,3 +381,33 @@ def test_image_transparency_is_kept_where_the_format_has_it(tmp_path, model_file
     from vidstyle.io.images import read_alpha, read_image
     small = read_alpha(tmp_path / "s8.png", read_image(tmp_path / "s8.png").shape, size=(15, 20, 3))
     assert small.shape == (15, 20) and small[6, 8] == 255 and small[0, 0] == 128 and small[1, 14] == 0
+
+
+def test_a_frame_size_change_mid_stream_with_batches(tmp_path, model_file):
+    """Joined MPEG-TS files of two sizes (cat a.ts b.ts): a batch that spans the change used to crash
+    np.stack; it is painted in two calls and every frame comes out at the stream's size, as with batch 1."""
+    import av
+    from fractions import Fraction
+    parts = []
+    for k, (w, h) in enumerate(((80, 48), (64, 64))):
+        parts.append(tmp_path / f"{k}.ts")
+        with av.open(str(parts[-1]), "w", format="mpegts") as out:
+            s = out.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            for i in range(6):
+                from conftest import pattern
+                f = av.VideoFrame.from_ndarray(pattern(i + 6 * k, w, h), format="rgb24")
+                f.pts, f.time_base = i + 6 * k, Fraction(1, 25)
+                out.mux(s.encode(f))
+            out.mux(s.encode(None))
+    src = tmp_path / "joined.ts"
+    src.write_bytes(b"".join(p.read_bytes() for p in parts))
+    outs = {}
+    for bs, temporal in ((1, False), (4, False), (4, True)):
+        dst = tmp_path / f"o{bs}{temporal}.mp4"
+        res = runner.invoke(app, ["run", str(src), "-o", str(dst), "--style", str(model_file), "--device", "cpu",
+                                  "--batch-size", str(bs), "--crf", "0", "-q", *(["--temporal"] if temporal else [])])
+        assert res.exit_code == 0, res.output
+        outs[bs, temporal] = frames_rgb(dst)
+        assert len(outs[bs, temporal]) == 12 and {f.shape for f in outs[bs, temporal]} == {(48, 80, 3)}
+    assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(outs[1, False], outs[4, False])) <= 2

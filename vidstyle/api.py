@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from .batch import Source, output_name, safe_label
 from .errors import IncompleteInput, VidstyleError
@@ -108,8 +107,7 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
         bs = batch_size or stylizer.auto_batch(info.height, info.width)
 
         def paint(batch):
-            out = stylizer.paint_frames(np.stack([f.rgb for f in batch]), stabilizer)
-            return list(stylizer.download(stylizer.finish(out)))
+            return stylizer.paint_batch([f.rgb for f in batch], stabilizer)
 
         try:
             frames = reader.frames(on_packet=writer.queue_packet)

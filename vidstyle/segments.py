@@ -199,8 +199,7 @@ def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
         bs = job.batch_size or stylizer.auto_batch(info.height, info.width)
 
         def paint(batch):
-            out = stylizer.paint_frames(np.stack([f.rgb for f in batch]), stab)
-            return list(stylizer.download(stylizer.finish(out)))
+            return stylizer.paint_batch([f.rgb for f in batch], stab)
 
         # from the first frame to paint (the warm-up before the seam) up to the next part's first frame
         frames = reader.frames(start_pts=part.warm_pts if part.warm > 0 else None, end_pts=part.end_pts)

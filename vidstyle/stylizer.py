@@ -237,6 +237,21 @@ class Stylizer:
                 return y
             return stabilizer(x, y, pending) if begin is not None else stabilizer(x, y)
 
+    def paint_batch(self, frames: list[np.ndarray], stabilizer=None) -> list[np.ndarray]:
+        """A batch of decoded frames, (H, W, 3) uint8 each, -> their paintings at the output size, in order.
+
+        A video may change its frame size mid-stream: frames of one size are painted together, so a batch
+        that spans the change is painted in two calls (the stabiliser sees the frames in order either way).
+        """
+        out: list[np.ndarray] = []
+        start = 0
+        for i in range(1, len(frames) + 1):
+            if i == len(frames) or frames[i].shape != frames[start].shape:
+                y = self.paint_frames(np.stack(frames[start:i]), stabilizer)
+                out += list(self.download(self.finish(y)))
+                start = i
+        return out
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, H', W', 3) uint8 stylized."""
         with torch.inference_mode():
