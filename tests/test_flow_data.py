@@ -152,6 +152,35 @@ def test_frame_files_skip_ruder_side_files(tmp_path):
     assert [p.name for p in frame_files(tmp_path)] == ["clip_01.jpg", "clip_02.jpg", "clip_03.jpg"]
 
 
+def test_frame_files_in_frame_order_and_one_type_under_two_spellings(tmp_path):
+    """ffmpeg's %d.png names (1, 2, .. 10) in number order, not text order; .jpg and .jpeg are one type;
+    macOS ._ side files are not frames."""
+    numbered = tmp_path / "numbered"
+    numbered.mkdir()
+    for i in (1, 2, 10, 11, 3):
+        cv2.imwrite(str(numbered / f"{i}.png"), np.full((8, 10, 3), i, np.uint8))
+    (numbered / "._1.png").write_bytes(b"\0" * 40)
+    assert [p.name for p in frame_files(numbered)] == ["1.png", "2.png", "3.png", "10.png", "11.png"]
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i, suffix in enumerate((".jpg", ".jpg", ".jpeg", ".JPEG", ".jpg", ".png")):
+        cv2.imwrite(str(mixed / f"f{i:03d}{suffix}"), np.full((8, 10, 3), i, np.uint8))
+    assert [p.name for p in frame_files(mixed)] == ["f000.jpg", "f001.jpg", "f002.jpeg", "f003.JPEG", "f004.jpg"]
+
+
+def test_a_damaged_flo_header_is_one_line_not_a_huge_allocation(tmp_path):
+    import struct
+    write_flo(tmp_path / "good.flo", np.ones((5, 7, 2), np.float32))
+    good = (tmp_path / "good.flo").read_bytes()
+    bad = {"huge": b"PIEH" + struct.pack("<ii", 100000, 100000), "negative": b"PIEH" + struct.pack("<ii", -5, 3),
+           "truncated": good[:40], "header": good[:12], "magic": b"XXXX" + good[4:]}
+    for name, data in bad.items():
+        (tmp_path / f"{name}.flo").write_bytes(data)
+        with pytest.raises(VidstyleError, match="not a .flo file"):
+            read_flo(tmp_path / f"{name}.flo")
+    assert read_flo(tmp_path / "good.flo").shape == (5, 7, 2)
+
+
 def test_marple8_has_five_frames():
     from conftest import shared
     folder = shared("video/artistic_videos_example/marple8")

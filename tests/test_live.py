@@ -162,6 +162,47 @@ def test_virtual_camera_through_a_fake_backend(live_clip, model_file):
     assert np.abs(first - pattern(0, 64, 48).astype(int)).mean() > 10
 
 
+def test_a_failing_virtual_camera_is_one_line_and_frames_of_another_size_fit_it():
+    """The camera's size is fixed when it opens: a frame of another size is scaled to it; a camera that
+    fails while sending (unplugged, OBS closed) ends the session with one line, not a traceback."""
+    pyvirtualcam = pytest.importorskip("pyvirtualcam")
+    from vidstyle.errors import VidstyleError
+    from vidstyle.live.sinks import VirtualCam
+    got = []
+
+    class Flaky:
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            pass
+
+        def send(self, frame):
+            if len(got) == 2:
+                raise OSError(19, "No such device")
+            got.append(frame.shape)
+
+        def close(self):
+            pass
+
+        def device(self):
+            return "flaky0"
+
+        def native_fourcc(self):
+            return None
+
+    pyvirtualcam.register_backend("vidstyle-flaky", Flaky)
+    cam = VirtualCam((64, 48), 30, backend="vidstyle-flaky")
+    cam.send(np.zeros((48, 64, 3), np.uint8), 0.0)
+    cam.send(np.zeros((96, 160, 3), np.uint8), 0.1)
+    assert [int(np.prod(s)) for s in got] == [64 * 48 * 3] * 2
+    with pytest.raises(VidstyleError, match="virtual camera flaky0 failed: .*No such device"):
+        cam.send(np.zeros((48, 64, 3), np.uint8), 0.2)
+    cam.close()
+
+
+def test_duration_zero_is_refused_not_endless(live_clip):
+    res = runner.invoke(app, ["live", "--source", str(live_clip), "--no-preview", "--duration", "0"])
+    assert res.exit_code == 2 and "--duration" in res.output
+
+
 def test_missing_virtual_camera_backend_stops_at_once(live_clip, model_file, monkeypatch, tmp_path):
     pyvirtualcam = pytest.importorskip("pyvirtualcam")
     monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", {})

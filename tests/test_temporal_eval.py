@@ -1,6 +1,7 @@
 """Flicker: the warping-error metric on exact synthetic flows, and the stabiliser."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 
@@ -144,6 +145,29 @@ def test_eval_json_has_every_field(tmp_path, model_file):
     assert [r["label"] for r in rows] == ["random_lite", "random_lite+temporal"]
     assert rows[1]["warp_error"] < rows[0]["warp_error"]
     assert all(r["style_loss"] is not None for r in rows)
+
+
+def test_eval_refuses_bad_options_before_painting_and_mixed_sizes_with_max_side(tmp_path, model_file, monkeypatch):
+    """A bad --flow (or --plot) is refused before any row is painted; frames of two sizes are refused with
+    --max-side too (it used to scale them all to the first frame's size without a word)."""
+    import cv2
+    from vidstyle import evaluate as ev
+    from vidstyle.cli import app
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(48, 64)] * 3 + [(64, 64)]):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((h, w, 3), 20 * i, np.uint8))
+    painted = []
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: painted.append(1))
+    res = runner.invoke(app, ["eval", str(folder), "--style", str(model_file), "--compare", "--flow", "bogus"])
+    assert res.exit_code == 2 and "--flow must be" in res.stderr and not painted, res.output
+    if importlib.util.find_spec("matplotlib") is not None:
+        for bad in (tmp_path / "nowhere" / "p.png", tmp_path / "p.xyz"):
+            res = runner.invoke(app, ["eval", str(folder), "--style", str(model_file), "--plot", str(bad)])
+            assert res.exit_code == 2 and "--plot" in res.stderr and not painted, res.output
+    for extra in ([], ["--max-side", "32"]):
+        res = runner.invoke(app, ["eval", str(folder), "--style", str(model_file), *extra])
+        assert res.exit_code == 2 and "frames differ in size" in res.stderr and not painted, res.output
 
 
 def test_run_with_temporal_keeps_frames(tmp_path, model_file):

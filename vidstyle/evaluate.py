@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import VidstyleError
+from .errors import VidstyleError, one_line
 from .flow import DISFlow, read_flo, to_tensor
 from .frames import frame_files
 from .io.images import read_image
@@ -72,12 +72,12 @@ def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | 
         if len(frames) < 2:
             raise VidstyleError(f"{p}: {len(frames) or 'no'} frame{'' if len(frames) == 1 else 's'} decoded; "
                                 "the warping error needs a video of at least two frames")
+    if len({f.shape for f in frames}) != 1:  # before --max-side, which would stretch them all alike
+        raise VidstyleError(f"{src}: frames differ in size")
     h, w = frames[0].shape[:2]
     hh, ww = scaled_size(h, w, max_side)
     if (hh, ww) != (h, w):
         frames = [cv2.resize(f, (ww, hh), interpolation=cv2.INTER_AREA) for f in frames]
-    if len({f.shape for f in frames}) != 1:
-        raise VidstyleError(f"{src}: frames differ in size")
     return frames
 
 
@@ -217,6 +217,8 @@ def stylize_frames(frames: list[np.ndarray], stylizer, stabilizer=None, batch_si
 def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None, bank: FlowBank,
              long_k: int = 5, loss_net: str = "auto", style_rgb: np.ndarray | None = None,
              outputs: list | None = None) -> EvalResult:
+    if outputs is not None and len(outputs) != len(frames):
+        raise VidstyleError(f"{label}: {len(outputs)} painted frames for {len(frames)} input frames")
     outs, spf = stylize_frames(frames, stylizer, stabilizer) if outputs is None else (outputs, 0.0)
     short = warping_errors(outs, bank, 1)
     long = warping_errors(outs, bank, long_k) if len(outs) > long_k else []
@@ -237,6 +239,18 @@ def pyplot():
     return plt
 
 
+def check_plot_path(path: Path) -> None:
+    """Before an evaluation: matplotlib is there, and ``path`` can take a figure (VidstyleError otherwise)."""
+    plt = pyplot()
+    path = Path(path)
+    kinds = plt.gcf().canvas.get_supported_filetypes()
+    plt.close("all")
+    if path.suffix.lower().lstrip(".") not in kinds:
+        raise VidstyleError(f"--plot {path}: end the name in one of .{', .'.join(sorted(kinds))}")
+    if not path.parent.is_dir():
+        raise VidstyleError(f"--plot {path}: folder does not exist: {path.parent}")
+
+
 def plot(results: list[EvalResult], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -246,4 +260,9 @@ def plot(results: list[EvalResult], path: Path) -> None:
     ax.set_ylabel("short-term warping error")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    try:
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as e:
+        raise VidstyleError(f"cannot write the plot {path}: {one_line(e, 120)}") from None
+    finally:
+        plt.close(fig)

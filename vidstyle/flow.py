@@ -29,6 +29,11 @@ def read_flo(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise VidstyleError(f"flow file not found: {path}")
+    with open(path, "rb") as f:  # the header first: OpenCV would try to allocate what a damaged one says
+        head = f.read(12)
+    w, h = (int(v) for v in np.frombuffer(head[4:], "<i4")) if len(head) == 12 else (0, 0)
+    if head[:4] != b"PIEH" or not (0 < w < 100_000 and 0 < h < 100_000) or path.stat().st_size != 12 + 8 * w * h:
+        raise VidstyleError(f"{path} is not a .flo file (bad header or truncated)")
     flow = cv2.readOpticalFlow(str(path))
     if flow is None or flow.size == 0:
         raise VidstyleError(f"{path} is not a .flo file (bad header or truncated)")

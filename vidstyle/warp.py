@@ -7,21 +7,25 @@ frame. ``warp(source, flow)`` therefore samples the source into the target grid.
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 
 _GRIDS: dict = {}
+_GRIDS_LOCK = threading.Lock()  # training's data thread and the painter may warp at once
 
 
 def _base_grid(h: int, w: int, device, dtype) -> torch.Tensor:
     key = (h, w, device, dtype)
-    g = _GRIDS.get(key)
-    if g is None:
-        ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
-                                torch.arange(w, device=device, dtype=dtype), indexing="ij")
-        g = _GRIDS[key] = torch.stack((xs, ys))[None]  # (1, 2, H, W)
-        if len(_GRIDS) > 16:
-            _GRIDS.pop(next(iter(_GRIDS)))
+    with _GRIDS_LOCK:
+        g = _GRIDS.get(key)
+        if g is None:
+            ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=dtype),
+                                    torch.arange(w, device=device, dtype=dtype), indexing="ij")
+            g = _GRIDS[key] = torch.stack((xs, ys))[None]  # (1, 2, H, W)
+            if len(_GRIDS) > 16:
+                _GRIDS.pop(next(iter(_GRIDS)))
     return g
 
 

@@ -41,8 +41,9 @@ def eval_cmd(
     Example: vidstyle eval frames/ --style starry_night --compare
     """
     from ..api import make_stylizer
-    from ..evaluate import FlowBank, check_flo_dir, evaluate, load_frames, plot, pyplot
+    from ..evaluate import FlowBank, check_flo_dir, check_plot_path, evaluate, load_frames, plot
     from ..io.images import read_image
+    from ..stylizer import pick_device
     from ..temporal import Stabilizer
 
     with user_errors():
@@ -51,7 +52,9 @@ def eval_cmd(
         if flo_dir is not None:
             check_flo_dir(flo_dir)
         if plot_path:
-            pyplot()  # matplotlib missing: say so now, not after the evaluation
+            check_plot_path(plot_path)  # matplotlib missing, or a bad name: say so now, not after the evaluation
+        if temporal or compare:
+            Stabilizer(temporal_strength, flow).estimator(pick_device(device.value))  # a bad --flow; RAFT not cached
         frames = load_frames(input, max_frames, max_side)
         if len(frames) <= long_k:
             more = " or raise --max-frames" if max_frames and max_frames <= long_k else ""
@@ -72,16 +75,20 @@ def eval_cmd(
                 stab = Stabilizer(temporal_strength, flow) if tmp else None
                 rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if tmp else ""), stabilizer=stab,
                                      bank=bank, long_k=long_k, loss_net=loss_net, style_rgb=pic))
-        if plot_path:
-            plot(rows, plot_path)
         if json_out:
             data = [r.to_dict() for r in rows]
             typer.echo(json.dumps(data if compare or len(data) > 1 else data[0]))
-            return
-        head = f"{'setting':<32} {'frames':>6} {'warp err':>10} {'warp err k=' + str(long_k):>13} {'style':>10} {'content':>9} {'s/frame':>8}"
-        typer.echo(head)
-        for r in rows:
-            sl = f"{r.style_loss:.3e}" if r.style_loss is not None else "-"
-            wl = f"{r.warp_error_long:.5f}" if r.warp_error_long is not None else "not measured"
-            typer.echo(f"{r.label:<32} {r.frames:>6} {r.warp_error:>10.5f} {wl:>13} {sl:>10} "
-                       f"{r.content_loss:>9.4f} {r.seconds_per_frame:>8.3f}")
+        else:
+            _print_table(rows, long_k)
+        if plot_path:  # after the figures: a failing plot does not lose them
+            plot(rows, plot_path)
+
+
+def _print_table(rows: list, long_k: int) -> None:
+    head = f"{'setting':<32} {'frames':>6} {'warp err':>10} {'warp err k=' + str(long_k):>13} {'style':>10} {'content':>9} {'s/frame':>8}"
+    typer.echo(head)
+    for r in rows:
+        sl = f"{r.style_loss:.3e}" if r.style_loss is not None else "-"
+        wl = f"{r.warp_error_long:.5f}" if r.warp_error_long is not None else "not measured"
+        typer.echo(f"{r.label:<32} {r.frames:>6} {r.warp_error:>10.5f} {wl:>13} {sl:>10} "
+                   f"{r.content_loss:>9.4f} {r.seconds_per_frame:>8.3f}")

@@ -47,7 +47,7 @@ def live(
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="Stop after N painted frames. Frames that "
                                          "come while one is being painted are skipped, as with a camera, so a file "
                                          "source without --loop can end sooner (vidstyle run paints every frame)."),
-    duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="Stop after S seconds."),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.001, help="Stop after S seconds."),
     loop: bool = typer.Option(False, "--loop", help="Restart a file source at its end."),
     snapshot_dir: Path = typer.Option(Path("."), "--snapshot-dir", help="Where the s key saves PNGs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),

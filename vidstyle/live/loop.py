@@ -392,7 +392,7 @@ class LiveSession:
                         self._on_key(self.preview.poll(), last)
                         if self.state.quit or self.preview.closed:
                             break
-                    if o.duration and time.perf_counter() - t_start >= o.duration:
+                    if o.duration is not None and time.perf_counter() - t_start >= o.duration:
                         break
                     continue
                 if self.size is None:  # a source that could not say its size before the first frame
@@ -421,7 +421,7 @@ class LiveSession:
                     break
                 if o.frames and frames >= o.frames:
                     break
-                if o.duration and now - t_start >= o.duration:
+                if o.duration is not None and now - t_start >= o.duration:
                     break
         except KeyboardInterrupt:
             self.notify("interrupted; finishing cleanly")
@@ -489,6 +489,8 @@ def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "a
                            loop=True, frames=frames + warmup, warmup=warmup)
         session = LiveSession(opts, notify=lambda m: None)
         r = session.run()
+    if r.frames < frames + warmup:  # the session ends early only when stopped (Ctrl-C): no partial figures
+        raise KeyboardInterrupt
     st = session.bank[session.state.style]
     gpu = torch.cuda.get_device_name(0) if st.device.type == "cuda" else None
     return {"mode": "live", "resolution": f"{w}x{h}", "source_fps": source_fps, "frames": r.frames - warmup,

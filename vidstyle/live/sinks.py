@@ -11,9 +11,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
-from ..errors import VidstyleError
+from ..errors import VidstyleError, one_line
 from ..io.reader import VideoInfo
 from ..io.writer import VideoWriter
 
@@ -162,7 +163,13 @@ class VirtualCam:
         return self.cam.device
 
     def send(self, rgb: np.ndarray, t: float) -> None:
-        self.cam.send(np.ascontiguousarray(rgb))
+        w, h = self.size
+        if rgb.shape[:2] != (h, w):  # a camera's size is fixed when it opens; a source may change its own
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        try:
+            self.cam.send(np.ascontiguousarray(rgb))
+        except (OSError, RuntimeError, ValueError) as e:
+            raise VidstyleError(f"the virtual camera {self.device} failed: {one_line(e, 160)}") from None
         self.frames += 1
         self.cam.sleep_until_next_frame()
 
