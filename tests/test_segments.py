@@ -139,6 +139,22 @@ def test_segments_same_as_one_process(tmp_path, clip, job, reference):
         assert s["error"] == pytest.approx(t["error"], rel=0.1, abs=1e-4)
 
 
+@pytest.mark.parametrize("suffix,codec", [(".mkv", None), (".mkv", "hevc"), (".ts", None), (".webm", None)])
+def test_segments_into_other_containers(tmp_path, clip, contrast_model, suffix, codec):
+    """B-frames (the default preset) in Matroska parts lost their keyframes' dts and joined to a file with no
+    decodable frame, and TS parts each shifted their own timestamps: the parts are MP4 now, whatever the
+    output, and the output's codec is the output container's default (VP9 for .webm), as in one piece."""
+    job = StylizeJob(str(contrast_model), device="cpu", codec=codec, engine="torch")
+    one, seg = tmp_path / f"one{suffix}", tmp_path / f"seg{suffix}"
+    job(str(clip), str(one))
+    r = stylize_segments(clip, seg, job, segments=3, workers=1)
+    assert r.cuts == [30, 60]
+    assert video_pts(seg) == video_pts(one) and len(video_pts(seg)) == 90
+    with av.open(str(seg)) as c, av.open(str(one)) as d:
+        assert c.streams.video[0].codec_context.name == d.streams.video[0].codec_context.name
+    assert audio_hashes(seg) == audio_hashes(one)
+
+
 def test_overlap_is_what_keeps_the_seams(tmp_path, clip, job, reference):
     """Without warm-up frames the stabiliser starts cold at the seams and the frames after them differ."""
     ref = frames_rgb(reference)

@@ -21,6 +21,7 @@ seams against the median inside the parts.
 from __future__ import annotations
 
 import contextlib
+import copy
 import glob
 import heapq
 import itertools
@@ -175,6 +176,19 @@ def _checked(frames: Iterator, src: str, part: Part) -> Iterator:
     except av.error.FFmpegError as e:
         raise VidstyleError(f"{src}: part {part.index} could not be decoded ({e.strerror or e}); "
                             "paint it without --segments") from None
+
+
+def part_suffix(dst: Path, codec: str | None) -> str:
+    """The container of the parts of ``dst``: MP4 for the codecs it holds, whatever ``dst`` is. Matroska and
+    MPEG-TS parts would not join: with B-frames Matroska gives a part's first packets no dts, and each TS
+    part shifts its own timestamps to keep them positive."""
+    from .io.writer import default_codec, resolve_codec
+
+    enc = resolve_codec(codec or default_codec(dst))
+    return ".mp4" if enc in MP4_PART_CODECS else (dst.suffix or ".mp4")
+
+
+MP4_PART_CODECS = {"libx264", "libx265", "libvpx-vp9", "h264_nvenc", "hevc_nvenc"}
 
 
 def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
@@ -510,7 +524,13 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         return res
     remove_stale_parts(dst)
     parts_dir = dst.parent / f"{_parts_prefix(dst)}{os.getpid()}"
-    paths = [str(parts_dir / f"part{p.index:04d}{dst.suffix or '.mp4'}") for p in plan.parts]
+    suffix = part_suffix(dst, job.codec)
+    if job.codec is None:  # the output's default codec, not the parts' container's
+        from .io.writer import default_codec
+
+        job = copy.copy(job)
+        job.codec = default_codec(dst)
+    paths = [str(parts_dir / f"part{p.index:04d}{suffix}") for p in plan.parts]
     done = [0] * len(plan.parts)
 
     def report(i: int, n: int) -> None:
