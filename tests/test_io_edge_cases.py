@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # -- helpers -------------------------------------------------------------------
 def video_clip(path: Path, n: int = 10, fmt: str | None = None, options: dict | None = None,
-               setup=None) -> Path:
-    """n frames of 64x48 H.264 at 25 fps; ``setup(container)`` may add chapters, attachments or streams."""
+               setup=None, fps: int = 25) -> Path:
+    """n frames of 64x48 H.264 at ``fps``; ``setup(container)`` may add chapters, attachments or streams."""
     with av.open(str(path), "w", format=fmt) as out:
-        v = out.add_stream("libx264", rate=25)
+        v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         v.options = options or {"preset": "ultrafast"}
         if setup:
@@ -200,6 +200,69 @@ def test_mp4_trimmed_with_an_edit_list_is_not_truncated(tmp_path):
     assert n == 30 and r.incomplete is None
     plan = plan_segments(cut, 2, overlap=0)
     assert plan.frames == 30 and len(plan.parts) == 2
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts", ".mp4"])
+def test_audio_an_edit_list_hides_stays_hidden(tmp_path, suffix):
+    """An MP4 cut with ffmpeg -ss -c copy keeps the audio before the cut, hidden by its edit list: Matroska
+    and MPEG-TS cannot hide it, so it is left out there (it played as a second of sound before the picture)."""
+    src = with_audio(tmp_path / "a.mp4", "mp4", "aac", n=75)  # 3 s, one keyframe
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(src)) as c, av.open(str(cut), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in (c.streams.video[0], c.streams.audio[0])}
+        for p in c.demux(c.streams.video[0], c.streams.audio[0]):
+            if p.dts is not None:
+                shift = round(Fraction(18, 10) / p.time_base)  # frame 45
+                p.pts, p.dts, p.stream = p.pts - shift, p.dts - shift, streams[p.stream.index]
+                out.mux(p)
+    dst = tmp_path / f"out{suffix}"
+    with VideoReader(cut) as r:
+        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **FAST)
+        for f in r.frames(on_packet=w.queue_packet):
+            w.write(f.rgb, f.pts)
+        w.close()
+    with av.open(str(dst)) as c:
+        audio = list(c.decode(audio=0))
+    with av.open(str(dst)) as c:
+        video = [float(f.time) for f in c.decode(video=0)]
+    seconds = sum(a.samples for a in audio) / audio[0].sample_rate
+    assert len(video) == 30 and seconds == pytest.approx(1.2, abs=0.03), (len(video), seconds)
+    assert abs(float(audio[0].time) - video[0]) < 0.03
+
+
+@pytest.mark.parametrize("fps", [120, 240])
+def test_gif_of_a_slow_motion_clip(tmp_path, fps):
+    """GIF times frames in centiseconds: 120 fps frames fell on the same one and the muxer refused them.
+    Frames closer than 2 centiseconds are left out (browsers stretch shorter delays to 10), with a note."""
+    src = video_clip(tmp_path / "fast.mp4", n=40, fps=fps, options={"preset": "ultrafast"})
+    dst = tmp_path / "fast.gif"
+    with VideoReader(src) as r:
+        w = VideoWriter(dst, r.info)
+        for f in r.frames():
+            w.write(f.rgb, f.pts)
+        w.close()
+    with av.open(str(dst)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+    assert len(pts) >= 40 * 50 // fps and min(b - a for a, b in zip(pts, pts[1:])) >= 2, pts
+    assert pts[-1] >= round(39 / fps * 100) - 2  # the clip's length is kept
+    assert any("at most 50 frames a second" in n for n in w.notes)
+
+
+@pytest.mark.parametrize("suffix,tag", [(".mp4", "hvc1"), (".mov", "hvc1"), (".mkv", None)])
+def test_hevc_in_mp4_is_tagged_for_apple_players(tmp_path, suffix, tag):
+    """FFmpeg tags HEVC in MP4 hev1, which QuickTime, iOS and Safari refuse to play; hvc1 is what they take."""
+    src = video_clip(tmp_path / "in.mp4", n=3)
+    dst = tmp_path / f"out{suffix}"
+    with VideoReader(src) as r:
+        w = VideoWriter(dst, r.info, codec="hevc")
+        for f in r.frames():
+            w.write(f.rgb, f.pts)
+        w.close()
+    with av.open(str(dst)) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "hevc" and len(list(c.decode(s))) == 3
+        if tag:
+            assert s.codec_tag == tag
 
 
 def test_a_truncated_mp4_is_still_incomplete(tmp_path):

@@ -80,6 +80,23 @@ def test_rotation_in_mkv_output_is_kept_as_metadata(tmp_path, model_file):
         assert f.rotation == 90 and (f.width, f.height) == (64, 48)
 
 
+def test_out_size_of_a_turned_video_is_the_size_shown(tmp_path, model_file):
+    """A phone's portrait clip (stored 64x48, turned 90: shown 48x64): --out-size 96x128 is what the viewer
+    sees, kept as a display matrix in MP4 and turned into the pixels in MPEG-TS (it came out squashed)."""
+    import av
+    src = make_clip(tmp_path / "rot.mp4", rotation=90, audio=None)
+    for suffix, stored, turn in ((".mp4", (128, 96), 90), (".ts", (96, 128), 0)):
+        dst = tmp_path / f"out{suffix}"
+        res = runner.invoke(app, ["run", str(src), "-o", str(dst), "--style", str(model_file), "--device", "cpu",
+                                  "--out-size", "96x128", "-q"])
+        assert res.exit_code == 0, res.output
+        with av.open(str(dst)) as c:
+            f = next(c.decode(video=0))
+            assert (f.width, f.height) == stored and f.rotation % 360 == turn, suffix
+    r = stylize_video(src, tmp_path / "api.mp4", style=model_file, device="cpu", out_size=(96, 128))
+    assert (r.width, r.height) == (128, 96)
+
+
 def test_odd_size_is_padded_to_even_420(tmp_path, model_file):
     src = make_clip(tmp_path / "odd.mp4", w=63, h=47, pix_fmt="yuv444p")
     dst = tmp_path / "out.mp4"

@@ -155,6 +155,13 @@ def test_segments_into_other_containers(tmp_path, clip, contrast_model, suffix, 
     assert audio_hashes(seg) == audio_hashes(one)
 
 
+def test_segments_into_a_folder_says_what_is_wrong(tmp_path, clip):
+    from typer.testing import CliRunner
+    from vidstyle.cli import app
+    res = CliRunner().invoke(app, ["run", str(clip), "-o", str(tmp_path), "--segments", "2"])
+    assert res.exit_code == 2 and "-o must name a file" in res.stderr, res.output
+
+
 def test_overlap_is_what_keeps_the_seams(tmp_path, clip, job, reference):
     """Without warm-up frames the stabiliser starts cold at the seams and the frames after them differ."""
     ref = frames_rgb(reference)

@@ -101,13 +101,13 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     t0 = time.perf_counter()
     with VideoReader(src, deinterlace=deinterlace, allow_protocols=allow_protocols) as reader:
         info = reader.info
-        size = out_size or (info.width, info.height)
+        size = info.stored_size(out_size) if out_size else (info.width, info.height)
         writer = VideoWriter(dst, info, size=size, codec=codec, crf=crf, preset=preset,
                              copy_streams=reader.other_streams, overwrite=overwrite, src=src, chroma=chroma)
         bs = batch_size or stylizer.auto_batch(info.height, info.width)
 
         def paint(batch):
-            return stylizer.paint_batch([f.rgb for f in batch], stabilizer)
+            return stylizer.paint_batch([f.rgb for f in batch], stabilizer, size if out_size else None)
 
         try:
             frames = reader.frames(on_packet=writer.queue_packet)

@@ -204,7 +204,7 @@ def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
         info = reader.info
         stylizer = job.stylizer()
         stab = job.make_stabilizer()
-        size = job.out_size or (info.width, info.height)
+        size = info.stored_size(job.out_size) if job.out_size else (info.width, info.height)
         codec = resolve_codec(job.codec or default_codec(Path(part_path)))
         # x264 headers that do not depend on the content, so that the parts can be joined by stream copy
         stitch = {"x264-params": "stitchable=1"} if codec == "libx264" else None
@@ -213,7 +213,7 @@ def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
         bs = job.batch_size or stylizer.auto_batch(info.height, info.width)
 
         def paint(batch):
-            return stylizer.paint_batch([f.rgb for f in batch], stab)
+            return stylizer.paint_batch([f.rgb for f in batch], stab, size if job.out_size else None)
 
         # from the first frame to paint (the warm-up before the seam) up to the next part's first frame
         frames = reader.frames(start_pts=part.warm_pts if part.warm > 0 else None, end_pts=part.end_pts)
@@ -524,8 +524,8 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         return res
     remove_stale_parts(dst)
     parts_dir = dst.parent / f"{_parts_prefix(dst)}{os.getpid()}"
-    suffix = part_suffix(dst, job.codec)
-    if job.codec is None:  # the output's default codec, not the parts' container's
+    suffix = part_suffix(dst, getattr(job, "codec", None))
+    if getattr(job, "codec", "") is None:  # the output's default codec, not the parts' container's
         from .io.writer import default_codec
 
         job = copy.copy(job)

@@ -209,10 +209,11 @@ class Stylizer:
         """The size an (h, w) frame is painted at (see ``working_size``)."""
         return working_size(h, w, max_side=self.max_side, scale=self.scale, brush=self.brush)
 
-    def finish(self, y: torch.Tensor) -> torch.Tensor:
-        """Scale to the output size."""
-        if self.out_size is not None:
-            y = resize(y, (self.out_size[1], self.out_size[0]))
+    def finish(self, y: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Scale to the output size (w, h): ``out_size``, else the Stylizer's (none: as painted)."""
+        out_size = out_size or self.out_size
+        if out_size is not None:
+            y = resize(y, (out_size[1], out_size[0]))
         return y
 
     def paint_frames(self, frames: np.ndarray, stabilizer=None) -> torch.Tensor:
@@ -237,8 +238,10 @@ class Stylizer:
                 return y
             return stabilizer(x, y, pending) if begin is not None else stabilizer(x, y)
 
-    def paint_batch(self, frames: list[np.ndarray], stabilizer=None) -> list[np.ndarray]:
-        """A batch of decoded frames, (H, W, 3) uint8 each, -> their paintings at the output size, in order.
+    def paint_batch(self, frames: list[np.ndarray], stabilizer=None,
+                    out_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """A batch of decoded frames, (H, W, 3) uint8 each, -> their paintings at the output size (``finish``),
+        in order.
 
         A video may change its frame size mid-stream: frames of one size are painted together, so a batch
         that spans the change is painted in two calls (the stabiliser sees the frames in order either way).
@@ -248,7 +251,7 @@ class Stylizer:
         for i in range(1, len(frames) + 1):
             if i == len(frames) or frames[i].shape != frames[start].shape:
                 y = self.paint_frames(np.stack(frames[start:i]), stabilizer)
-                out += list(self.download(self.finish(y)))
+                out += list(self.download(self.finish(y, out_size)))
                 start = i
         return out
 

@@ -67,6 +67,8 @@ def run(
             executor = choose_executor(cluster)
             if not one:
                 if segments > 1:
+                    if len(inputs) == 1 and not _is_many(inputs[0]):
+                        raise VidstyleError(f"--segments writes one video: -o must name a file, not the folder {output}")
                     raise VidstyleError("--segments splits one video; give one input")
                 if output is None:
                     raise VidstyleError("several inputs need an output folder: -o DIR")

@@ -91,6 +91,11 @@ class VideoInfo:
     chapters: list[dict] = field(default_factory=list)  # as Container.chapters() gives them
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, MIME type, data)
 
+    def stored_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(w, h) as the video is shown -> (w, h) of the frames as stored: swapped for a quarter turn, so that
+        ``--out-size 1080x1920`` of a phone's portrait video (stored 1920x1080, turned 90) is shown 1080x1920."""
+        return (size[1], size[0]) if self.rotation % 180 == 90 else size
+
 
 class TimestampJumps:
     """FFmpeg's repair of timestamp jumps, for the formats FFmpeg marks as allowing them (MPEG-TS, HLS,

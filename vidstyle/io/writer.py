@@ -413,6 +413,8 @@ class VideoWriter:
         self.container = None
         encoding_gif = copy_video is None and self.pix_fmt == "pal8"
         self._palette = palette_graph(*self.size, info.time_base) if encoding_gif else None
+        self._gif_last: int | None = None  # the last GIF frame's time, in GIF's centiseconds
+        self._gif_dropped = 0
         self._signals = False
         try:
             self._atomic = AtomicPath(self.dst)
@@ -503,6 +505,8 @@ class VideoWriter:
                                 f"(for .{self.kind}: {self.format.codec}) or write .mp4, .mov or .mkv") from None
         vs.width, vs.height = self.size
         vs.pix_fmt = self.pix_fmt
+        if self.encoder in ("libx265", "hevc_nvenc") and self.format.muxer in ("mp4", "mov"):
+            vs.codec_tag = "hvc1"  # FFmpeg writes hev1, which Apple's players (QuickTime, iOS, Safari) refuse
         vs.time_base = info.time_base
         vs.codec_context.time_base = info.time_base
         return vs
@@ -636,6 +640,8 @@ class VideoWriter:
             packet = self._pending.popleft()
             mode, o = self._map[packet.stream.index]
             if mode == "copy":
+                if packet.is_discard and self.format.muxer not in ("mp4", "mov"):
+                    continue  # what an MP4 edit list cuts away (ffmpeg -ss -c copy): only MP4 and MOV can hide it
                 packet.stream = o
                 self._mux(self._increasing(packet))
             else:
@@ -689,9 +695,24 @@ class VideoWriter:
             pts = round(self.frames_written / (_frame_rate(self.info) * self.info.time_base))
         vf.pts = pts
         vf.time_base = self.info.time_base
+        if self._palette is not None and self._too_soon_for_gif(pts):
+            self.frames_written += 1
+            return
         for frame in self._encodable(vf):
             self._mux(self.vstream.encode(frame))
         self.frames_written += 1
+
+    def _too_soon_for_gif(self, pts: int) -> bool:
+        """GIF times frames in centiseconds, and browsers stretch a delay under 2 of them to 10: of a 60 fps
+        or faster video, a GIF keeps the frames at least 2 centiseconds apart (50 fps), with a note."""
+        cs = math.floor(pts * self.info.time_base * 100 + Fraction(1, 2))  # as FFmpeg rescales: to nearest
+        if self._gif_last is not None and cs < self._gif_last + 2:
+            if not self._gif_dropped:
+                self._notes.append("GIF plays at most 50 frames a second: frames closer together are left out")
+            self._gif_dropped += 1
+            return True
+        self._gif_last = cs
+        return False
 
     def write_packet(self, packet) -> None:
         """Mux one packet of ``copy_video`` as it is, timestamps included."""
