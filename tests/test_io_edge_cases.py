@@ -265,6 +265,33 @@ def test_hevc_in_mp4_is_tagged_for_apple_players(tmp_path, suffix, tag):
             assert s.codec_tag == tag
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+def test_a_recording_whose_clock_starts_late_starts_at_zero(tmp_path, suffix):
+    """MPEG-TS timestamps are a broadcast clock: a recording starting at 100 s gave an output with 100 s of
+    nothing before the picture. As FFmpeg does, it is moved to start at 0, the audio's offset to the video
+    kept."""
+    src = with_audio(tmp_path / "a.mp4", "mp4", "aac", start=0.2, n=25)
+    late = tmp_path / "late.ts"
+    with av.open(str(src)) as c, av.open(str(late), "w", format="mpegts") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for p in c.demux():
+            if p.dts is not None:
+                shift = round(100 / p.time_base)
+                p.pts, p.dts, p.stream = p.pts + shift, p.dts + shift, streams[p.stream.index]
+                out.mux(p)
+    dst = tmp_path / f"out{suffix}"
+    with VideoReader(late) as r:
+        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **FAST)
+        for f in r.frames(on_packet=w.queue_packet):
+            w.write(f.rgb, f.pts)
+        w.close()
+    video, audio = stream_times(dst), stream_times(dst, "audio")
+    with av.open(str(dst)) as c:
+        assert c.duration / 1e6 < 1.5  # not 101 s
+    assert len(video) == 25 and video[0] < 0.1
+    assert audio[0] - video[0] == pytest.approx(0.2, abs=0.03)
+
+
 def test_a_truncated_mp4_is_still_incomplete(tmp_path):
     src = make_clip(tmp_path / "in.mp4", n=30, audio=None)
     cut = tmp_path / "cut.mp4"

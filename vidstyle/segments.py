@@ -255,12 +255,15 @@ def _part_worker(job, src, part, part_path) -> dict:
 
 
 # -- joining -------------------------------------------------------------------------------------
-def _packets(c, streams: list[int] | None = None) -> Iterator:
-    """The packets of ``streams`` (indices; default the first video stream) of an open container."""
+def _packets(c, streams: list[int] | None = None, retime: Callable | None = None) -> Iterator:
+    """The packets of ``streams`` (indices; default the first video stream) of an open container, each passed
+    to ``retime`` first (``TimestampJumps``: timed as the reader times the frames)."""
     want = [c.streams[i] for i in streams] if streams is not None else [c.streams.video[0]]
     for p in c.demux(*want):
         if p.dts is None:  # flush packets carry nothing
             continue
+        if retime is not None:
+            retime(p)
         yield p
 
 
@@ -273,7 +276,7 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
     metadata are copied, and the file appears only when complete. Returns the writer's notes (the
     source's own notes are left to the parts).
     """
-    from .io.reader import VideoReader, copied_streams, open_container
+    from .io.reader import TimestampJumps, VideoReader, copied_streams, open_container
     from .io.writer import VideoWriter
 
     with VideoReader(src) as r:
@@ -309,7 +312,7 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
 
         sources = [keyed(video(), 0)]
         if others:
-            sources.append(keyed(_packets(orig, [s.index for s in others]), 1))
+            sources.append(keyed(_packets(orig, [s.index for s in others], TimestampJumps.of(orig, others)), 1))
         last_dts = None
         for _, _, _, p in heapq.merge(*sources):
             if p.stream.type != "video":

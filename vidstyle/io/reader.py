@@ -108,6 +108,10 @@ class TimestampJumps:
     first of the next one). Other streams (subtitles) follow a piece that video or audio began when their
     own time goes back. ``jumps`` counts the pieces after the first. Small overlaps are left to the
     writer, which keeps each stream's dts increasing.
+
+    These formats' timestamps are a broadcast clock, not a time in the video: a recording can start at 1.4 s
+    or 10 hours. As FFmpeg does, the file is moved to start at 0 (``start``, seconds: ``container.start_time``),
+    which keeps the streams' offsets to each other.
     """
 
     BACK = Fraction(1, 10)
@@ -116,11 +120,15 @@ class TimestampJumps:
     @classmethod
     def of(cls, container, streams) -> "TimestampJumps | None":
         """One for ``streams`` of ``container`` where its format allows jumps, else None (nothing to repair)."""
-        return cls(streams) if container.format.flags & av.format.Flags.ts_discont.value else None
+        if not container.format.flags & av.format.Flags.ts_discont.value:
+            return None
+        start = container.start_time  # AV_TIME_BASE (microseconds); None when unknown
+        return cls(streams, Fraction(start or 0, 1_000_000))
 
-    def __init__(self, streams):
+    def __init__(self, streams, start: Fraction = Fraction(0)):
         self.watched = {s.index for s in streams if s.type in ("video", "audio")}
-        self.offsets = [Fraction(0)]  # seconds added to the packets of each piece
+        self.offsets = [-Fraction(start)]  # seconds added to the packets of each piece
+        self.origin = Fraction(start)
         self.piece: dict[int, int] = {}  # stream index -> the piece its packets are in now
         self.end: dict[int, Fraction] = {}  # stream index -> where its last packet ended (seconds, moved)
 
@@ -519,12 +527,14 @@ class VideoReader:
         the start of the file at the latest.
         """
         want = pts - 1 if self._deinterlacing else pts
-        start = self.stream.start_time if self.stream.start_time is not None else 0
+        # frames are timed from the file's start where TimestampJumps moves it there; seeks take the file's own
+        origin = round(self._jumps.origin / self.info.time_base) if self._jumps is not None else 0
+        start = (self.stream.start_time if self.stream.start_time is not None else 0) - origin
         back = max(1, round(1 / self.info.time_base))  # one second
         target = want
         while target > start:
             try:
-                self._restart(target)
+                self._restart(target + origin)
             except av.error.FFmpegError:  # this demuxer cannot seek there: decode from the start
                 break
             first = self._first_frame()
@@ -534,7 +544,7 @@ class VideoReader:
                       None if first is None else first.pts)
             target, back = want - back, back * 2
         try:
-            self._restart(start)
+            self._restart(start + origin)
         except av.error.FFmpegError as e:
             raise VidstyleError(f"cannot seek in {self.src} ({e.strerror or e})") from None
 
