@@ -292,6 +292,52 @@ def test_a_recording_whose_clock_starts_late_starts_at_zero(tmp_path, suffix):
     assert audio[0] - video[0] == pytest.approx(0.2, abs=0.03)
 
 
+def _cover_jpeg() -> list:
+    cc = av.CodecContext.create("mjpeg", "w")
+    cc.width = cc.height = 32
+    cc.pix_fmt, cc.time_base = "yuvj420p", Fraction(1, 25)
+    f = av.VideoFrame.from_ndarray(pattern(3, 32, 32), format="rgb24").reformat(format="yuvj420p")
+    return list(cc.encode(f)) + list(cc.encode(None))
+
+
+@pytest.mark.parametrize("with_video", [True, False])
+def test_cover_art_is_not_the_video(tmp_path, with_video):
+    """A song or a film with cover art: the cover is a one-picture 'video' stream. It is never painted as the
+    video; a file with only a cover is one line, and a film's dropped cover is named as such."""
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        cover = out.add_stream("mjpeg")
+        cover.width = cover.height = 32
+        cover.pix_fmt = "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        cover.time_base = Fraction(1, 90000)
+        a = out.add_stream("aac", rate=44100)
+        a.layout = "mono"
+        if with_video:
+            v = out.add_stream("libx264", rate=25)
+            v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+            for i in range(10):
+                f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+                f.pts = i
+                out.mux(v.encode(f))
+            out.mux(v.encode(None))
+        for j in range(20):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 44100, j * 1024
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+        for p in _cover_jpeg():
+            p.stream, p.time_base, p.pts, p.dts = cover, Fraction(1, 90000), 0, 0
+            out.mux(p)
+    if not with_video:
+        with pytest.raises(VidstyleError, match="no video stream .only a cover picture"):
+            VideoReader(src)
+        return
+    with VideoReader(src) as r:
+        assert r.stream.codec_context.name == "h264" and sum(1 for _ in r.frames()) == 10
+    assert any("cover picture mjpeg" in n for n in r.info.notes)
+
+
 def test_a_truncated_mp4_is_still_incomplete(tmp_path):
     src = make_clip(tmp_path / "in.mp4", n=30, audio=None)
     cut = tmp_path / "cut.mp4"

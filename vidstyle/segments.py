@@ -103,13 +103,13 @@ def cannot_segment(src: str, dst: Path) -> str | None:
 
 def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
     """(sorted pts of every frame, indices of the keyframes among them, time base), from packets only."""
-    from .io.reader import TimestampJumps, open_container
+    from .io.reader import TimestampJumps, main_video_stream, open_container
 
     c = open_container(src)
     try:
-        if not c.streams.video:
+        vs = main_video_stream(c)
+        if vs is None:
             raise VidstyleError(f"{src} has no video stream")
-        vs = c.streams.video[0]
         tb = vs.time_base or Fraction(1, 90000)
         header = int(vs.frames or 0)  # counts the frames an edit list discards too
         pts, keys = [], set()

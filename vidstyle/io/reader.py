@@ -161,6 +161,16 @@ class TimestampJumps:
         self.end[i] = max(end if end is not None else t, t + (packet.duration or 0) * tb)
 
 
+def is_cover(stream) -> bool:
+    """Whether a video stream is a still picture attached to the file (cover art), not video."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def main_video_stream(container):
+    """The video stream to paint: the first that is not cover art; None when there is none."""
+    return next((s for s in container.streams.video if not is_cover(s)), None)
+
+
 def copied_streams(container) -> list:
     """The streams besides the video that a writer copies: audio and subtitles, in container order."""
     return [s for s in container.streams if s.type in ("audio", "subtitle")]
@@ -287,10 +297,12 @@ class VideoReader:
                  allow_protocols: Iterable[str] = ()):
         self.src = str(src)
         self.container = open_container(self.src, allow_protocols)
-        if not self.container.streams.video:
+        stream = main_video_stream(self.container)
+        if stream is None:
+            cover = " (only a cover picture)" if self.container.streams.video else ""
             self.container.close()
-            raise VidstyleError(f"{self.src} has no video stream")
-        self.stream = self.container.streams.video[0]
+            raise VidstyleError(f"{self.src} has no video stream{cover}")
+        self.stream = stream
         if threads:
             self.stream.thread_type = "AUTO"
         self.deinterlace = deinterlace
@@ -349,7 +361,8 @@ class VideoReader:
         Streams the demuxer itself discards (the text track that holds an MP4's chapters) are left out.
         """
         kept = {self.stream.index, *(s.index for s in self.other_streams)}
-        return [f"stream {s.index} ({s.type} {s.name})" for s in self.container.streams
+        return [f"stream {s.index} ({'cover picture' if s.type == 'video' and is_cover(s) else s.type} {s.name})"
+                for s in self.container.streams
                 if s.index not in kept and s.type != "attachment" and s.discard != av.stream.Discard.all]
 
     @property
