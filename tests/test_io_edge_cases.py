@@ -338,6 +338,40 @@ def test_cover_art_is_not_the_video(tmp_path, with_video):
     assert any("cover picture mjpeg" in n for n in r.info.notes)
 
 
+@pytest.mark.parametrize("layout,kept", [("5.1", "5.1"), ("7.1", "7.1"), ("2.1", "stereo")])
+def test_surround_sound_into_webm(tmp_path, layout, kept):
+    """WebM's Opus keeps 5.1 and 7.1 (it was downmixed to stereo without a word); layouts Opus has no
+    mapping for are downmixed, and the note says so."""
+    src = tmp_path / "in.mkv"
+    n = av.AudioLayout(layout).nb_channels
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("flac", rate=48000)
+        a.layout = layout
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+            f.pts = i
+            out.mux(v.encode(f))
+        out.mux(v.encode(None))
+        for j in range(10):
+            x = ((np.random.default_rng(j).random((1, 1024 * n)) - 0.5) * 2000).astype(np.int16)
+            af = av.AudioFrame.from_ndarray(x, format="s16", layout=layout)
+            af.sample_rate, af.pts = 48000, j * 1024
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    dst = tmp_path / "out.webm"
+    with VideoReader(src) as r:
+        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **FAST)
+        for f in r.frames(on_packet=w.queue_packet):
+            w.write(f.rgb, f.pts)
+        w.close()
+    with av.open(str(dst)) as c:
+        s = c.streams.audio[0]
+        assert s.codec_context.name == "opus" and s.layout.name == kept
+    assert any(("downmixed" in note) == (kept != layout) for note in w.notes if "libopus" in note)
+
+
 def test_a_truncated_mp4_is_still_incomplete(tmp_path):
     src = make_clip(tmp_path / "in.mp4", n=30, audio=None)
     cut = tmp_path / "cut.mp4"

@@ -340,6 +340,17 @@ def _frame_rate(info: VideoInfo) -> Fraction:
     return info.fps if info.fps and info.fps > 0 else DEFAULT_FPS
 
 
+# The layouts libopus encodes as they are (its surround mapping); others are downmixed to stereo.
+_OPUS_LAYOUTS = {"mono", "stereo", "3.0", "quad", "5.0", "5.0(side)", "5.1", "5.1(side)", "6.1", "7.1"}
+
+
+def _opus_layout(layout: av.AudioLayout) -> str:
+    """The channel layout to encode ``layout`` with in Opus: its own for 5.1, 7.1 ..., else stereo (or mono)."""
+    if layout.name in _OPUS_LAYOUTS:
+        return layout.name
+    return "stereo" if layout.nb_channels > 1 else "mono"
+
+
 def _aac_layout(layout: av.AudioLayout) -> str:
     """The channel layout to encode ``layout`` with: its own when it has a name ("stereo", "5.1"),
     else FFmpeg's default for its channel count (PCM in AVI or MKV often says only "2 channels")."""
@@ -595,9 +606,11 @@ class VideoWriter:
             target = fmt.audio_encoder
             o = self.container.add_stream(target, rate=48000 if target == "libopus" else (s.rate or 48000))
             if s.layout is not None:
-                o.layout = _aac_layout(s.layout) if target == "aac" else ("stereo" if s.channels > 1 else "mono")
+                o.layout = _aac_layout(s.layout) if target == "aac" else _opus_layout(s.layout)
             mode = "encode"
-            self._notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}: "
+            down = (f", downmixed from {s.layout.name} to {o.layout.name}"
+                    if s.layout is not None and o.layout.nb_channels < s.layout.nb_channels else "")
+            self._notes.append(f"audio stream {s.index} ({name}) re-encoded to {target}{down}: "
                                f"{self.kind} cannot hold {name}")
         else:
             self._notes.append(f"{s.type} stream {s.index} ({name}) dropped: {self.kind} cannot hold it")
