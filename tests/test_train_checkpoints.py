@@ -52,7 +52,11 @@ def test_resume_refuses_other_data_loss_and_process_options(tmp_path):
     old_meta = {k: v for k, v in meta.items() if k != "world_size"}
     old = tmp_path / "old.safetensors"
     save_file(tensors, str(old), metadata={**old_meta, "config": json.dumps(cfg)})
-    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old), loss_padding="zeros")).step == 1
+    # ... except where what training did then is known: zero padding and no gradient clipping
+    with pytest.raises(VidstyleError, match="--clip-grad 0.0"):
+        Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old), loss_padding="zeros"))
+    assert Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), resume=str(old), loss_padding="zeros",
+                          clip_grad=0.0)).step == 1
 
 
 # ---------------------------------------------------------------- Ctrl-C during a step
@@ -79,6 +83,99 @@ def test_ctrl_c_during_a_step_is_handled_after_the_step(tmp_path):
     for k, v in t.net.state_dict().items():
         assert torch.equal(saved[f"net.{k}"], v)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with open(t.run_dir / "log.csv") as fh:  # the step it saved is in the log too (its row used to be lost)
+        assert [r.split(",")[0] for r in fh.read().splitlines()[1:]] == ["1"]
+
+
+@needs_hed
+def test_sigterm_during_a_step_saves_a_checkpoint_like_ctrl_c(tmp_path):
+    """kill, a scheduler, a closed terminal: SIGTERM and SIGHUP lost every step since the last checkpoint."""
+    from vidstyle.train.loop import Trainer
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("SIGTERM has a handler here")
+    t = Trainer(config(tmp_path, steps=3))
+    real_step = t.opt.step
+
+    def step_then_term(*a, **kw):
+        out = real_step(*a, **kw)
+        if t.step == 1:  # train_step counts the step after the update
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    t.opt.step = step_then_term
+    with pytest.raises(VidstyleError, match="stopped by SIGTERM at step 2"):
+        t.train()
+    assert _step_of(t.checkpoint_path()) == "2"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+# ---------------------------------------------------------------- what a run must not lose or mix
+@needs_hed
+def test_a_style_file_moved_during_the_run_and_a_full_disk(tmp_path, monkeypatch):
+    from vidstyle.train import loop
+    t = loop.Trainer(config(tmp_path))
+    t.train_step()
+    Path(t.cfg.styles[0]).unlink()  # hashed when the run started: the checkpoint does not need it now
+    ck = t.save_checkpoint()
+    assert _step_of(ck) == "1"
+    t.train_step()
+
+    def full(*a, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop, "save_file", full)
+    with pytest.raises(VidstyleError, match=f"step 2 .*No space left.*the last one is kept: {ck}"):
+        t.save_checkpoint()
+    assert _step_of(ck) == "1" and not [p for p in ck.parent.iterdir() if ".partial" in p.name]
+
+
+@needs_hed
+def test_resume_refuses_another_loss_network_or_ema_and_says_when_the_file_is_missing(tmp_path):
+    from safetensors.torch import save_file
+    from vidstyle.train.loop import Trainer, read_checkpoint
+    t = Trainer(config(tmp_path, ema=0.9))
+    t.train_step()
+    ck = t.save_checkpoint()
+    meta, cfg, tensors = read_checkpoint(ck)
+    assert meta["loss_net_source"] == t.vgg.source
+    with pytest.raises(VidstyleError, match="--ema 0.9, not 0.5"):
+        Trainer(config(tmp_path, ema=0.5, resume=str(ck)))
+    other = tmp_path / "other.safetensors"
+    save_file(tensors, str(other), metadata={**meta, "loss_net_source": "torchvision"})
+    with pytest.raises(VidstyleError, match="torchvision loss network"):
+        Trainer(config(tmp_path, ema=0.9, resume=str(other), run_dir=str(tmp_path / "r2")))
+    with pytest.raises(VidstyleError, match="resume file not found"):
+        Trainer(config(tmp_path, ema=0.9, resume=str(tmp_path / "typo.safetensors")))
+
+
+@needs_hed
+def test_start_over_clears_the_old_run_and_the_run_dir_is_not_data(tmp_path):
+    from vidstyle.train.loop import Trainer
+    t = Trainer(config(tmp_path))
+    t.train_step()
+    t.save_checkpoint()
+    t.save_checkpoint()
+    t.preview()
+    run = t.run_dir
+    assert (run / "checkpoint-prev.safetensors").exists() and list(run.glob("preview*.png"))
+    Trainer(config(tmp_path, overwrite=True))
+    assert not (run / "checkpoint-prev.safetensors").exists() and not list(run.glob("preview*.png"))
+    assert not (run / "checkpoint.safetensors").exists()
+    # --data . with the default runs/<style> inside it: the previews there are not photos
+    photos = tmp_path / "photos"
+    n = len(Trainer(config(tmp_path, run_dir=str(photos / "runs" / "x"))).photos)
+    cv2.imwrite(str(photos / "runs" / "x" / "preview.png"), np.zeros((80, 80, 3), np.uint8))
+    assert len(Trainer(config(tmp_path, run_dir=str(photos / "runs" / "x"), overwrite=True)).photos) == n
+
+
+@needs_hed
+def test_two_style_images_of_one_name_are_refused(tmp_path):
+    from test_train import style_picture
+    from vidstyle.train.loop import Trainer
+    (tmp_path / "b").mkdir()
+    twin = style_picture(tmp_path / "b" / "style.png")
+    with pytest.raises(VidstyleError, match="two style images are named style"):
+        Trainer(config(tmp_path, styles=[str(style_picture(tmp_path / "style.png")), str(twin)]))
 
 
 # ---------------------------------------------------------------- a checkpoint at all times
@@ -144,6 +241,28 @@ def test_frame_pairs_are_scaled_like_photos_and_draw_no_photos(tmp_path):
     assert calls == [] and x.shape == (4, 3, 64, 64) and flow.shape == (2, 2, 64, 64)
     t.batch(2)
     assert calls == [1]
+
+
+@needs_hed
+def test_every_style_gets_both_photos_and_frame_pairs(tmp_path):
+    """Steps go round the styles; real frame pairs on odd steps gave style 0 of two none, style 1 no photos."""
+    from test_train import style_picture
+    from vidstyle.train.loop import Trainer
+    seq = tmp_path / "video" / "seq"
+    seq.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(seq / f"{i:05d}.png"), np.full((80, 96, 3), 40 * i, np.uint8))
+    (tmp_path / "b").mkdir()
+    styles = [str(style_picture(tmp_path / "one.png")), str(style_picture(tmp_path / "b" / "two.png"))]
+    t = Trainer(config(tmp_path, styles=styles, video_data=str(tmp_path / "video")))
+    used = set()
+    real = t.photos.batch
+    for step in range(8):
+        drawn = []
+        t.photos.batch = lambda *a: drawn.append(1) or real(*a)
+        t.batch(step)
+        used.add((step % 2, "photos" if drawn else "frames"))
+    assert used == {(0, "photos"), (0, "frames"), (1, "photos"), (1, "frames")}
 
 
 # ---------------------------------------------------------------- --ema

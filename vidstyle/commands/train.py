@@ -29,7 +29,7 @@ def train(
     batch_size: int = typer.Option(2, "--batch-size", min=1, help="Photos per step (with the temporal loss, each comes with a moved copy: twice as many images)."),
     steps: int = typer.Option(40000, "--steps", min=1, help="Optimiser steps. Multi-style models share them: each step trains one style in turn."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (above 0)."),
-    seed: int = typer.Option(0, "--seed", help="Same seed, same data order and losses."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Same seed, same data order and losses."),
     content_weight: float = typer.Option(2.0, "--content-weight"),
     content_layer: str = typer.Option("relu2_2", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally."),
     style_weight: float = typer.Option(0.5, "--style-weight"),

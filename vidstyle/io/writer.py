@@ -285,6 +285,11 @@ def _raise_terminated(signum, _frame):
     raise Terminated(signum)
 
 
+def raises_terminated(handler) -> bool:
+    """Whether ``handler`` (``signal.getsignal``) is ``stop_signals``' (it raises Terminated)."""
+    return handler is _raise_terminated
+
+
 class _StopSignals:
     """While files are being written, SIGTERM and SIGHUP raise Terminated in the main thread.
 

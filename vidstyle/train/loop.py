@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..errors import VidstyleError
+from ..errors import Terminated, VidstyleError, one_line
 from ..io.images import read_image
-from ..io.writer import AtomicPath
+from ..io.writer import AtomicPath, stop_signals
 from ..models.files import save_model
 from ..models.transformer import TransformerNet, arch_config
 from .. import precision
@@ -137,34 +137,52 @@ def _grid(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
 
 
-def _same_option(key: str, old, new) -> bool:
-    """Whether a checkpoint's value of option ``key`` is this run's (folders: the same folder by any name)."""
+def _same_option(key: str, old, new, size: int | None = None) -> bool:
+    """Whether a checkpoint's value of option ``key`` is this run's (folders: the same folder by any name;
+    ``photo_size``: the same scale for the crop ``size``, None being 1.15 x it)."""
     if old == new:
         return True
+    if key == "photo_size" and size:
+        return photo_scale(size, old) == photo_scale(size, new)
     if key in ("data", "video_data") and old and new:
         return Path(old).resolve() == Path(new).resolve()
     return False
 
 
 @contextlib.contextmanager
-def _sigint_held():
-    """A Ctrl-C (SIGINT) that comes during the block is raised as KeyboardInterrupt after it.
+def _signals_held():
+    """Inside: a Ctrl-C (SIGINT), SIGTERM or SIGHUP is recorded, not raised; the block gets the list of the
+    ones that came, for the caller to raise (``_raise_held``) when its step is done and logged.
 
-    Only in the main thread, and only where Ctrl-C raises KeyboardInterrupt (Python's default handler;
-    an ignored SIGINT stays ignored, a handler of the caller's stays in charge).
+    Only in the main thread, and only signals that would raise there (Python's Ctrl-C handler, and
+    ``io.writer.stop_signals``' for SIGTERM and SIGHUP): an ignored signal stays ignored, a handler of the
+    caller's stays in charge, and a signal left to kill the process still does.
     """
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
+    from ..io.writer import raises_terminated
+
     hits: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: hits.append(signum))
+    if threading.current_thread() is not threading.main_thread():
+        yield hits
+        return
+    taken = {}
+    for s in [signal.SIGINT, *(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))]:
+        old = signal.getsignal(s)
+        if old is signal.default_int_handler or raises_terminated(old):
+            taken[s] = signal.signal(s, lambda signum, frame: hits.append(signum))
     try:
-        yield
+        yield hits
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if hits:
+        for s, old in taken.items():
+            signal.signal(s, old)
+
+
+def _raise_held(hits: list[int]) -> None:
+    """Raise what ``_signals_held`` recorded: KeyboardInterrupt for Ctrl-C, ``Terminated`` for the others."""
+    if not hits:
+        return
+    if hits[0] == signal.SIGINT:
         raise KeyboardInterrupt
+    raise Terminated(hits[0])
 
 
 def _previous(checkpoint: Path) -> Path:
@@ -205,6 +223,9 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("colour_weight", 0.0)  # and from before --colour-weight
     config.setdefault("style_octaves", 1)  # and from before --style-octaves
     config.setdefault("content_octave", 0)  # and from before --content-octave
+    config.setdefault("photo_size", None)  # and from before --photo-size (photos at 1.15 x the crop)
+    config.setdefault("loss_padding", "zeros")  # and from before --loss-padding
+    config.setdefault("clip_grad", 0.0)  # and from before --clip-grad
     return meta, config, tensors
 
 
@@ -343,6 +364,10 @@ class Trainer:
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
         self.names = cfg.names or [Path(s).stem for s in cfg.styles]
+        twice = sorted({n for n in self.names if self.names.count(n) > 1})
+        if twice:
+            raise VidstyleError(f"two style images are named {', '.join(twice)}: a model finds its styles by name; "
+                                "rename one of the files")
         unknown = sorted(set(cfg.style_scales) - set(self.names))
         if unknown:
             raise VidstyleError(f"--style-scale names {', '.join(unknown)}, not a style of this run "
@@ -366,12 +391,29 @@ class Trainer:
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if self.cuda else "gloo")
         style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
+        for s, img in zip(cfg.styles, style_imgs):  # the coarsest octave must still make a loss-network picture
+            if min(img.shape[-2:]) >> (cfg.style_octaves - 1) < 16:
+                raise VidstyleError(f"style image {s} is too thin at --style-size {cfg.style_size} "
+                                    f"({img.shape[-1]}x{img.shape[-2]}) for {cfg.style_octaves} octave(s); "
+                                    "crop it, or raise --style-size")
+        self.style_hashes = [_file_hash(s) for s in cfg.styles]  # once: a style file moved later is no matter
         self.style_pictures = [_picture(s) for s in style_imgs]
         self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size)
+        run_dir = self.run_dir.resolve()  # inside --data (runs/ under --data .): its previews are not photos
+        mine = [f for f in self.photos.files if run_dir in Path(f).resolve().parents]
+        if mine:
+            self.photos.files = [f for f in self.photos.files if f not in mine]
+            if not self.photos.files:
+                raise VidstyleError(f"--data {cfg.data} holds no photos besides the --run-dir's pictures")
         gen = torch.Generator().manual_seed(12345)
         self.preview_x = self.photos.batch(4, gen)  # the same 4 photos whatever the world size
+        self.images = len(self.photos)  # all of them, for the model file (a rank holds its shard below)
         if self.world > 1:
+            if len(self.photos.files) < self.world:
+                raise VidstyleError(f"{len(self.photos.files)} photo(s) for {self.world} training processes: "
+                                    "each needs at least one")
             self.photos.files = self.photos.files[self.rank::self.world]  # this rank's shard
+            self.photos.cache.clear()  # cached by index in the whole list: the preview's, not the shard's
         # frames are scaled as the photos are (--photo-size, then the --size crop): strokes at one scale
         self.video = VideoPairs(cfg.video_data, cfg.size, flow=cfg.flow, device=self.device,
                                 short_side=self.photos.short_side) if cfg.video_data else None
@@ -421,10 +463,16 @@ class Trainer:
             self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if cfg.overwrite and not cfg.resume:  # starting over: nothing of the earlier run may be resumed into it
+                ck = self.checkpoint_path()
+                for old in (ck, _previous(ck), *self.run_dir.glob("preview*.png")):
+                    old.unlink(missing_ok=True)
 
     def _check_paths(self) -> None:
         """Refuse what would fail only after the training, or destroy the files of an earlier run."""
         cfg = self.cfg
+        if cfg.resume and not Path(cfg.resume).is_file():
+            raise VidstyleError(f"resume file not found: {cfg.resume}")
         data = Path(cfg.data)
         if data.exists() and not data.is_dir():
             raise VidstyleError(f"--data is a file, not a folder of photos: {data}")
@@ -471,7 +519,8 @@ class Trainer:
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + self.rank * 1_000_000_007)
         n = cfg.batch_size // self.world
-        if self.temporal and self.video is not None and step % 2 == 1:  # a real frame pair; no photos drawn
+        # a real frame pair on every other step of each style (steps go round the styles): no photos drawn
+        if self.temporal and self.video is not None and (step // len(self.names)) % 2 == 1:
             xp, xt, flow, mask = self.video.batch(n, gen)
             return torch.cat([xp, xt]), flow, mask
         x = self.photos.batch(n, gen)
@@ -603,10 +652,17 @@ class Trainer:
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
         meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
-                "style_hashes": json.dumps([_file_hash(s) for s in self.cfg.styles]), "world_size": str(self.world),
+                "style_hashes": json.dumps(self.style_hashes), "world_size": str(self.world),
+                "loss_net_source": self.vgg.source,
                 **meta_ema}
         atomic = AtomicPath(path)
-        save_file(tensors, str(atomic.tmp), metadata=meta)
+        try:
+            save_file(tensors, str(atomic.tmp), metadata=meta)
+        except Exception as e:  # noqa: BLE001 - a full disk (OSError, or safetensors' own error)
+            atomic.discard()
+            kept = next((str(q) for q in (path, _previous(path)) if q.exists()), "none")
+            raise VidstyleError(f"cannot write the checkpoint of step {self.step} to {path} ({one_line(e, 100)}); "
+                                f"the last one is kept: {kept}") from None
         if path.exists():  # a second name for the old one, put in place at once: there is always a checkpoint
             prev = _previous(path)
             link = prev.with_name(f".{prev.name}.{os.getpid()}.tmp")
@@ -625,15 +681,14 @@ class Trainer:
     def _load_checkpoint(self, path: Path) -> None:
         meta, old, tensors = read_checkpoint(path, "resume file")
         for key in TrainConfig.MATCH:
-            if key in old and not _same_option(key, old[key], getattr(self.cfg, key)):
+            if key in old and not _same_option(key, old[key], getattr(self.cfg, key), self.cfg.size):
                 raise VidstyleError(f"resume file {path} was made with --{key.replace('_', '-')} {old.get(key)}, "
                                     f"not {getattr(self.cfg, key)}")
         world = int(meta.get("world_size", self.world))  # checkpoints from before it was recorded: not checked
         if world != self.world:
             raise VidstyleError(f"resume file {path} was made with {world} training processes (--nproc), "
                                 f"not {self.world}")
-        hashes = [_file_hash(s) for s in self.cfg.styles]
-        if json.loads(meta.get("style_hashes", "[]")) != hashes:
+        if json.loads(meta.get("style_hashes", "[]")) != self.style_hashes:
             raise VidstyleError(f"resume file {path} was trained on other style images")
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
@@ -645,10 +700,16 @@ class Trainer:
                 self.opt.state[p] = {"step": tensors[f"opt.{i}.step"][0].clone(),
                                      "exp_avg": tensors[f"opt.{i}.exp_avg"].to(self.device),
                                      "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(self.device)}
+        source = meta.get("loss_net_source")  # --loss-net auto: what it found then must be what it finds now
+        if source is not None and source != self.vgg.source:
+            raise VidstyleError(f"resume file {path} was trained with the {source} loss network, and --loss-net "
+                                f"{self.cfg.loss_net} finds {self.vgg.source} now; pass --loss-net {source}")
         ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
         if ema and not self.cfg.ema:  # resuming without it would write the last weights and drop the average
             raise VidstyleError(f"resume file {path} keeps a moving average (--ema {old.get('ema')}); pass --ema "
                                 "to go on with it")
+        if ema and old.get("ema") and float(old["ema"]) != self.cfg.ema:
+            raise VidstyleError(f"resume file {path} was made with --ema {old['ema']}, not {self.cfg.ema}")
         if ema:  # without one (--ema turned on at a resume) the average starts from the resumed weights
             self.ema_net = copy.deepcopy(self.net).eval().requires_grad_(False)
             self.ema_net.load_state_dict(ema)
@@ -744,7 +805,9 @@ class Trainer:
         # the next step's photos are decoded and cropped in a thread while this step runs
         pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-data")
         ahead = pool.submit(self.batch, self.step)
-        with open(log_path, "w" if new_log else "a", newline="") if self.main else contextlib.nullcontext() as fh:
+        # SIGTERM and SIGHUP (kill, a scheduler, a closed terminal) save a checkpoint as Ctrl-C does
+        with stop_signals(), \
+                open(log_path, "w" if new_log else "a", newline="") if self.main else contextlib.nullcontext() as fh:
             writer = None
             try:
                 while self.step < cfg.steps:
@@ -754,10 +817,11 @@ class Trainer:
                     # a Ctrl-C waits for the end of the step (the CPU optimiser updates the weights one by
                     # one): the checkpoint saved below never holds half an update under the old step number.
                     # One process only: under DDP every rank must leave its collectives together.
-                    with _sigint_held() if self.world == 1 else contextlib.nullcontext():
+                    with _signals_held() if self.world == 1 else contextlib.nullcontext([]) as held:
                         last = self.train_step(data)
                     first = first or dict(last)
                     if not self.main:
+                        _raise_held(held)
                         continue
                     if writer is None:
                         fields = ["step", "seconds", *last.keys()]
@@ -781,11 +845,13 @@ class Trainer:
                         spent = now - t0
                         log.info("step %d/%d, %.2f s/step, ETA %s, preview %s", self.step, cfg.steps,
                                  spent / (self.step - start), _hms(self.eta(self.step - start, spent)), shown)
-            except KeyboardInterrupt:
+                    _raise_held(held)  # after the step's row and checkpoint: the log has every step saved
+            except KeyboardInterrupt as e:
                 if not self.main:
                     raise
                 ck = self.save_checkpoint()
-                raise VidstyleError(f"interrupted at step {self.step}; checkpoint saved: continue with "
+                why = f"stopped by {signal.Signals(e.signum).name}" if isinstance(e, Terminated) else "interrupted"
+                raise VidstyleError(f"{why} at step {self.step}; checkpoint saved: continue with "
                                     f"--resume {ck}") from None
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -804,7 +870,14 @@ class Trainer:
         out.parent.mkdir(parents=True, exist_ok=True)
         training = training_record(cfg, self.step, total_seconds, scale=self.photos.short_side,
                                    loss_net=self.vgg.source, precision=precision.name(self.amp),
-                                   images=len(self.photos), final_losses=last, device=str(self.device),
+                                   images=self.images, final_losses=last, device=str(self.device),
                                    world_size=self.world)
-        save_model(out, self.result_net.eval(), self.names, training, style_images=self.style_pictures)
+        try:
+            save_model(out, self.result_net.eval(), self.names, training, style_images=self.style_pictures)
+        except VidstyleError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a full disk: the checkpoint just saved holds the same network
+            ck = self.checkpoint_path()
+            raise VidstyleError(f"cannot write {out} ({one_line(e, 100)}); the checkpoint holds it: vidstyle export "
+                                f"{ck} -o MODEL.safetensors") from None
         return summary
