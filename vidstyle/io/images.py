@@ -12,6 +12,7 @@ from .writer import AtomicPath, check_target
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}  # formats that may hold transparency
 ALPHA_WRITERS = {".png", ".webp"}  # OpenCV's TIFF writer does not mark a 4th channel as alpha
+MAX_IMAGE_PIXELS = 1 << 30  # OpenCV's default decode limit (CV_IO_MAX_IMAGE_PIXELS); larger raises cv2.error
 
 
 def is_image(path: Path) -> bool:
@@ -29,7 +30,13 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise VidstyleError(f"image not found: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as e:  # e.g. over OpenCV's pixel limit (2^30): an assertion, not None
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            raise VidstyleError(f"cannot read image {path}: too large for OpenCV to decode "
+                                f"(over {MAX_IMAGE_PIXELS} pixels)") from None
+        bgr = None
     if bgr is None:
         raise VidstyleError(f"cannot read image {path}: not an image OpenCV can decode")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -44,7 +51,10 @@ def read_alpha(path: str | Path, shape: tuple[int, ...], size: tuple[int, ...] |
     """
     if Path(path).suffix.lower() not in ALPHA_SUFFIXES:
         return None
-    raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # too large to decode: no alpha rather than a crash
+        return None
     if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.shape[:2] != tuple(shape[:2]):
         return None
     alpha = raw[..., 3]

@@ -28,8 +28,13 @@ log = logging.getLogger("vidstyle")
 
 
 def _load(path: Path, short_side: int) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB scaled so the short side is ``short_side``; None when unreadable (also when
+    over OpenCV's pixel limit, which raises cv2.error rather than returning None)."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        return None
     if bgr is None:
         return None
     size = _fit(bgr.shape, short_side)
@@ -142,6 +147,7 @@ class VideoPairs:
     Frames are scaled so that the short side is ``short_side`` (default ``size``), then cropped to ``size``
     (training passes the photos' short side: the same picture-relative scale as ``Photos``).
     Frames of a folder are ``frames.frame_files`` (flow side files such as ``reliable_*.png`` are not frames).
+    A folder or video whose frames change size is split there: a pair is always two frames of one size.
     ``flow``: ``dis`` (OpenCV, default), ``raft`` (torchvision, on ``device``; needs cached weights),
     ``auto``, or a flow estimator with a ``tag`` (``flow.DISFlow``, ``flow.RAFTFlow``).
     Flows are computed once and cached as .flo beside the data (or in ``cache`` when that is read-only),
@@ -168,9 +174,7 @@ class VideoPairs:
             raise VidstyleError(f"video data must be a folder or a video file ({', '.join(VIDEO_SUFFIXES)}): {root}")
         for d in folders:
             frames = [f for f in (_load(p, short) for p in frame_files(d)[:max_frames]) if f is not None]
-            if len(frames) >= 2:
-                self.sequences.append(frames)
-                self.names.append(d.relative_to(root).as_posix() if d != root else root.name)
+            self._add(frames, d.relative_to(root).as_posix() if d != root else root.name)
         for v in videos:
             from ..io.reader import VideoReader
             with VideoReader(v) as r:
@@ -181,9 +185,7 @@ class VideoPairs:
                                              else cv2.INTER_LINEAR))
                     if len(frames) >= max_frames:
                         break
-            if len(frames) >= 2:
-                self.sequences.append(frames)
-                self.names.append(v.relative_to(top).as_posix())
+            self._add(frames, v.relative_to(top).as_posix())
         if not self.sequences:
             raise VidstyleError(f"no frame sequences or videos in {root}")
         cache_root = top / ".vidstyle-flow"
@@ -199,6 +201,19 @@ class VideoPairs:
         self.pairs = [(s, t) for s, seq in enumerate(self.sequences) for t in range(1, len(seq))]
         self.flow = make_flow(flow, device)
         self._flows: dict = {}
+
+    def _add(self, frames: list[np.ndarray], name: str) -> None:
+        """Add the frames of one folder or video as sequences: split where the frame size changes (flow
+        needs both frames of a pair the same size); runs of under two frames are left out. The first
+        run keeps ``name``, a later one is ``name@i`` (i: its first frame's index)."""
+        runs = [0] + [i for i in range(1, len(frames)) if frames[i].shape != frames[i - 1].shape]
+        if len(runs) > 1:
+            log.warning("frames of %s change size at frame %s: pairs only join frames of one size",
+                        name, ", ".join(str(i) for i in runs[1:]))
+        for a, b in zip(runs, runs[1:] + [len(frames)]):
+            if b - a >= 2:
+                self.sequences.append(frames[a:b])
+                self.names.append(name if a == 0 else f"{name}@{a}")
 
     def cache_paths(self, s: int, t: int) -> tuple[Path, Path]:
         """The .flo files of pair (s, t): (flow warping frame t-1 onto t, flow warping t onto t-1)."""

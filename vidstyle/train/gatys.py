@@ -10,9 +10,23 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import VidstyleError
 from ..stylizer import pick_device, scaled_size
 from . import losses as L
 from .lossnet import load_loss_net
+
+
+MIN_SIDE = 16  # the loss network pools three times: smaller pictures leave its deepest layer empty
+
+
+def _check_size(rgb: np.ndarray, max_side: int, what: str) -> None:
+    """A VidstyleError when ``rgb`` fitted to ``max_side`` has a short side under ``MIN_SIDE``."""
+    h, w = rgb.shape[:2]
+    hh, ww = scaled_size(h, w, max_side)
+    if min(hh, ww) < MIN_SIDE:
+        fitted = f" ({ww}x{hh} px after --max-side {max_side})" if (hh, ww) != (h, w) else ""
+        raise VidstyleError(f"the {what} picture is too small for --optimize: {w}x{h} px{fitted}; "
+                            f"its short side must be at least {MIN_SIDE} px")
 
 
 def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
@@ -34,7 +48,10 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
     suffices here because the optimisation starts from the photo (a network must draw the subject itself,
     and trains with relu2_2).
     ``history``, when given, receives the total loss of every evaluation.
+    A VidstyleError when either picture, fitted to ``max_side``, has a short side under 16 px.
     """
+    _check_size(content, max_side, "content")
+    _check_size(style, max_side, "style")
     dev = pick_device(device)
     vgg = load_loss_net(loss_net, dev)
     x = _tensor(content, max_side, dev)
