@@ -429,6 +429,21 @@ def test_two_process_ddp_writes_one_model(tmp_path):
     assert list(tmp_path.glob("*.safetensors")) == [out]
 
 
+@needs_hed
+def test_an_error_under_nproc_is_one_line_with_its_exit_code(tmp_path):
+    """Each rank stops with the error; rank 0 alone says it, and torchrun's page of traceback is not shown."""
+    import subprocess
+    import sys
+    photos = write_images(tmp_path / "photos", 3)
+    cmd = [sys.executable, "-m", "vidstyle", "train", str(style_picture(tmp_path / "s.png")), "--data", str(photos),
+           "--output", str(tmp_path / "m.safetensors"), "--run-dir", str(tmp_path / "run"), "--steps", "2",
+           "--batch-size", "1", "--arch", "lite", "--size", "32", "--photo-size", "40", "--style-size", "64",
+           "--loss-net", "hed", "--device", "cpu", "--threads", "1", "--nproc", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == ["error: --batch-size 1 does not split over 2 processes"], r.stderr
+
+
 def test_batch_must_split_over_ranks(tmp_path, monkeypatch):
     from vidstyle.train.loop import Trainer
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -21,24 +21,28 @@ def _err(msg: str) -> None:
 
 
 @contextlib.contextmanager
-def user_errors():
-    """VidstyleError -> one line on stderr and exit 2; Ctrl-C -> exit 130. No tracebacks."""
+def user_errors(quiet: bool = False):
+    """VidstyleError -> one line on stderr and exit 2; Ctrl-C -> exit 130. No tracebacks.
+
+    ``quiet``: the exit codes only (a training rank other than 0, whose error rank 0 prints)."""
+    say = (lambda msg: None) if quiet else _err
     try:
         yield
     except IncompleteInput as e:
-        typer.echo(f"warning: {e}", err=True)
+        if not quiet:
+            typer.echo(f"warning: {e}", err=True)
         raise typer.Exit(3)
     except VidstyleError as e:
-        _err(str(e))
+        say(str(e))
         raise typer.Exit(2)
     except BatchInterrupted as e:  # its message says which videos are done
-        _err(str(e))
+        say(str(e))
         raise typer.Exit(e.exit_code)
     except Terminated as e:
-        _err(f"{e}; nothing was written at the target")
+        say(f"{e}; nothing was written at the target")
         raise typer.Exit(e.exit_code)
     except KeyboardInterrupt:
-        _err("interrupted; nothing was written at the target")
+        say("interrupted; nothing was written at the target")
         raise typer.Exit(130)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -69,7 +68,7 @@ def train(
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_torchrun(nproc))
-    with user_errors():
+    with user_errors(quiet=os.environ.get("RANK", "0") != "0"):  # under torchrun, rank 0 speaks for all
         styles = [str(p) for p in (style_images or [])] + [str(p) for p in (style or [])]
         if not styles:
             raise VidstyleError("give a style image (vidstyle train STYLE.jpg --data PHOTOS/)")
@@ -146,9 +145,29 @@ def _torchrun(nproc: int) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "vidstyle", *args]
-    return subprocess.call(cmd)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    # In this process rather than as `python -m torch.distributed.run`: its report of a failed rank is a page
+    # of traceback; each rank has already said why in one line (rank 0 only, where all fail alike).
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default, without its warning (--threads sets more)
+    try:
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "vidstyle", *args]))
+    except ChildFailedError as e:
+        # The first rank to fail ends the others (SIGTERM): its own exit code is the run's. Rank 0 has said
+        # why unless it was stopped before it could: then say which process failed.
+        codes = {rank: f.exitcode for rank, f in e.failures.items()}
+        exited = sorted((r, c) for r, c in codes.items() if c and c > 0)
+        if 0 not in codes or codes[0] < 0 and not exited:
+            rank, code = exited[0] if exited else min(codes.items())
+            typer.echo(f"error: training process {rank} of {nproc} failed (exit code {code})", err=True)
+        code = exited[0][1] if exited else min(codes.values(), default=1)
+        return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+    except (SignalException, KeyboardInterrupt):
+        return 130
+    return 0
 
 
 def export_loss_net(
