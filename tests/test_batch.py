@@ -392,3 +392,14 @@ def test_ray_resume_repaints_only_what_is_missing(tmp_path, job, ray_local):
         if name != "clip2.rnd.mp4":
             assert (out / name).stat().st_mtime_ns == t
     _check_all_done(out, ["clip1.mp4", "clip2.mp4", "clip3.mp4"], 5)
+
+
+def test_one_input_into_a_folder_not_there_yet(tmp_path, model_file):
+    """`-o painted/`: a name without a suffix that does not exist is a folder to make, not a file name."""
+    from typer.testing import CliRunner
+    from vidstyle.cli import app
+    src = make_clip(tmp_path / "a.mp4", n=3, audio=None)
+    res = CliRunner().invoke(app, ["run", str(src), "-o", str(tmp_path / "painted") + "/", "--style", str(model_file),
+                                   "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "painted").iterdir()) == ["a.random_lite.mp4", "vidstyle-manifest.json"]

@@ -28,7 +28,7 @@ class Painter:
         if os.path.exists(output) and not overwrite:
             raise VidstyleError(f"{output} exists; --overwrite replaces it")
         self.calls.append(Path(input).name)
-        Path(output).write_text(f"painted {Path(input).name} {self.options}")
+        Path(output).write_text(f"painted {Path(input).name} {self.options}", errors="surrogateescape")
         return {"frames": 1, "seconds": 0.0, "notes": self.notes.get(Path(input).name, [])}
 
 
@@ -88,6 +88,9 @@ def test_changed_options_or_input_are_not_already_done(tmp_path):
     assert (out / "a.ink.mp4").read_text() == "painted a.mp4 {'max_side': None, 'crf': 18}"
     r = run_batch([src], out, other, probe=False)  # a failed item does not lose what its output was painted with
     assert other.calls == [] and len(r.failed) == 2
+    assert {i["status"] for i in Manifest(out).items} == {"done"}  # refused, the outputs are still done ...
+    r = run_batch([src], out, same, probe=False)  # ... so going back to their settings paints nothing again
+    assert same.calls == [] and r.skipped == 2
     r = run_batch([src], out, other, probe=False, overwrite=True)
     assert r.ok and sorted(other.calls) == ["a.mp4", "b.mp4"]
     assert (out / "a.ink.mp4").read_text() == "painted a.mp4 {'max_side': 360, 'crf': 18}"
@@ -172,3 +175,31 @@ def test_the_command_line_prints_what_a_batch_interruption_kept(capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("error: interrupted: 2 of 5 videos done in out (recorded in vidstyle-manifest.json); "
                    "the same command again paints the rest")
+
+
+def test_links_manifests_and_names_a_user_may_have(tmp_path):
+    """One file reached through a link is one input; a linked sub-folder is searched; a file name that is
+    not UTF-8 survives the manifest; a hand-edited item without a status is one line."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    _clip(src / "a.mp4")
+    (tmp_path / "nas").mkdir()
+    _clip(tmp_path / "nas" / "n.mp4")
+    os.symlink(tmp_path / "nas", src / "linked")
+    os.symlink(src, tmp_path / "link")
+    odd = os.fsencode(str(src)) + b"/caf\xe9.mp4"
+    try:
+        os.rename(_clip(tmp_path / "tmp.mp4"), odd)
+    except OSError:  # a file system that wants UTF-8 names
+        odd = None
+    p = Painter()
+    r = run_batch([src, tmp_path / "link" / "a.mp4"], out, p, probe=False)
+    assert r.ok and sorted(p.calls) == sorted(["a.mp4", "n.mp4"] + (["caf\udce9.mp4"] if odd else [])), p.calls
+    p = Painter()
+    r = run_batch([tmp_path / "link"], out, p, probe=False)  # the same files by another name: done already
+    assert p.calls == [] and r.skipped == len(Manifest(out).items)
+    data = json.loads((out / "vidstyle-manifest.json").read_text())
+    del data["items"][0]["status"]
+    data["items"][0]["output"] = "../elsewhere.mp4"
+    (out / "vidstyle-manifest.json").write_text(json.dumps(data))
+    with pytest.raises(VidstyleError, match="not a readable vidstyle manifest"):
+        run_batch([src], out, Painter(), probe=False)

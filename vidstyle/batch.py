@@ -68,8 +68,10 @@ class Source:
 
     @property
     def key(self) -> str:
-        """The manifest key: the absolute path of a local file (``file:`` dropped), a URL unchanged."""
-        return self.input if is_url(self.input) else os.path.abspath(local_path(self.input))
+        """The manifest key, also the path painted: a local file's real path (``file:`` dropped, links followed:
+        one file reached by two names is one input, and ``link/..`` means what the file system says), a URL
+        unchanged."""
+        return self.input if is_url(self.input) else os.path.realpath(local_path(self.input))
 
 
 def _walk(folder: Path, exclude: list[Path]) -> list[Path]:
@@ -78,10 +80,17 @@ def _walk(folder: Path, exclude: list[Path]) -> list[Path]:
     inputs themselves: ``earlier_outputs`` then tells the outputs from them)."""
     exclude = [e for e in exclude if _same_or_inside(e, folder) and not _same_or_inside(folder, e)]
     found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+    seen = {os.path.realpath(folder)}  # linked folders are followed (a NAS linked into the tree), each once
+    for root, dirs, files in os.walk(folder, followlinks=True):
         r = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and not any(_same_or_inside(r / d, e) for e in exclude))
+        keep = []
+        for d in sorted(dirs):
+            real = os.path.realpath(r / d)
+            if d.startswith(".") or real in seen or any(_same_or_inside(r / d, e) for e in exclude):
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirs[:] = keep
         found += [r / f for f in files if not f.startswith(".") and is_video_file(Path(f))]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
@@ -224,8 +233,12 @@ class Manifest:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 items = data["items"]
-                if not isinstance(items, list) or not all(isinstance(i, dict) and "input" in i for i in items):
-                    raise ValueError("items is not a list of objects with an input")
+                if not isinstance(items, list) or not all(
+                        isinstance(i, dict) and isinstance(i.get("input"), str) and isinstance(i.get("output"), str)
+                        and not Path(i["output"]).is_absolute() and ".." not in Path(i["output"]).parts
+                        and i.get("status", "pending") in ("pending", "done", "failed") for i in items):
+                    raise ValueError("items is not a list of objects with an input, an output inside the folder "
+                                     "and a status")
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise VidstyleError(f"{self.path} is not a readable vidstyle manifest ({e}); "
                                     "move it away to start afresh") from None
@@ -252,8 +265,9 @@ class Manifest:
 
     def save(self) -> None:
         with self._lock:
+            # ASCII escapes: a file name that is not UTF-8 (a lone surrogate in Python) survives the round trip
             atomic_write_text(self.path, json.dumps({"version": MANIFEST_VERSION, "items": self.items},
-                                                    indent=1, ensure_ascii=False) + "\n")
+                                                    indent=1, ensure_ascii=True) + "\n")
 
 
 # -- results and progress ------------------------------------------------------------------------
@@ -829,8 +843,8 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
                                  "attempts": 0, "updated": _now()})
         on_disk = manifest.output_path(item).is_file()
         changed = _changed(item, options, stat) if on_disk else None
-        skip = item["status"] == "done" and on_disk and not changed
-        if not skip:
+        skip = item.get("status") == "done" and on_disk and not changed
+        if not skip and not (changed and not overwrite):  # a refused output keeps its status: it is still done
             item["status"], item["error"] = "pending", None
         plan.append((item, skip, changed, stat))
     manifest.save()
@@ -923,8 +937,10 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
 
     emit("start")
     try:
-        for t, res in refused:
-            notify("result", t, res)
+        for t, res in refused:  # counted as failed in this run; the manifest keeps the output's own status
+            state["failed"] += 1
+            result.failed.append((t["display"], res["error"]))
+            emit("failed", t, res["error"])
         if not todo:
             pass
         elif executor == "local":

@@ -55,7 +55,9 @@ def run(
 
     with user_errors():
         video_options = dict(chroma=chroma, deinterlace=deinterlace, allow_protocols=tuple(allow_protocol or ()))
-        one = len(inputs) == 1 and not _is_many(inputs[0]) and not (output is not None and output.is_dir())
+        # -o names a folder when it is one, or when it has no suffix and does not exist yet (`-o painted/`)
+        to_folder = output is not None and (output.is_dir() or (not output.suffix and not output.exists()))
+        one = len(inputs) == 1 and not _is_many(inputs[0]) and not to_folder
         if not one or segments > 1:
             from ..batch import StylizeJob, choose_executor
 
