@@ -175,6 +175,13 @@ def test_start_over_clears_the_old_run_and_the_run_dir_is_not_data(tmp_path):
 
 
 @needs_hed
+def test_fp16_training_is_refused_not_bf16_in_disguise(tmp_path):
+    from vidstyle.train.loop import Trainer
+    with pytest.raises(VidstyleError, match="bf16 or fp32"):
+        Trainer(config(tmp_path, precision="fp16"))
+
+
+@needs_hed
 def test_two_style_images_of_one_name_are_refused(tmp_path):
     from test_train import style_picture
     from vidstyle.train.loop import Trainer

@@ -117,7 +117,9 @@ def train(
             typer.echo(json.dumps(summary))
         elif not quiet:
             fl = summary["final_losses"]
-            typer.echo(f"{summary['output']}: {summary['steps']} steps in {summary['seconds']:.0f} s, "
+            done = summary["trained_steps"]
+            resumed = f" (step {summary['steps']} in all)" if done != summary["steps"] else ""
+            typer.echo(f"{summary['output']}: {done} steps in {summary['seconds']:.0f} s{resumed}, "
                        f"final total loss {fl.get('total', float('nan')):.4g} (loss net {summary['loss_net']})", err=True)
 
 

@@ -419,6 +419,8 @@ class Trainer:
                                 short_side=self.photos.short_side) if cfg.video_data else None
         self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
         # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
+        if (cfg.precision or "").lower() == "fp16":  # it trained in bf16 without a word
+            raise VidstyleError("training takes --precision auto, bf16 or fp32 (fp16 would need a loss scaler)")
         dtype = precision.resolve(cfg.precision, self.device)
         self.amp = torch.bfloat16 if dtype is not None else None
         torch.manual_seed(cfg.seed)  # same seed, same initial network
