@@ -535,3 +535,18 @@ def test_resize_antialiases_when_only_the_width_shrinks():
     x[..., 1::6] = 1.0  # 2-px lines every 6 px: mean 1/3
     for hw in [(60, 160), (61, 160), (30, 160)]:
         assert abs(float(resize(x, hw).mean()) - 1 / 3) < 0.02, hw
+
+
+@needs_openvino
+def test_a_killed_conversion_leaves_nothing_for_long(tmp_path, monkeypatch):
+    """Staging folders of a run killed while converting are removed by a later conversion once an hour old."""
+    monkeypatch.setenv("VIDSTYLE_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "cache" / "openvino"
+    root.mkdir(parents=True)
+    old, fresh = root / ".abc-g1.partial-xyz", root / ".def-g1.old-1-2"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "model.bin").write_bytes(b"0" * 100)
+    os.utime(old, (1, 1))
+    Stylizer(two_style_model(tmp_path / "m.safetensors", seed=5), "cpu", engine="openvino", precision="bf16")
+    assert not old.exists() and fresh.exists()  # a fresh one may be another process's, at work now

@@ -284,6 +284,8 @@ def _store_ir(ov, om, folder: Path, source: dict) -> None:
     from .export import save_ir_atomic
 
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (".*.partial-*", ".*.old-*"):  # what a run killed while converting left (an hour old)
+        _clean_stale(folder.parent, pattern)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         save_ir_atomic(ov, om, stage / "model.xml")
