@@ -33,12 +33,17 @@ def video_clip(path: Path, n: int = 10, fmt: str | None = None, options: dict | 
         v.options = options or {"preset": "ultrafast"}
         if setup:
             setup(out)
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
-            f.pts = i
-            out.mux(v.encode(f))
-        out.mux(v.encode(None))
+        encode_frames(out, v, n)
     return path
+
+
+def encode_frames(out, v, n: int) -> None:
+    """Encode n 64x48 pattern frames (pts 0, 1, ..) into the stream ``v`` of ``out`` and flush it."""
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
+        f.pts = i
+        out.mux(v.encode(f))
+    out.mux(v.encode(None))
 
 
 def with_audio(path: Path, fmt: str, codec: str, start: float = 0.0, n: int = 50) -> Path:
@@ -63,6 +68,29 @@ def with_audio(path: Path, fmt: str, codec: str, start: float = 0.0, n: int = 50
             out.mux(a.encode(af))
         out.mux(a.encode(None))
     return path
+
+
+def remux(src: Path, dst: Path, **writer_kw) -> VideoWriter:
+    """``src`` through VideoReader and VideoWriter (its audio and subtitles copied) into ``dst``; the writer."""
+    with VideoReader(src) as r:
+        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **writer_kw)
+        for f in r.frames(on_packet=w.queue_packet):
+            w.write(f.rgb, f.pts)
+        w.close()
+    return w
+
+
+def shifted(src: Path, dst: Path, seconds, fmt: str | None = None) -> Path:
+    """``src``'s packets remuxed into ``dst`` with ``seconds`` added to every timestamp (negative: an MP4
+    edit list hides what falls before 0, as ``ffmpeg -ss -c copy`` writes)."""
+    with av.open(str(src)) as c, av.open(str(dst), "w", format=fmt) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for p in c.demux():
+            if p.dts is not None:
+                shift = round(Fraction(seconds) / p.time_base)
+                p.pts, p.dts, p.stream = p.pts + shift, p.dts + shift, streams[p.stream.index]
+                out.mux(p)
+    return dst
 
 
 def stream_times(path: Path, kind: str = "video") -> list[float]:
@@ -207,20 +235,9 @@ def test_audio_an_edit_list_hides_stays_hidden(tmp_path, suffix):
     """An MP4 cut with ffmpeg -ss -c copy keeps the audio before the cut, hidden by its edit list: Matroska
     and MPEG-TS cannot hide it, so it is left out there (it played as a second of sound before the picture)."""
     src = with_audio(tmp_path / "a.mp4", "mp4", "aac", n=75)  # 3 s, one keyframe
-    cut = tmp_path / "cut.mp4"
-    with av.open(str(src)) as c, av.open(str(cut), "w") as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in (c.streams.video[0], c.streams.audio[0])}
-        for p in c.demux(c.streams.video[0], c.streams.audio[0]):
-            if p.dts is not None:
-                shift = round(Fraction(18, 10) / p.time_base)  # frame 45
-                p.pts, p.dts, p.stream = p.pts - shift, p.dts - shift, streams[p.stream.index]
-                out.mux(p)
+    cut = shifted(src, tmp_path / "cut.mp4", Fraction(-18, 10))  # frame 45 at 0
     dst = tmp_path / f"out{suffix}"
-    with VideoReader(cut) as r:
-        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **FAST)
-        for f in r.frames(on_packet=w.queue_packet):
-            w.write(f.rgb, f.pts)
-        w.close()
+    remux(cut, dst, **FAST)
     with av.open(str(dst)) as c:
         audio = list(c.decode(audio=0))
     with av.open(str(dst)) as c:
@@ -236,11 +253,7 @@ def test_gif_of_a_slow_motion_clip(tmp_path, fps):
     Frames closer than 2 centiseconds are left out (browsers stretch shorter delays to 10), with a note."""
     src = video_clip(tmp_path / "fast.mp4", n=40, fps=fps, options={"preset": "ultrafast"})
     dst = tmp_path / "fast.gif"
-    with VideoReader(src) as r:
-        w = VideoWriter(dst, r.info)
-        for f in r.frames():
-            w.write(f.rgb, f.pts)
-        w.close()
+    w = remux(src, dst)
     with av.open(str(dst)) as c:
         pts = [f.pts for f in c.decode(video=0)]
     assert len(pts) >= 40 * 50 // fps and min(b - a for a, b in zip(pts, pts[1:])) >= 2, pts
@@ -253,11 +266,7 @@ def test_hevc_in_mp4_is_tagged_for_apple_players(tmp_path, suffix, tag):
     """FFmpeg tags HEVC in MP4 hev1, which QuickTime, iOS and Safari refuse to play; hvc1 is what they take."""
     src = video_clip(tmp_path / "in.mp4", n=3)
     dst = tmp_path / f"out{suffix}"
-    with VideoReader(src) as r:
-        w = VideoWriter(dst, r.info, codec="hevc")
-        for f in r.frames():
-            w.write(f.rgb, f.pts)
-        w.close()
+    remux(src, dst, codec="hevc")
     with av.open(str(dst)) as c:
         s = c.streams.video[0]
         assert s.codec_context.name == "hevc" and len(list(c.decode(s))) == 3
@@ -271,20 +280,9 @@ def test_a_recording_whose_clock_starts_late_starts_at_zero(tmp_path, suffix):
     nothing before the picture. As FFmpeg does, it is moved to start at 0, the audio's offset to the video
     kept."""
     src = with_audio(tmp_path / "a.mp4", "mp4", "aac", start=0.2, n=25)
-    late = tmp_path / "late.ts"
-    with av.open(str(src)) as c, av.open(str(late), "w", format="mpegts") as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
-        for p in c.demux():
-            if p.dts is not None:
-                shift = round(100 / p.time_base)
-                p.pts, p.dts, p.stream = p.pts + shift, p.dts + shift, streams[p.stream.index]
-                out.mux(p)
+    late = shifted(src, tmp_path / "late.ts", 100, fmt="mpegts")
     dst = tmp_path / f"out{suffix}"
-    with VideoReader(late) as r:
-        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **FAST)
-        for f in r.frames(on_packet=w.queue_packet):
-            w.write(f.rgb, f.pts)
-        w.close()
+    remux(late, dst, **FAST)
     video, audio = stream_times(dst), stream_times(dst, "audio")
     with av.open(str(dst)) as c:
         assert c.duration / 1e6 < 1.5  # not 101 s
@@ -316,11 +314,7 @@ def test_cover_art_is_not_the_video(tmp_path, with_video):
         if with_video:
             v = out.add_stream("libx264", rate=25)
             v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-            for i in range(10):
-                f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
-                f.pts = i
-                out.mux(v.encode(f))
-            out.mux(v.encode(None))
+            encode_frames(out, v, 10)
         for j in range(20):
             af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
             af.sample_rate, af.pts = 44100, j * 1024
@@ -349,11 +343,7 @@ def test_surround_sound_into_webm(tmp_path, layout, kept):
         v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
         a = out.add_stream("flac", rate=48000)
         a.layout = layout
-        for i in range(5):
-            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48), format="rgb24")
-            f.pts = i
-            out.mux(v.encode(f))
-        out.mux(v.encode(None))
+        encode_frames(out, v, 5)
         for j in range(10):
             x = ((np.random.default_rng(j).random((1, 1024 * n)) - 0.5) * 2000).astype(np.int16)
             af = av.AudioFrame.from_ndarray(x, format="s16", layout=layout)
@@ -361,11 +351,7 @@ def test_surround_sound_into_webm(tmp_path, layout, kept):
             out.mux(a.encode(af))
         out.mux(a.encode(None))
     dst = tmp_path / "out.webm"
-    with VideoReader(src) as r:
-        w = VideoWriter(dst, r.info, copy_streams=r.other_streams, **FAST)
-        for f in r.frames(on_packet=w.queue_packet):
-            w.write(f.rgb, f.pts)
-        w.close()
+    w = remux(src, dst, **FAST)
     with av.open(str(dst)) as c:
         s = c.streams.audio[0]
         assert s.codec_context.name == "opus" and s.layout.name == kept
