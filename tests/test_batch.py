@@ -404,3 +404,13 @@ def test_one_input_into_a_folder_not_there_yet(tmp_path, model_file):
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "painted").iterdir() if not p.name.startswith(".")) == [
         "a.random_lite.mp4", "vidstyle-manifest.json"]
+
+
+def test_cluster_is_checked_for_one_video_too(tmp_path, model_file):
+    """A misspelt --cluster was accepted without a word when one video was painted."""
+    from typer.testing import CliRunner
+    from vidstyle.cli import app
+    src = make_clip(tmp_path / "a.mp4", n=2, audio=None)
+    res = CliRunner().invoke(app, ["run", str(src), "-o", str(tmp_path / "o.mp4"), "--style", str(model_file),
+                                   "--cluster", "bogus"])
+    assert res.exit_code == 2 and "--cluster must be" in res.stderr and not (tmp_path / "o.mp4").exists()

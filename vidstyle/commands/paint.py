@@ -34,8 +34,8 @@ def run(
     flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),
     chroma: str = typer.Option("420", "--chroma", help="Chroma subsampling: 420 plays everywhere (odd sizes are padded by one pixel); 444 keeps full colour detail and exact odd sizes (not every player)."),
     deinterlace: bool = typer.Option(True, "--deinterlace/--no-deinterlace", help="Deinterlace interlaced input (FFmpeg's bwdif) before painting."),
-    allow_protocol: Optional[List[str]] = typer.Option(None, "--allow-protocol", help="Also allow this FFmpeg input protocol (repeatable), e.g. --allow-protocol concat. By default only files and http(s), hls, rtmp(s), rtsp, srt, udp are read."),
-    cluster: str = typer.Option("auto", "--cluster", help="Where the videos are painted: local (this process), ray (RAY_ADDRESS, or a Ray started here), ray://HOST:PORT, or auto: Ray when RAY_ADDRESS is set or this machine has several GPUs. Ray: pip install 'vidstyle[cluster]'."),
+    allow_protocol: Optional[List[str]] = typer.Option(None, "--allow-protocol", help="Also allow this FFmpeg input protocol (repeatable), e.g. --allow-protocol concat --allow-protocol file (concat reads its parts through file). By default only files and http(s), hls, rtmp(s), rtsp, srt, udp are read."),
+    cluster: str = typer.Option("auto", "--cluster", help="Where the videos are painted: local (this process), ray (RAY_ADDRESS, or a Ray started here), ray://HOST:PORT, or auto: Ray when RAY_ADDRESS is set or this machine has several GPUs. Ray: pip install 'vidstyle\\[cluster]'."),
     segments: int = typer.Option(1, "--segments", min=1, help="Cut one long video at keyframes into N parts, paint them in parallel, join them by stream copy."),
     overlap: int = typer.Option(30, "--overlap", min=0, help="With --segments and --temporal: frames painted before each seam and thrown away, so the stabiliser has its history there."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
@@ -85,6 +85,11 @@ def run(
                                      overwrite=overwrite, progress=bar)
             _report(r, quiet, json_out)
             return
+        from ..batch import choose_executor
+
+        if choose_executor(cluster, gpus=0) != "local" and not quiet:  # checked; one video is painted here
+            typer.echo("note: one video without --segments is painted in this process; --cluster spreads "
+                       "batches and --segments parts", err=True)
         input = inputs[0]
         stab = None
         if temporal:
