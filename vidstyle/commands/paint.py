@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,7 +15,7 @@ from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt,
 
 def run(
     inputs: List[str] = typer.Argument(..., help="Video files or URLs (anything FFmpeg reads), folders (searched recursively for videos) or globs."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file for one input (default <input stem>.<style>.mp4 beside it); a folder for several, where vidstyle-manifest.json records each one and a second run resumes. The videos that manifest records as outputs are never taken as inputs, so -o may be the input folder."),
+    output_arg: Optional[str] = typer.Option(None, "--output", "-o", help="Output file for one input (default <input stem>.<style>.mp4 beside it); a folder (DIR/, or one that exists) for one or several, where vidstyle-manifest.json records each one and a second run resumes. The videos that manifest records as outputs are never taken as inputs, so -o may be the input folder."),
     style: Optional[str] = StyleOpt,
     mix: Optional[str] = MixOpt,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per network call (default: auto)."),
@@ -55,8 +56,9 @@ def run(
 
     with user_errors():
         video_options = dict(chroma=chroma, deinterlace=deinterlace, allow_protocols=tuple(allow_protocol or ()))
-        # -o names a folder when it is one, or when it has no suffix and does not exist yet (`-o painted/`)
-        to_folder = output is not None and (output.is_dir() or (not output.suffix and not output.exists()))
+        # -o names a folder when it is one, or ends in a separator (`-o painted/`, made if need be)
+        output = Path(output_arg) if output_arg else None
+        to_folder = output is not None and (output.is_dir() or output_arg.endswith(("/", os.sep)))
         one = len(inputs) == 1 and not _is_many(inputs[0]) and not to_folder
         if not one or segments > 1:
             from ..batch import StylizeJob, choose_executor
