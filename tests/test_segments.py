@@ -113,6 +113,7 @@ def test_segments_same_as_one_process(tmp_path, clip, job, reference):
                          progress=lambda n, total: done.append((n, total)))
     assert r.output == str(dst) and r.frames == 90 and r.cuts == [30, 60]
     assert [p["warm"] for p in r.parts] == [0, 30, 30] and [p["frames"] for p in r.parts] == [30, 30, 30]
+    assert r.temporal_strength == 0.7  # as a one-piece run reports it (it was None)
     assert done[-1] == (90, 90)
     # frames, timestamps, audio packets, metadata, rotation: identical to the single-process run
     assert video_pts(dst) == video_pts(reference) == video_pts(clip)

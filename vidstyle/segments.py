@@ -235,6 +235,7 @@ def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
             raise
     return {"index": part.index, "frames": n, "warm": warm, "seconds": round(time.perf_counter() - t0, 3),
             "device": str(stylizer.device), "size": list(writer.size), "notes": list(writer.notes),
+            "temporal_strength": getattr(stab, "weight", None),
             "style": getattr(stylizer.model, "label", stylizer.name)}
 
 
@@ -560,7 +561,7 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
     return SegmentResult(output=str(dst), frames=n, seconds=round(seconds, 3),
                          fps=round(n / seconds, 3) if seconds else 0.0, style=first["style"], device=first["device"],
                          width=first["size"][0], height=first["size"][1], complete=True, notes=notes,
-                         parts=parts, cuts=plan.cuts)
+                         temporal_strength=first.get("temporal_strength"), parts=parts, cuts=plan.cuts)
 
 
 # -- measuring the seams -------------------------------------------------------------------------
