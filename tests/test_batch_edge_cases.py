@@ -198,6 +198,12 @@ def test_links_manifests_and_names_a_user_may_have(tmp_path):
     r = run_batch([tmp_path / "link"], out, p, probe=False)  # the same files by another name: done already
     assert p.calls == [] and r.skipped == len(Manifest(out).items)
     data = json.loads((out / "vidstyle-manifest.json").read_text())
+    linked = next(i for i in data["items"] if Path(i["input"]).name == "n.mp4")
+    linked["input"] = str(src / "linked" / "n.mp4")  # as a manifest written before links were followed has it
+    (out / "vidstyle-manifest.json").write_text(json.dumps(data))
+    p = Painter()
+    assert run_batch([src], out, p, probe=False).skipped == len(data["items"]) and p.calls == []
+    data = json.loads((out / "vidstyle-manifest.json").read_text())
     del data["items"][0]["status"]
     data["items"][0]["output"] = "../elsewhere.mp4"
     (out / "vidstyle-manifest.json").write_text(json.dumps(data))

@@ -73,6 +73,11 @@ class Source:
         unchanged."""
         return self.input if is_url(self.input) else os.path.realpath(local_path(self.input))
 
+    @property
+    def old_key(self) -> str:
+        """The key manifests written before links were followed hold: the absolute path as written."""
+        return self.input if is_url(self.input) else os.path.abspath(local_path(self.input))
+
 
 def _walk(folder: Path, exclude: list[Path]) -> list[Path]:
     """Video files below ``folder``, sorted; hidden names (``.x``, partial outputs) skipped, and the folders of
@@ -835,6 +840,10 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
     for src in sources:
         stat = _input_stat(src.key)
         item = manifest.get(src.key, label, suffix)
+        if item is None and src.old_key != src.key:  # an older manifest: the same input under its old key
+            item = manifest.get(src.old_key, label, suffix)
+            if item is not None:
+                item["input"] = src.key
         if item is None:
             name = _dedupe(output_name(src, label, suffix), taken)
             taken.add(name.as_posix())
