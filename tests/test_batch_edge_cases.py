@@ -209,3 +209,27 @@ def test_links_manifests_and_names_a_user_may_have(tmp_path):
     (out / "vidstyle-manifest.json").write_text(json.dumps(data))
     with pytest.raises(VidstyleError, match="not a readable vidstyle manifest"):
         run_batch([src], out, Painter(), probe=False)
+
+
+def test_a_retried_video_may_replace_what_its_own_first_try_wrote(tmp_path):
+    """A Ray task retried after its worker died between renaming its output into place and reporting it
+    finds that file: an output that was not there when the run began is this run's and is replaced; a file
+    that was there, and that the manifest does not know as written, is never replaced."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    _clip(src / "a.mp4")
+    _clip(src / "b.mp4")
+    out.mkdir()
+    (out / "b.ink.mp4").write_text("the user's own file")
+    asked = {}
+
+    class FirstTryDies(Painter):
+        def __call__(self, input, output, *, overwrite=False):
+            asked[Path(input).name] = overwrite
+            if Path(input).name == "a.mp4" and not os.path.exists(output):
+                Path(output).write_text("complete, but never reported")  # the first try, then the retry:
+            return super().__call__(input, output, overwrite=overwrite)
+
+    r = run_batch([src], out, FirstTryDies(), probe=False)
+    assert asked == {"a.mp4": True, "b.mp4": False}
+    assert (out / "a.ink.mp4").read_text().startswith("painted a.mp4") and r.done == 1
+    assert (out / "b.ink.mp4").read_text() == "the user's own file" and len(r.failed) == 1

@@ -837,6 +837,7 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
 
     taken = manifest.taken_outputs() | _inputs_inside(sources, out)  # an output never replaces an input
     plan: list[tuple[dict, bool, str | None, dict]] = []  # (item, skip, what changed, input stat)
+    on_disk_at: dict[int, bool] = {}  # id(item) -> whether its output was there when the run began
     for src in sources:
         stat = _input_stat(src.key)
         item = manifest.get(src.key, label, suffix)
@@ -850,7 +851,7 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
             item = manifest.add({"input": src.key, "output": name.as_posix(), "status": "pending", "error": None,
                                  "frames": 0, "seconds": 0.0, "style": label, "complete": None, "written": False,
                                  "attempts": 0, "updated": _now()})
-        on_disk = manifest.output_path(item).is_file()
+        on_disk = on_disk_at[id(item)] = manifest.output_path(item).is_file()
         changed = _changed(item, options, stat) if on_disk else None
         skip = item.get("status") == "done" and on_disk and not changed
         if not skip and not (changed and not overwrite):  # a refused output keeps its status: it is still done
@@ -867,8 +868,11 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
             continue
         t = {"item": item, "input": item["input"], "display": shown.get(item["input"], item["input"]),
              "output_path": str(manifest.output_path(item)), "stat": stat,
-             # our own output is replaced, unless it was painted with other options or from another input
-             "overwrite": bool(overwrite or (item.get("written") and not changed)), "total": 0, "frames": 0}
+             # our own output is replaced, unless it was painted with other options or from another input;
+             # one that was not there when this run began is our own too (a Ray task retried after its worker
+             # died between writing the file and reporting it)
+             "overwrite": bool(overwrite or (item.get("written") and not changed) or not on_disk_at[id(item)]),
+             "total": 0, "frames": 0}
         if changed and not overwrite:
             refused.append((t, {"status": "failed", "frames": 0, "seconds": 0.0, "complete": False, "notes": [],
                                 "error": f"{item['output']} was painted with other settings ({changed} changed); "
