@@ -428,3 +428,30 @@ def test_a_frame_size_change_mid_stream_with_batches(tmp_path, model_file):
         outs[bs, temporal] = frames_rgb(dst)
         assert len(outs[bs, temporal]) == 12 and {f.shape for f in outs[bs, temporal]} == {(48, 80, 3)}
     assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(outs[1, False], outs[4, False])) <= 2
+
+
+def test_the_python_api_checks_what_it_is_given(tmp_path, model_file):
+    """Float or 16-bit frames were painted as if 0..255 (black or white pictures), a negative max_side at 4x4,
+    a style given as a StyleModel crashed, stylizer= silently won over style=, and a Stylizer's own out_size
+    was stretched back to the video's size."""
+    import vidstyle
+    from vidstyle import make_stylizer
+    st = make_stylizer(str(model_file), device="cpu")
+    for bad in (np.zeros((1, 8, 8, 3), np.float32), np.zeros((1, 8, 8, 3), np.uint16), np.zeros((8, 8, 3), np.uint8),
+                np.zeros((1, 8, 8, 4), np.uint8)):
+        with pytest.raises(VidstyleError, match="Stylizer paints"):
+            st(bad)
+    assert st(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0, 8, 8, 3)
+    for kw in ({"max_side": -5}, {"out_size": "64x48"}, {"out_size": (-64, 48)}):
+        with pytest.raises(VidstyleError):
+            make_stylizer(str(model_file), device="cpu", **kw)
+    src = make_clip(tmp_path / "in.mp4", n=3, audio=None)
+    model = vidstyle.load_model(str(model_file))
+    assert vidstyle.stylize_video(src, tmp_path / "m.mp4", style=model, device="cpu").frames == 3
+    small = make_stylizer(str(model_file), device="cpu", out_size=(32, 24))
+    r = vidstyle.stylize_video(src, tmp_path / "s.mp4", stylizer=small)
+    assert (r.width, r.height) == (32, 24) and frames_rgb(tmp_path / "s.mp4")[0].shape == (24, 32, 3)
+    with pytest.raises(VidstyleError, match="not both"):
+        vidstyle.stylize_video(src, tmp_path / "x.mp4", style=str(model_file), stylizer=small)
+    with pytest.raises(VidstyleError, match="--device"):
+        vidstyle.load_model(str(model_file), device="gpu")

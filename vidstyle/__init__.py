@@ -1,13 +1,15 @@
 """vidstyle: turn videos and webcam feeds into moving paintings.
 
-The API (``load_model``, ``stylize_image``, ``stylize_video``, ``RunResult``) is imported on first use, so
+The API (``load_model``, ``make_stylizer``, ``Stylizer``, ``stylize_image``, ``stylize_video``, ``RunResult``) is
+imported on first use, so
 that ``vidstyle --help`` and the error classes do not wait for PyTorch.
 """
 from .errors import IncompleteInput, VidstyleError
 
 __version__ = "0.1.0"
-__all__ = ["IncompleteInput", "RunResult", "VidstyleError", "load_model", "stylize_image", "stylize_video"]
-_API = {"RunResult", "load_model", "stylize_image", "stylize_video"}
+__all__ = ["IncompleteInput", "RunResult", "Stylizer", "VidstyleError", "load_model", "make_stylizer", "stylize_image",
+           "stylize_video"]
+_API = {"RunResult", "Stylizer", "load_model", "make_stylizer", "stylize_image", "stylize_video"}
 
 
 def __getattr__(name: str):

@@ -21,20 +21,27 @@ from .io.reader import VideoReader, is_url, local_path
 from .io.writer import VideoWriter, check_target
 from .models import files, registry
 from .pipeline import run_stages
-from .stylizer import Stylizer
+from .stylizer import Stylizer, check_size, pick_device
 
 log = logging.getLogger("vidstyle")
 
 
-def load_model(style: str | Path | None = None, device: str = "cpu", mix: str | dict | None = None):
-    """A StyleModel from a style name, ``MODEL:STYLE``, or a path; ``mix`` blends styles of one model."""
-    path, inner = registry.resolve(style)
-    model = files.load_model(path, device=device)
+def load_model(style: str | Path | files.StyleModel | None = None, device: str = "cpu",
+               mix: str | dict | None = None):
+    """A StyleModel from a style name, ``MODEL:STYLE``, or a path; ``mix`` blends styles of one model.
+
+    A StyleModel given is used as it is (``mix``, when given, selected in it)."""
+    if isinstance(style, files.StyleModel):
+        model, inner = style, None
+    else:
+        path, inner = registry.resolve(style)
+        model = files.load_model(path, device=pick_device(device))
     if isinstance(mix, str):
         mix = registry.parse_mix(mix)
     elif mix is not None:
         mix = registry.check_mix(mix)
-    model.label = model.select(inner, mix)
+    if inner is not None or mix is not None or not getattr(model, "label", None):
+        model.label = model.select(inner, mix)
     return model
 
 
@@ -44,6 +51,12 @@ def make_stylizer(style=None, *, mix=None, device="auto", max_side=None, out_siz
     model = load_model(style, mix=mix)
     return Stylizer(model, device, max_side=max_side, out_size=out_size, strength=strength,
                     preserve_color=preserve_color, engine=engine, precision=precision, brush=brush)
+
+
+def _one_painter(stylizer, style, mix) -> None:
+    """``stylizer=`` paints with its own style: a ``style`` or ``mix`` given too would be ignored."""
+    if stylizer is not None and (style is not None or mix is not None):
+        raise VidstyleError("give style= (and mix=) or stylizer=, not both: a Stylizer paints its own style")
 
 
 @dataclass
@@ -92,6 +105,10 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     decoded) when the input ends early.
     """
     src = str(src)
+    _one_painter(stylizer, style, mix)
+    out_size = check_size(out_size) or (stylizer.out_size if stylizer is not None else None)
+    if isinstance(allow_protocols, str):
+        allow_protocols = [allow_protocols]
     stylizer = stylizer or make_stylizer(style, mix=mix, device=device, max_side=max_side, out_size=out_size,
                                          strength=strength, preserve_color=preserve_color, engine=engine,
                                          precision=precision, brush=brush)
@@ -140,6 +157,7 @@ def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | P
     An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``). A picture's transparency
     is kept when ``dst`` is a PNG or WebP: only the colour is painted.
     """
+    _one_painter(stylizer, style, options.get("mix"))
     stylizer = stylizer or make_stylizer(style, **options)
     src = Path(src)
     rgb = read_image(src)

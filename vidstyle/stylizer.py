@@ -73,6 +73,20 @@ def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | No
     return _shrunk(h, w, short / min(h, w))
 
 
+def check_size(size) -> tuple[int, int] | None:
+    """An output size (w, h) of two whole numbers above 0 (or None), checked: a VidstyleError otherwise."""
+    if size is None:
+        return None
+    try:
+        w, h = size
+        ok = all(isinstance(v, (int, np.integer)) and v > 0 for v in (w, h))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise VidstyleError(f"out_size must be (width, height), two whole numbers above 0, not {size!r}")
+    return int(w), int(h)
+
+
 def model_scale(training: dict) -> int | None:
     """The short side a model was trained at (its file's ``training.scale``; older files: 1.15 x the crop)."""
     for key, factor in (("scale", 1.0), ("size", 1.15)):
@@ -136,12 +150,14 @@ class Stylizer:
         self.cuda = self.device.type == "cuda"
         if half is not None and (precision or "auto").lower() == "auto":
             precision = ("fp16" if self.cuda else "bf16") if half else "fp32"
-        if brush <= 0:
+        if not brush > 0:
             raise VidstyleError(f"--brush must be above 0, not {brush}")
+        if max_side is not None and not (isinstance(max_side, int) and max_side > 0):
+            raise VidstyleError(f"max_side must be a whole number of pixels above 0, not {max_side!r}")
         self.max_side = max_side
         self.brush = float(brush)
         self.scale = model_scale(model.training)
-        self.out_size = out_size
+        self.out_size = check_size(out_size)
         self.strength = float(strength)
         self.preserve_color = preserve_color
         self.engine = engines.make_engine(model, self.device, engine, precision, realtime)
@@ -256,7 +272,16 @@ class Stylizer:
         return out
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 -> (N, H', W', 3) uint8 stylized."""
+        """(N, H, W, 3) uint8 RGB -> (N, H', W', 3) uint8 stylized; anything else is a VidstyleError (a float
+        or 16-bit picture would be painted as if it were 0..255)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise VidstyleError(f"a Stylizer paints (N, H, W, 3) RGB frames, not an array of shape {frames.shape}")
+        if frames.dtype != np.uint8:
+            raise VidstyleError(f"a Stylizer paints uint8 frames (0..255), not {frames.dtype}; convert with "
+                                "(x * 255).round().astype(np.uint8) for 0..1 floats")
+        if len(frames) == 0:
+            return np.zeros((0, *frames.shape[1:]), np.uint8)
         with torch.inference_mode():
             return self.download(self.finish(self.paint_frames(frames)))
 
