@@ -455,3 +455,33 @@ def test_the_python_api_checks_what_it_is_given(tmp_path, model_file):
         vidstyle.stylize_video(src, tmp_path / "x.mp4", style=str(model_file), stylizer=small)
     with pytest.raises(VidstyleError, match="--device"):
         vidstyle.load_model(str(model_file), device="gpu")
+
+
+def test_image_folder_painted_again_and_output_folders(tmp_path, model_file):
+    """A second run on a folder painted the first run's outputs as photos (and --overwrite could not refresh
+    them); -o DIR/ or an existing folder takes one picture too; -o NAME.png for a folder is refused."""
+    import cv2
+    from conftest import pattern
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for name in ("a.png", "b.jpg"):
+        cv2.imwrite(str(pics / name), pattern(2, 40, 30))
+
+    def image(*args):
+        return runner.invoke(app, ["image", *map(str, args), "--style", str(model_file), "--device", "cpu", "-q"])
+
+    assert image(pics).exit_code == 0
+    written = sorted(p.name for p in pics.iterdir())
+    assert written == ["a.png", "a.random_lite.png", "b.jpg", "b.random_lite.png"]
+    res = image(pics, "--overwrite")  # the outputs are not inputs: the same two, painted again
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in pics.iterdir()) == written
+    nested = pics / "painted"
+    assert image(pics, "-o", nested).exit_code == 0 and image(pics, "-o", nested, "--overwrite").exit_code == 0
+    assert sorted(p.name for p in nested.iterdir()) == ["a.random_lite.png", "b.random_lite.png"]
+    for out in (str(tmp_path / "new") + "/", tmp_path / "new"):  # a new folder, then an existing one
+        res = image(pics / "a.png", "-o", out, "--overwrite")
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / "new" / "a.random_lite.png").is_file()
+    res = image(pics, "-o", tmp_path / "single.png")
+    assert res.exit_code == 2 and "must be a folder" in res.stderr and not (tmp_path / "single.png").exists()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable
 
 
 from .batch import Source, output_name, safe_label
 from .errors import IncompleteInput, VidstyleError
-from .io.images import read_alpha, read_image, write_image
+from .io.images import is_image, read_alpha, read_image, write_image
 from .io.reader import VideoReader, is_url, local_path
 from .io.writer import VideoWriter, check_target
 from .models import files, registry
@@ -82,6 +83,24 @@ def default_output(src: str, style_label: str) -> Path:
     current folder for a URL."""
     folder = Path.cwd() if is_url(src) else Path(local_path(src)).parent
     return folder / output_name(Source(src), style_label)
+
+
+def painted_images(files: list[Path], labels: set[str] = frozenset()) -> set[Path]:
+    """Those of ``files`` that an earlier ``vidstyle image`` wrote beside their photo: ``<stem>.<style>.png``
+    where ``<stem>.*`` is an image of the same folder and ``<style>`` a style's name as written in file
+    names (a known style, ``gatys``, a blend, or one of ``labels``). Folders are searched again on a second
+    run: these are outputs, not photos."""
+    labels = {"gatys", *labels}
+    for e in registry.list_styles():
+        labels |= {safe_label(e.name), safe_label(e.inner or e.name), *(safe_label(s) for s in e.styles)}
+    out = set()
+    for f in files:
+        base, _, label = f.stem.rpartition(".")
+        if f.suffix.lower() != ".png" or not base or not (label in labels or "+" in label):
+            continue
+        if any(g != f and g.stem == base and is_image(g) for g in f.parent.glob(f"{glob_escape(base)}.*")):
+            out.add(f)
+    return out
 
 
 def default_image_output(src: str | Path, style_label: str) -> Path:

@@ -179,8 +179,8 @@ def _report(r, quiet: bool, json_out: bool) -> None:
 
 def image(
     inputs: List[Path] = typer.Argument(..., help="Images, or folders of images (searched recursively)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (one input) or folder (several); "
-                                          "default <stem>.<style>.png beside each input."),
+    output_arg: Optional[str] = typer.Option(None, "--output", "-o", help="Output file (one input) or folder "
+                                             "(several, or DIR/); default <stem>.<style>.png beside each input."),
     style: Optional[str] = StyleOpt,
     mix: Optional[str] = MixOpt,
     device: Device = DeviceOpt,
@@ -201,30 +201,37 @@ def image(
 
     Example: vidstyle image photos/ -o painted/ --style the_scream
     """
-    from ..api import default_image_output, make_stylizer
+    from ..api import default_image_output, make_stylizer, painted_images
     from ..io.images import check_image_suffix, find_images, read_alpha, read_image, write_image
 
     with user_errors():
+        output = Path(output_arg) if output_arg else None
         files: list[Path] = []
+        searched: list[Path] = []  # the pictures found in folders (not named by the user)
         rel: dict[Path, Path] = {}  # where each output goes under -o: a folder's layout is kept
         for p in inputs:
             if p.is_dir():
                 found = find_images(p)
+                # a second run: what an earlier run wrote in an -o inside the folder is output, not photos
+                found = [f for f in found if not (output is not None and output.resolve() in f.resolve().parents)]
                 if not found:
                     raise VidstyleError(f"no images in folder {p}")
                 files += found
+                searched += found
                 rel.update({f: f.relative_to(p) for f in found})
             elif not p.exists():
                 raise VidstyleError(f"input not found: {p}")
             else:
                 files.append(p)
                 rel[p] = Path(p.name)
-        many = len(files) > 1 or any(p.is_dir() for p in inputs)
+        # -o is a folder for several inputs or a folder of them, and when it is one or ends in a separator
+        many = (len(files) > 1 or any(p.is_dir() for p in inputs)
+                or (output is not None and (output.is_dir() or output_arg.endswith(("/", os.sep)))))
         if output is not None and not many:
             check_image_suffix(output)  # before painting
         if many and output is not None:
-            if output.exists() and not output.is_dir():
-                raise VidstyleError(f"with several inputs --output must be a folder: {output}")
+            if output.exists() and not output.is_dir() or not output.exists() and output.suffix:
+                raise VidstyleError(f"with several inputs or a folder, --output must be a folder: {output}")
             output.mkdir(parents=True, exist_ok=True)
 
         def target(f: Path, tag: str) -> Path | None:
@@ -234,13 +241,18 @@ def image(
 
         def check_unique(tag: str) -> None:
             """Before anything is painted: no two inputs write one file, and no existing file is replaced
-            without --overwrite (--optimize takes minutes a picture: it must not fail at the end)."""
+            without --overwrite (--optimize takes minutes a picture: it must not fail at the end). What an
+            earlier run wrote beside the photos of a folder is left out of the inputs first."""
+            earlier = painted_images(searched, {tag})
+            files[:] = [f for f in files if f not in earlier]
+            if not files:
+                raise VidstyleError(f"no images to paint: the folders hold only pictures painted before ({tag})")
             seen: dict[Path, Path] = {}
             for f in files:
                 dst = target(f, tag) or default_image_output(f, tag)
                 if dst in seen:
-                    raise VidstyleError(f"{seen[dst]} and {f} would both be written to {dst}; "
-                                        "give their folders instead, or paint them separately")
+                    raise VidstyleError(f"{seen[dst]} and {f} would both be written to {dst}; rename one, give "
+                                        "their folders (when they are in two) or paint them separately")
                 seen[dst] = f
             existing = [d for d in seen if d.exists()]
             inputs = {(st.st_dev, st.st_ino) for st in (g.stat() for g in files)}
