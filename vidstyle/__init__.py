@@ -1,8 +1,7 @@
 """vidstyle: turn videos and webcam feeds into moving paintings.
 
 The API (``load_model``, ``make_stylizer``, ``Stylizer``, ``stylize_image``, ``stylize_video``, ``RunResult``) is
-imported on first use, so
-that ``vidstyle --help`` and the error classes do not wait for PyTorch.
+imported on first use, so that ``vidstyle --help`` and the error classes do not wait for PyTorch.
 """
 from .errors import IncompleteInput, VidstyleError
 

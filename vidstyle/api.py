@@ -14,7 +14,6 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Callable
 
-
 from .batch import Source, output_name, safe_label
 from .errors import IncompleteInput, VidstyleError
 from .io.images import is_image, read_alpha, read_image, write_image
@@ -92,7 +91,7 @@ def painted_images(files: list[Path], labels: set[str] = frozenset()) -> set[Pat
     run: these are outputs, not photos."""
     labels = {"gatys", *labels}
     for e in registry.list_styles():
-        labels |= {safe_label(e.name), safe_label(e.inner or e.name), *(safe_label(s) for s in e.styles)}
+        labels |= {safe_label(e.name), *map(safe_label, e.styles)}  # an inner style is one of its model's styles
     out = set()
     for f in files:
         base, _, label = f.stem.rpartition(".")

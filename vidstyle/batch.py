@@ -836,8 +836,8 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
         options = json.loads(json.dumps(options, default=str))  # as the manifest reads it back
 
     taken = manifest.taken_outputs() | _inputs_inside(sources, out)  # an output never replaces an input
-    plan: list[tuple[dict, bool, str | None, dict]] = []  # (item, skip, what changed, input stat)
-    on_disk_at: dict[int, bool] = {}  # id(item) -> whether its output was there when the run began
+    # (item, skip, what changed, input stat, whether its output was there when the run began)
+    plan: list[tuple[dict, bool, str | None, dict, bool]] = []
     for src in sources:
         stat = _input_stat(src.key)
         item = manifest.get(src.key, label, suffix)
@@ -851,19 +851,19 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
             item = manifest.add({"input": src.key, "output": name.as_posix(), "status": "pending", "error": None,
                                  "frames": 0, "seconds": 0.0, "style": label, "complete": None, "written": False,
                                  "attempts": 0, "updated": _now()})
-        on_disk = on_disk_at[id(item)] = manifest.output_path(item).is_file()
+        on_disk = manifest.output_path(item).is_file()
         changed = _changed(item, options, stat) if on_disk else None
         skip = item.get("status") == "done" and on_disk and not changed
         if not skip and not (changed and not overwrite):  # a refused output keeps its status: it is still done
             item["status"], item["error"] = "pending", None
-        plan.append((item, skip, changed, stat))
+        plan.append((item, skip, changed, stat, on_disk))
     manifest.save()
 
     result = BatchResult(manifest=manifest.path, items=[p[0] for p in plan], executor=executor)
     result.skipped = sum(p[1] for p in plan)
     shown = {src.key: src.input for src in sources}
     todo, refused = [], []
-    for item, skip, changed, stat in plan:
+    for item, skip, changed, stat, on_disk in plan:
         if skip:
             continue
         t = {"item": item, "input": item["input"], "display": shown.get(item["input"], item["input"]),
@@ -871,7 +871,7 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
              # our own output is replaced, unless it was painted with other options or from another input;
              # one that was not there when this run began is our own too (a Ray task retried after its worker
              # died between writing the file and reporting it)
-             "overwrite": bool(overwrite or (item.get("written") and not changed) or not on_disk_at[id(item)]),
+             "overwrite": bool(overwrite or (item.get("written") and not changed) or not on_disk),
              "total": 0, "frames": 0}
         if changed and not overwrite:
             refused.append((t, {"status": "failed", "frames": 0, "seconds": 0.0, "complete": False, "notes": [],

@@ -178,6 +178,9 @@ def _checked(frames: Iterator, src: str, part: Part) -> Iterator:
                             "paint it without --segments") from None
 
 
+MP4_PART_CODECS = {"libx264", "libx265", "libvpx-vp9", "h264_nvenc", "hevc_nvenc"}
+
+
 def part_suffix(dst: Path, codec: str | None) -> str:
     """The container of the parts of ``dst``: MP4 for the codecs it holds, whatever ``dst`` is. Matroska and
     MPEG-TS parts would not join: with B-frames Matroska gives a part's first packets no dts, and each TS
@@ -186,9 +189,6 @@ def part_suffix(dst: Path, codec: str | None) -> str:
 
     enc = resolve_codec(codec or default_codec(dst))
     return ".mp4" if enc in MP4_PART_CODECS else (dst.suffix or ".mp4")
-
-
-MP4_PART_CODECS = {"libx264", "libx265", "libvpx-vp9", "h264_nvenc", "hevc_nvenc"}
 
 
 def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
@@ -528,8 +528,9 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         return res
     remove_stale_parts(dst)
     parts_dir = dst.parent / f"{_parts_prefix(dst)}{os.getpid()}"
-    suffix = part_suffix(dst, getattr(job, "codec", None))
-    if getattr(job, "codec", "") is None:  # the output's default codec, not the parts' container's
+    codec = getattr(job, "codec", None)  # a paint job of the caller's may not have one
+    suffix = part_suffix(dst, codec)
+    if codec is None and hasattr(job, "codec"):  # the parts take the output's default codec, not their container's
         from .io.writer import default_codec
 
         job = copy.copy(job)

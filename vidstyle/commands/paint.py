@@ -56,10 +56,8 @@ def run(
 
     with user_errors():
         video_options = dict(chroma=chroma, deinterlace=deinterlace, allow_protocols=tuple(allow_protocol or ()))
-        # -o names a folder when it is one, or ends in a separator (`-o painted/`, made if need be)
         output = Path(output_arg) if output_arg else None
-        to_folder = output is not None and (output.is_dir() or output_arg.endswith(("/", os.sep)))
-        one = len(inputs) == 1 and not _is_many(inputs[0]) and not to_folder
+        one = len(inputs) == 1 and not _is_many(inputs[0]) and not _names_folder(output_arg)
         if not one or segments > 1:
             from ..batch import StylizeJob, choose_executor
 
@@ -166,6 +164,12 @@ def _run_batch(inputs, out_dir: Path, job, executor: str, overwrite: bool, quiet
         raise typer.Exit(result.exit_code)
 
 
+def _names_folder(output_arg: str | None) -> bool:
+    """Whether ``-o`` names a folder: one that exists, or a name ending in a separator (``-o painted/``, made
+    if need be; ``Path`` would drop the separator)."""
+    return bool(output_arg) and (Path(output_arg).is_dir() or output_arg.endswith(("/", os.sep)))
+
+
 def _report(r, quiet: bool, json_out: bool) -> None:
     for note in r.notes:
         if not quiet:
@@ -224,9 +228,8 @@ def image(
             else:
                 files.append(p)
                 rel[p] = Path(p.name)
-        # -o is a folder for several inputs or a folder of them, and when it is one or ends in a separator
-        many = (len(files) > 1 or any(p.is_dir() for p in inputs)
-                or (output is not None and (output.is_dir() or output_arg.endswith(("/", os.sep)))))
+        # -o is a folder for several inputs or a folder of them, and when it names one
+        many = len(files) > 1 or any(p.is_dir() for p in inputs) or _names_folder(output_arg)
         if output is not None and not many:
             check_image_suffix(output)  # before painting
         if many and output is not None:

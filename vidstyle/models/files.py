@@ -138,9 +138,9 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     The weights and the other metadata are copied untouched; styles not named keep the strength they
     had. ``dst`` may be ``src`` (with ``overwrite``): it is replaced atomically.
     """
-    src, dst = Path(src), Path(dst)
     from ..io.writer import check_target
 
+    src, dst = Path(src), Path(dst)
     model = load_model(src)  # checks the file as a whole, one-line errors
     check_target(dst, overwrite)
     merged = {**model.temporal_strengths, **check_temporal_strengths(strengths, model.styles, str(src))}

@@ -13,10 +13,7 @@ import torch
 from ..errors import VidstyleError
 from ..stylizer import pick_device, scaled_size
 from . import losses as L
-from .lossnet import load_loss_net
-
-
-MIN_SIDE = 16  # the loss network pools three times: smaller pictures leave its deepest layer empty
+from .lossnet import MIN_SIDE, load_loss_net
 
 
 def _check_size(rgb: np.ndarray, max_side: int, what: str) -> None:

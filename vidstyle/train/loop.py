@@ -27,13 +27,13 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import Terminated, VidstyleError, one_line
 from ..io.images import read_image
-from ..io.writer import AtomicPath, stop_signals
+from ..io.writer import AtomicPath, raises_terminated, stop_signals
 from ..models.files import save_model
 from ..models.transformer import TransformerNet, arch_config
 from .. import precision
 from . import losses as L
 from .data import Photos, VideoPairs, photo_scale, synthetic_pair
-from .lossnet import load_loss_net
+from .lossnet import MIN_SIDE, load_loss_net
 
 log = logging.getLogger("vidstyle")
 
@@ -158,8 +158,6 @@ def _signals_held():
     ``io.writer.stop_signals``' for SIGTERM and SIGHUP): an ignored signal stays ignored, a handler of the
     caller's stays in charge, and a signal left to kill the process still does.
     """
-    from ..io.writer import raises_terminated
-
     hits: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield hits
@@ -392,7 +390,7 @@ class Trainer:
                 dist.init_process_group("nccl" if self.cuda else "gloo")
         style_imgs = [_style_image(s, cfg.style_size) for s in cfg.styles]  # checks before any slow work
         for s, img in zip(cfg.styles, style_imgs):  # the coarsest octave must still make a loss-network picture
-            if min(img.shape[-2:]) >> (cfg.style_octaves - 1) < 16:
+            if min(img.shape[-2:]) >> (cfg.style_octaves - 1) < MIN_SIDE:
                 raise VidstyleError(f"style image {s} is too thin at --style-size {cfg.style_size} "
                                     f"({img.shape[-1]}x{img.shape[-2]}) for {cfg.style_octaves} octave(s); "
                                     "crop it, or raise --style-size")
@@ -400,11 +398,9 @@ class Trainer:
         self.style_pictures = [_picture(s) for s in style_imgs]
         self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size)
         run_dir = self.run_dir.resolve()  # inside --data (runs/ under --data .): its previews are not photos
-        mine = [f for f in self.photos.files if run_dir in Path(f).resolve().parents]
-        if mine:
-            self.photos.files = [f for f in self.photos.files if f not in mine]
-            if not self.photos.files:
-                raise VidstyleError(f"--data {cfg.data} holds no photos besides the --run-dir's pictures")
+        self.photos.files = [f for f in self.photos.files if run_dir not in Path(f).resolve().parents]
+        if not self.photos.files:
+            raise VidstyleError(f"--data {cfg.data} holds no photos besides the --run-dir's pictures")
         gen = torch.Generator().manual_seed(12345)
         self.preview_x = self.photos.batch(4, gen)  # the same 4 photos whatever the world size
         self.images = len(self.photos)  # all of them, for the model file (a rank holds its shard below)
@@ -418,9 +414,9 @@ class Trainer:
         self.video = VideoPairs(cfg.video_data, cfg.size, flow=cfg.flow, device=self.device,
                                 short_side=self.photos.short_side) if cfg.video_data else None
         self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
-        # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
         if (cfg.precision or "").lower() == "fp16":  # it trained in bf16 without a word
             raise VidstyleError("training takes --precision auto, bf16 or fp32 (fp16 would need a loss scaler)")
+        # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
         dtype = precision.resolve(cfg.precision, self.device)
         self.amp = torch.bfloat16 if dtype is not None else None
         torch.manual_seed(cfg.seed)  # same seed, same initial network

@@ -29,6 +29,7 @@ CHANNELS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (2
             (256, 512), (512, 512), (512, 512)]
 OUTPUTS = {"conv1_2": "relu1_2", "conv2_2": "relu2_2", "conv3_3": "relu3_3", "conv4_3": "relu4_3"}
 POOL_AFTER = {"conv1_2", "conv2_2", "conv3_3"}
+MIN_SIDE = 16  # the smallest picture side it takes: it pools three times, and smaller leaves relu4_3 empty
 _TV_INDEX = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21]  # conv positions in torchvision's vgg16().features
 _HED_KEYS = ["block1/layers/conv2d", "block1/layers/conv2d_1", "block2/layers/conv2d", "block2/layers/conv2d_1",
              "block3/layers/conv2d", "block3/layers/conv2d_1", "block3/layers/conv2d_2",
