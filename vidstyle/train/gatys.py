@@ -41,9 +41,8 @@ def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, 
     """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side).
 
     The style loss is `vidstyle train`'s relative one (each layer's Gram error over the style's own), so a
-    network and this optimisation are measured alike. Content is compared at ``content_layer``; relu3_3
-    suffices here because the optimisation starts from the photo (a network must draw the subject itself,
-    and trains with relu2_2).
+    network and this optimisation are measured alike. Content is compared at ``content_layer``, relu3_3,
+    as `vidstyle train` does by default.
     ``history``, when given, receives the total loss of every evaluation.
     A VidstyleError when either picture, fitted to ``max_side``, has a short side under 16 px.
     """

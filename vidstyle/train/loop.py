@@ -55,7 +55,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     content_weight: float = 2.0
-    content_layer: str = "relu2_2"         # of the hed net, the layer that keeps the most structure
+    content_layer: str = "relu3_3"         # as Gatys's optimisation: relu2_2 keeps every edge, so only a fine texture fits
     style_weight: float = 0.5
     style_scales: dict[str, float] = field(default_factory=dict)  # style name -> factor on style_weight
     style_norm: str = "relative"           # relative: each layer's Gram error over the style's own (every layer counts)
