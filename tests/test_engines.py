@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidstyle import engines
+from vidstyle import engines, precision
 from vidstyle.errors import VidstyleError
 from vidstyle.models import TransformerNet, arch_config, save_model
 from vidstyle.models.files import StyleModel, load_model as load_file
@@ -125,7 +125,9 @@ def test_openvino_bf16_matches_torch_fp32_on_the_sample(bundled, sample_frames):
     assert (bf16.engine.name, bf16.precision, fp32.precision) == ("openvino", "bf16", "fp32")
     p_bf16, p_fp32 = psnr(bf16(sample_frames), ref), psnr(fp32(sample_frames), ref)
     assert p_bf16 >= 40, p_bf16
-    assert p_fp32 >= 60 and p_fp32 >= p_bf16 + 10, (p_fp32, p_bf16)
+    assert p_fp32 >= 60, p_fp32
+    if precision.cpu_has_bf16():  # without bf16 maths OpenVINO runs the bf16 hint in fp32: the same picture
+        assert p_fp32 >= p_bf16 + 10, (p_fp32, p_bf16)
 
 
 def _needs_nncf():
