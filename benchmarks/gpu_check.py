@@ -20,21 +20,21 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from int8_quality import psnr  # noqa: E402
 from vidstyle import api  # noqa: E402
 
 
 def frames(folder: Path, n: int, w: int = 1920, h: int = 1080) -> np.ndarray:
-    files = sorted(folder.iterdir())[:: max(1, len(list(folder.iterdir())) // n)][:n]
+    files = sorted(folder.iterdir())
+    files = files[:: max(1, len(files) // n)][:n]
     out = [cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (w, h), interpolation=cv2.INTER_CUBIC)
            for f in files]
     return np.stack(out)
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:
-    d = a.astype(np.float64) - b.astype(np.float64)
-    mse = float((d ** 2).mean())
-    return {"mean_abs": round(float(np.abs(d).mean()), 3),
-            "psnr_db": round(10 * np.log10(255 ** 2 / mse), 2) if mse > 0 else float("inf")}
+    return {"mean_abs": round(float(np.abs(a.astype(np.float64) - b).mean()), 3), "psnr_db": round(psnr(a, b), 2)}
 
 
 def sync() -> None:
@@ -43,7 +43,7 @@ def sync() -> None:
 
 
 def fps(stylizer, x: np.ndarray, batch: int, reps: int = 6) -> float:
-    b = x[:batch]
+    b = np.concatenate([x] * -(-batch // len(x)))[:batch]  # the frames repeated when the batch is larger
     for _ in range(2):
         stylizer(b)
     sync()
@@ -73,7 +73,7 @@ def main() -> None:
         s = api.make_stylizer(device=dev, engine="torch", **kw)
         ab = s.auto_batch(h, w)
         report[label] = {"work_size": list(s.work_size(h, w)), "fps_batch1": fps(s, x, 1),
-                         f"fps_batch{ab}": fps(s, np.concatenate([x, x])[:ab] if ab > 16 else x, ab)}
+                         f"fps_batch{ab}": fps(s, x, ab)}
     if dev == "cuda":
         report["max_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     out.write_text(json.dumps(report, indent=2))

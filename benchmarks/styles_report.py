@@ -45,6 +45,20 @@ PREVIEW = ["sun_hays80/abbey_sun_asztnlqhlrvirneh", "bsds500/100075", "imagenet_
            "urban100/img_004"]
 FRAMES = ["davis2016/dog/00030.jpg", "vspw_aot_demo/1001_3iEIq5HBY1s"]  # a file, or the middle of a folder
 GATYS_SIDE = 384
+BUNDLED = Path(__file__).resolve().parents[1] / "vidstyle" / "models" / "bundled" / "paintings.safetensors"
+
+
+def training_photos(content: Path = DATA / "content") -> list[tuple[Path, str]]:
+    """(path, path relative to ``content``) of every photo below ``content`` but the held-out ones: what the
+    bundled model trains on (benchmarks/train_bundled.sh, benchmarks/gpu_payload.py)."""
+    held = {f"{n}.jpg" for n in HELD_OUT}
+    rels = ((p, p.relative_to(content).as_posix()) for p in sorted(content.rglob("*.jpg")))
+    return [(p, rel) for p, rel in rels if rel not in held]
+
+
+def bundled_styles(model: Path = BUNDLED) -> list[str]:
+    """The styles of a model file, in its order (a style picture's stem is the style's name)."""
+    return json.loads(read_metadata(model)["styles"])
 
 
 def photo(name: str) -> np.ndarray:

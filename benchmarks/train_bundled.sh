@@ -14,21 +14,19 @@ STEPS=${STEPS:-40000}
 # (LR=3e-4 SEED=1 RUN=... INIT=<the first part's checkpoint>); docs/MODELS.md names the run in progress
 LR=${LR:-1e-3}
 SEED=${SEED:-0}
-STYLES="starry_night great_wave_off_kanagawa the_scream composition_vii udnie shipwreck_of_the_minotaur"
+# the bundled file's styles, in its order
+STYLES=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "benchmarks"); from styles_report import bundled_styles; print(*bundled_styles())')
 mkdir -p "$RUN"
 if [ ! -d "$RUN/photos" ]; then  # links to the training photos: all but the held-out ones
   .venv/bin/python - "$DATA/content" "$RUN/photos" <<'PYEOF'
 import sys
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
-from styles_report import HELD_OUT  # noqa: E402
+from styles_report import training_photos  # noqa: E402
 src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-held = {f"{n}.jpg" for n in HELD_OUT}
-for p in sorted(src.rglob("*.jpg")):
-    rel = p.relative_to(src).as_posix()
-    if rel not in held:
-        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        (dst / rel).symlink_to(p)
+for p, rel in training_photos(src):
+    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+    (dst / rel).symlink_to(p)
 PYEOF
 fi
 # continue the run; when its checkpoint is lost, take the copy in $BACKUP (a folder that outlives ~ more

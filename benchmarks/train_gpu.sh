@@ -34,15 +34,17 @@ PYEOF
   cp "$RUNS/stub/av/__init__.py" "$RUNS/stub/av/filter.py"
   export PYTHONPATH=$RUNS/stub:$PYTHONPATH
 fi
-styles=()
-for s in starry_night great_wave_off_kanagawa the_scream composition_vii udnie shipwreck_of_the_minotaur; do
+INIT=${INIT:-vidstyle/models/bundled/paintings.safetensors}
+styles=()  # the paintings in the order of the model warm-started from
+for s in $("$PY" -c 'import json, sys; from vidstyle.models.files import read_metadata
+print(*json.loads(read_metadata(sys.argv[1])["styles"]))' "$INIT"); do
   styles+=("$P/style/$s.jpg")
 done
 # the bundled recipe (vidstyle train's defaults and the bundled file's style factors) at 256-px crops of
 # photos scaled to 256 px (the bundled file's scale, so `run` paints at the same size), batch 8
 common=(--data "$P/photos" --loss-net "$P/vgg16-hed.safetensors" --size 256 --photo-size 256 --batch-size 8
         --device "${DEVICE:-cuda}" --steps 1000000 --checkpoint-every 500 --preview-minutes 2 --threads 4 --quiet
-        --init "${INIT:-vidstyle/models/bundled/paintings.safetensors}" --overwrite
+        --init "$INIT" --overwrite
         --style-scale starry_night=2 --style-scale the_scream=2 --style-scale great_wave_off_kanagawa=2)
 # CHECK=1: first the painter's CUDA checks and figures (benchmarks/gpu_check.py), while the GPU is idle
 if [ "${CHECK:-0}" = 1 ]; then
