@@ -1,13 +1,14 @@
 """docs/SCALING.md figures on one machine: a batch of clips in one process and on a local Ray instance,
 and one video in one piece and in segments.
 
-    python benchmarks/scaling.py [--clips DIR] [--workers 2] [--segments 2]
+    python benchmarks/scaling.py [--clips DIR] [--workers 2] [--segments 2] [--seams-only]
 
 The batch: every clip of --clips (default ../shared/data/video/clips), painted with the default style
 into a fresh folder, (1) in this process, (2) as Ray tasks on a Ray started here with --workers one-CPU
 workers. The segments run: the longest clip in one piece, then in --segments parts (local processes).
-Then the seams: the longest clip in 3 parts with --temporal, overlap 30 and 0, warping error across each
-seam against the median inside the parts (`vidstyle.segments.seam_errors`).
+Then the seams: the longest clip with --temporal in one piece and in 3 parts, overlap 30 and 0; the
+warping error across each seam against the median inside the parts (`vidstyle.segments.seam_errors`),
+and of the same pairs in the one-piece painting.
 Wall-clock seconds; the same painting settings everywhere.
 """
 from __future__ import annotations
@@ -30,38 +31,56 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--segments", type=int, default=2)
     ap.add_argument("--style", default=None)
+    ap.add_argument("--seams-only", action="store_true", help="skip the timings; measure the seams only")
     a = ap.parse_args()
     job = StylizeJob(a.style, device="cpu")
     clips = [s.input for s in find_inputs([a.clips])]
     out = {"clips": len(clips), "style": job.label}
+    longest = max(clips, key=lambda p: Path(p).stat().st_size)
+    out["segments_clip"] = Path(longest).name
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        r = run_batch(clips, Path(tmp) / "local", job, executor="local")
-        out["batch_local_s"] = round(time.perf_counter() - t0, 1)
-        out["frames"] = r.frames
-        t0 = time.perf_counter()
-        r = run_batch(clips, Path(tmp) / "ray", job, executor="ray", cpus_per_task=1,
-                      ray_init={"num_cpus": a.workers, "include_dashboard": False})
-        out[f"batch_ray_{a.workers}_workers_s"] = round(time.perf_counter() - t0, 1)
-        assert r.ok and r.frames == out["frames"], r.to_dict()
-        longest = max(clips, key=lambda p: Path(p).stat().st_size)
-        out["segments_clip"] = Path(longest).name
-        t0 = time.perf_counter()
-        job(longest, str(Path(tmp) / "one.mp4"))
-        out["one_piece_s"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        stylize_segments(longest, Path(tmp) / "seg.mp4", job, segments=a.segments, executor="local")
-        out[f"segments_{a.segments}_s"] = round(time.perf_counter() - t0, 1)
-        # seams with the temporal stabiliser: with and without the warm-up overlap
+        if not a.seams_only:
+            timings(out, clips, longest, job, tmp, a)
+        # seams with the temporal stabiliser: the same pairs in one piece, then 3 parts with and without the
+        # warm-up overlap
         job_t = StylizeJob(a.style, device="cpu", temporal=True)
+        one = Path(tmp) / "one_t.mp4"
+        job_t(longest, str(one))
         for overlap in (30, 0):
             dst = Path(tmp) / f"seg_t{overlap}.mp4"
             r = stylize_segments(longest, dst, job_t, segments=3, overlap=overlap, executor="local")
-            e = seam_errors(longest, dst, r.cuts)
-            out[f"seams_3_overlap_{overlap}"] = {"cuts": r.cuts, "seam_errors": [round(x["error"], 5) for x in e["seams"]],
-                                                 "inside_median": round(e["inside_median"], 5),
-                                                 "worst_ratio": round(e["worst_ratio"], 2)}
+            if overlap == 30:
+                out["seams_one_piece"] = seams(longest, one, r.cuts)
+            out[f"seams_3_overlap_{overlap}"] = seams(longest, dst, r.cuts)
     print(json.dumps(out))
+
+
+def seams(src: str, painted: Path, cuts: list[int]) -> dict:
+    """The seams' errors; the median of the pairs near them, and of all the pairs inside the parts."""
+    e = seam_errors(src, painted, cuts, whole=True)
+    return {"cuts": cuts, "seam_errors": [round(x["error"], 5) for x in e["seams"]],
+            "inside_median": round(e["inside_median"], 5), "worst_ratio": round(e["worst_ratio"], 2),
+            "parts_median": round(e["parts_median"], 5), "worst_ratio_parts": round(e["worst_ratio_parts"], 2)}
+
+
+def timings(out: dict, clips: list, longest: str, job: StylizeJob, tmp: str, a) -> None:
+    """The batch of clips in one process and on a local Ray instance; the longest clip in one piece and in
+    ``a.segments`` parts."""
+    t0 = time.perf_counter()
+    r = run_batch(clips, Path(tmp) / "local", job, executor="local")
+    out["batch_local_s"] = round(time.perf_counter() - t0, 1)
+    out["frames"] = r.frames
+    t0 = time.perf_counter()
+    r = run_batch(clips, Path(tmp) / "ray", job, executor="ray", cpus_per_task=1,
+                  ray_init={"num_cpus": a.workers, "include_dashboard": False})
+    out[f"batch_ray_{a.workers}_workers_s"] = round(time.perf_counter() - t0, 1)
+    assert r.ok and r.frames == out["frames"], r.to_dict()
+    t0 = time.perf_counter()
+    job(longest, str(Path(tmp) / "one.mp4"))
+    out["one_piece_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    stylize_segments(longest, Path(tmp) / "seg.mp4", job, segments=a.segments, executor="local")
+    out[f"segments_{a.segments}_s"] = round(time.perf_counter() - t0, 1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
    deinterlacing as a whole run does), starts painting ``overlap`` frames early so that
    the temporal stabiliser has its history at the seam, throws those warm-up frames away, and encodes
    the rest with their own timestamps into a part file (video only). Every part file starts with a
-   keyframe (x264 starts each file with an IDR).
+   keyframe (x264 starts each file with an IDR); the frame on each side of a seam is encoded near
+   lossless (``x264_part_params``), so that the keyframe does not show as a jump.
 3. ``join_parts`` remuxes the parts' video packets into the output without re-encoding, timestamps
    kept, and copies the audio, subtitles and metadata once from the original, as ``vidstyle run`` does.
 
@@ -191,6 +192,24 @@ def part_suffix(dst: Path, codec: str | None) -> str:
     return ".mp4" if enc in MP4_PART_CODECS else (dst.suffix or ".mp4")
 
 
+SEAM_QP_BELOW_CRF = 10  # the frames on each side of a seam: x264 quantiser = CRF - 10 (docs/SCALING.md)
+
+
+def x264_part_params(part: Part, crf: int | None) -> str:
+    """The ``x264-params`` of a part's encoder.
+
+    ``stitchable=1`` keeps the headers independent of the content, so that the parts join by stream copy.
+    Every part but the first starts with a keyframe, whose fresh compression noise is a jump against the
+    P-frames before it; a zone gives the frame on each side of a seam a quantiser 10 below the CRF, so
+    that both are near lossless and the seam's warping error comes down to the one-piece encode's.
+    """
+    q = max(0, (18 if crf is None else crf) - SEAM_QP_BELOW_CRF)
+    n, first, last = part.frames, part.index == 0, part.end_pts is None
+    frames = sorted({*([] if first else [0]), *([] if last else [n - 1])})
+    zones = "/".join(f"{f},{f},q={q}" for f in frames)
+    return "stitchable=1" + (f":zones={zones}" if zones else "")
+
+
 def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
                progress: Callable[[int, int], None] | None = None) -> dict:
     """Paint ``part`` of ``src`` into ``part_path`` (video only, original timestamps); runs in a worker."""
@@ -206,10 +225,9 @@ def paint_part(job: StylizeJob, src: str, part: Part, part_path: str,
         stab = job.make_stabilizer()
         size = info.stored_size(job.out_size) if job.out_size else (info.width, info.height)
         codec = resolve_codec(job.codec or default_codec(Path(part_path)))
-        # x264 headers that do not depend on the content, so that the parts can be joined by stream copy
-        stitch = {"x264-params": "stitchable=1"} if codec == "libx264" else None
+        x264 = {"x264-params": x264_part_params(part, job.crf)} if codec == "libx264" else None
         writer = VideoWriter(part_path, info, size=size, codec=codec, crf=job.crf, preset=job.preset,
-                             overwrite=True, src=src, chroma=opts.get("chroma", "420"), encoder_options=stitch)
+                             overwrite=True, src=src, chroma=opts.get("chroma", "420"), encoder_options=x264)
         bs = job.batch_size or stylizer.auto_batch(info.height, info.width)
 
         def paint(batch):
@@ -566,7 +584,8 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
 
 
 # -- measuring the seams -------------------------------------------------------------------------
-def _frames_in(path: str | Path, wanted: set[int], max_side: int | None) -> dict[int, np.ndarray]:
+def _frames_in(path: str | Path, wanted: set[int] | None, max_side: int | None) -> dict[int, np.ndarray]:
+    """{index: (H, W, 3) uint8} of the frames in ``wanted`` (every frame when None), scaled to ``max_side``."""
     import cv2
 
     from .stylizer import scaled_size
@@ -574,26 +593,39 @@ def _frames_in(path: str | Path, wanted: set[int], max_side: int | None) -> dict
     got = {}
     with av.open(str(path)) as c:
         for i, f in enumerate(c.decode(video=0)):
-            if i in wanted:
+            if wanted is None or i in wanted:
                 rgb = f.to_ndarray(format="rgb24")
                 h, w = rgb.shape[:2]
                 hh, ww = scaled_size(h, w, max_side)
                 got[i] = cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA) if (hh, ww) != (h, w) else rgb
-            if wanted and i >= max(wanted):
+            if wanted is not None and (not wanted or i >= max(wanted)):
                 break
     return got
 
 
 def seam_errors(src: str | Path, output: str | Path, cuts: list[int], *, window: int = 6,
-                max_side: int | None = 360) -> dict:
+                max_side: int | None = 360, whole: bool = False) -> dict:
     """Short-term warping error (``vidstyle.evaluate``) across each seam vs inside the parts.
 
     For every cut c, the pairs (t-1, t) for t in [c - window, c + window) are measured with DIS flow on
     the input frames; the pair (c-1, c) is the seam, the others are inside a part. Returns
-    ``{"seams": [{"cut", "error", "inside_median"}], "inside_median", "worst_ratio"}``.
+    ``{"seams": [{"cut", "error", "inside_median"}], "inside_median", "worst_ratio"}``. With ``whole``,
+    every pair of the video is measured too: ``"parts_median"`` is the median of all the pairs that do not
+    cross a seam, and ``"worst_ratio_parts"`` the worst seam over it.
     """
-    wanted = {i for c in cuts for i in range(max(0, c - window - 1), c + window)}
-    return seam_table(_frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side), cuts, window=window)
+    wanted = None if whole else {i for c in cuts for i in range(max(0, c - window - 1), c + window)}
+    inputs, outputs = _frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side)
+    table = seam_table(inputs, outputs, cuts, window=window)
+    if whole:
+        from .evaluate import FlowBank, warping_errors
+
+        n = min(len(inputs), len(outputs))
+        errs = warping_errors([outputs[i] for i in range(n)], FlowBank([inputs[i] for i in range(n)]), 1)
+        seam_pairs = set(cuts)
+        med = float(np.median([e for t, e in enumerate(errs, 1) if t not in seam_pairs]))
+        worst = max((s["error"] for s in table["seams"]), default=None)
+        table.update(parts_median=med, worst_ratio_parts=(worst / med) if (worst is not None and med) else None)
+    return table
 
 
 def seam_table(inputs: dict[int, np.ndarray], outputs: dict[int, np.ndarray], cuts: list[int], *,
