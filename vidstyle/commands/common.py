@@ -81,7 +81,7 @@ EngineOpt = typer.Option(Engine.auto, "--engine", help="What runs the network: a
                          "installed, else PyTorch (always PyTorch on CUDA); openvino runs on the CPU only.")
 PrecisionOpt = typer.Option(Precision.auto, "--precision", help="Network precision: auto = fp16 on CUDA, bf16 on "
                             "CPUs with native bf16 (AVX-512 BF16, AMX), else fp32; in live mode int8 where the CPU has "
-                            "VNNI. int8 (CPU, OpenVINO): the network quantized once with NNCF, about 1.7x bf16's "
+                            "VNNI. int8 (CPU, OpenVINO): the network quantized once with NNCF, about 1.5x bf16's "
                             "speed, the finest strokes a little softer.")
 BrushOpt = typer.Option(1.0, "--brush", min=0.05, help="Brush size: 1 paints strokes as large, relative to the "
                         "picture, as the model learnt them, whatever the resolution (the frame is painted at the "
