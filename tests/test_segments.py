@@ -2,6 +2,7 @@
 same file as one process: frame count, timestamps, audio packets, metadata, and pixels within tolerance."""
 from __future__ import annotations
 
+import io
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -283,7 +284,7 @@ def test_frames_at_a_seam_are_encoded_near_lossless():
     frames = [np.roll(texture, 2 * i, axis=1) for i in range(n)]
 
     def psnr_per_frame(params: str) -> list[float]:
-        buf = __import__("io").BytesIO()
+        buf = io.BytesIO()
         with av.open(buf, "w", format="mp4") as c:
             s = c.add_stream("libx264", rate=30)
             s.width, s.height, s.pix_fmt = 96, 72, "yuv420p"
