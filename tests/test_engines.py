@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -328,6 +329,16 @@ def test_bad_engine_and_precision(bundled):
         Stylizer(bundled, "cpu", precision="fp16")
     with pytest.raises(VidstyleError, match="CPU"):
         engines.make_engine(bundled, torch.device("cuda"), "openvino")
+
+
+def test_int8_probe_agrees_with_the_cpu_flags():
+    """Live mode's int8 goes with AVX2 (torch's probe); on Linux the kernel's flags say the same."""
+    from vidstyle.precision import cpu_runs_int8
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file() or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the flags are read from /proc/cpuinfo on x86 Linux")
+    assert cpu_runs_int8() == (" avx2 " in cpuinfo.read_text().replace("\n", " "))
 
 
 def test_auto_choice_and_half(bundled, monkeypatch):

@@ -17,9 +17,10 @@ the network's raw output (N, 3, H, W) float32 on the Stylizer's device. Everythi
   a loaded 2-core machine, and their bf16 rounding differs from the one-frame model by one
   bf16 step (a 5-level difference after a YUV round trip on a flat random-net picture).
 
-  With ``int8`` (``--precision int8``, and live mode's ``auto`` on CPUs with VNNI when NNCF is installed) the
+  With ``int8`` (``--precision int8``, and live mode's ``auto`` on x86 CPUs with AVX2 when NNCF is installed) the
   graph is first quantized by NNCF (``vidstyle.quantize``) and cached beside the plain IR: about
-  1.7x bf16's speed here, at about 39 dB PSNR against fp32 on the bundled styles.
+  1.6x bf16's speed with AVX-512 VNNI and 1.65x fp32 on a plain AVX2 CPU, at 31 to 41 dB PSNR against
+  fp32 on the bundled styles (docs/PERFORMANCE.md).
 
 ``engine="auto"``: OpenVINO on the CPU when the package imports, torch otherwise (and on CUDA).
 
@@ -165,15 +166,15 @@ def _asked_openvino(model, dtype: torch.dtype | None, int8: bool = False) -> "Op
 
 
 def int8_pays() -> bool:
-    """Live painting's ``--precision auto`` on the CPU is int8 when the CPU has 8-bit dot products (VNNI)
-    and NNCF is installed; ``VIDSTYLE_INT8=0`` in the environment turns that off (``--precision bf16`` does
+    """Live painting's ``--precision auto`` on the CPU is int8 on x86 CPUs with AVX2 or more
+    (``precision.cpu_runs_int8``) when NNCF is installed; ``VIDSTYLE_INT8=0`` in the environment turns that off (``--precision bf16`` does
     it per run). Files are painted in bf16 unless ``--precision int8`` asks: int8 softens the finest strokes
     a little (docs/PERFORMANCE.md)."""
     from . import quantize
 
     if os.environ.get("VIDSTYLE_INT8", "").strip().lower() in ("0", "no", "off", "false"):
         return False
-    return prec.cpu_has_vnni() and quantize.installed()
+    return prec.cpu_runs_int8() and quantize.installed()
 
 
 def _int8_engine(model, device: torch.device, engine: str):

@@ -3,7 +3,8 @@
 ``quantize(om, model)`` takes the converted ``openvino.Model`` (inputs ``image`` (N, 3, H, W) in
 [0, 1] with any N, H, W, and ``mix`` (n_styles,)) and returns the same graph with 8-bit
 FakeQuantize nodes on the convolutions' inputs and weights; OpenVINO then runs those
-convolutions with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX), the rest in bf16 or f32.
+convolutions with 8-bit dot products (AVX-512 VNNI, AVX-VNNI, AMX; plain AVX2 without them), the rest
+in bf16 or f32.
 The graph keeps its dynamic sizes: one quantized model serves every frame size.
 
 Calibration needs pictures that look like what the network paints. No photos ship with
