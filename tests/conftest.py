@@ -33,6 +33,12 @@ def pattern(i: int, w: int, h: int) -> np.ndarray:
     return np.stack([r, g, b], -1).astype(np.uint8)
 
 
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """Peak signal-to-noise ratio of ``a`` against ``b`` in dB (inf when equal)."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
+
+
 def make_clip(path: Path, w: int = 64, h: int = 48, n: int = 12, fps: int = 25, audio: str | None = "aac",
               audio_tracks: int = 1, vfr: bool = False, rotation: int = 0, codec: str = "libx264",
               pix_fmt: str = "yuv420p", metadata: dict | None = None) -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import psnr
 from vidstyle import engines, precision
 from vidstyle.errors import VidstyleError
 from vidstyle.models import TransformerNet, arch_config, save_model
@@ -21,11 +22,6 @@ from vidstyle.stylizer import Stylizer
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "sample.mp4"
 needs_openvino = pytest.mark.skipif(not engines.openvino_available(),
                                     reason="openvino is not installed (pip install openvino)")
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(peak ** 2 / mse))
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from .api import RunResult, default_output
 from .batch import StylizeJob, connect_ray, error_line, task_resources, throttled_progress, wait_ray_tasks
 from .errors import VidstyleError
 from .io.reader import is_url
+from .io.writer import X264_CRF
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def x264_part_params(part: Part, crf: int | None) -> str:
     P-frames before it; a zone gives the frame on each side of a seam a quantiser 10 below the CRF, so
     that both are near lossless and the seam's warping error comes down to the one-piece encode's.
     """
-    q = max(0, (18 if crf is None else crf) - SEAM_QP_BELOW_CRF)
+    q = max(0, (X264_CRF if crf is None else crf) - SEAM_QP_BELOW_CRF)
     n, first, last = part.frames, part.index == 0, part.end_pts is None
     frames = sorted({*([] if first else [0]), *([] if last else [n - 1])})
     zones = "/".join(f"{f},{f},q={q}" for f in frames)
@@ -610,37 +611,50 @@ def seam_errors(src: str | Path, output: str | Path, cuts: list[int], *, window:
     For every cut c, the pairs (t-1, t) for t in [c - window, c + window) are measured with DIS flow on
     the input frames; the pair (c-1, c) is the seam, the others are inside a part. Returns
     ``{"seams": [{"cut", "error", "inside_median"}], "inside_median", "worst_ratio"}``. With ``whole``,
-    every pair of the video is measured too: ``"parts_median"`` is the median of all the pairs that do not
-    cross a seam, and ``"worst_ratio_parts"`` the worst seam over it.
+    every pair of the video is measured (once; the seams' figures come from the same pairs):
+    ``"parts_median"`` is the median of all the pairs that do not cross a seam, and
+    ``"worst_ratio_parts"`` the worst seam over it.
     """
     wanted = None if whole else {i for c in cuts for i in range(max(0, c - window - 1), c + window)}
     inputs, outputs = _frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side)
-    table = seam_table(inputs, outputs, cuts, window=window)
-    if whole:
-        from .evaluate import FlowBank, warping_errors
-
-        n = min(len(inputs), len(outputs))
-        errs = warping_errors([outputs[i] for i in range(n)], FlowBank([inputs[i] for i in range(n)]), 1)
-        seam_pairs = set(cuts)
-        med = float(np.median([e for t, e in enumerate(errs, 1) if t not in seam_pairs]))
-        worst = max((s["error"] for s in table["seams"]), default=None)
-        table.update(parts_median=med, worst_ratio_parts=(worst / med) if (worst is not None and med) else None)
+    if not whole:
+        return seam_table(inputs, outputs, cuts, window=window)
+    n = min(len(inputs), len(outputs))
+    pairs = _pair_errors(inputs, outputs, list(range(n)))
+    table = _seams_from_pairs(pairs, cuts, window)
+    seam_pairs = set(cuts)
+    med = float(np.median([e for t, e in pairs.items() if t not in seam_pairs]))
+    worst = max((s["error"] for s in table["seams"]), default=None)
+    table.update(parts_median=med, worst_ratio_parts=(worst / med) if (worst is not None and med) else None)
     return table
 
 
 def seam_table(inputs: dict[int, np.ndarray], outputs: dict[int, np.ndarray], cuts: list[int], *,
                window: int = 6) -> dict:
     """``seam_errors`` on frames already decoded: {frame index: (H, W, 3) uint8} of the input and output."""
-    from .evaluate import FlowBank, warping_errors
-
-    seams, inside = [], []
+    pairs = {}
     for c in cuts:
         idx = [i for i in range(max(0, c - window - 1), c + window) if i in inputs and i in outputs]
-        if c not in idx or c - 1 not in idx:
+        if c in idx and c - 1 in idx:
+            pairs.update(_pair_errors(inputs, outputs, idx))
+    return _seams_from_pairs(pairs, cuts, window)
+
+
+def _pair_errors(inputs: dict, outputs: dict, idx: list[int]) -> dict[int, float]:
+    """{t: warping error of the outputs' pair (idx before t, t)} over the consecutive frames ``idx``."""
+    from .evaluate import FlowBank, warping_errors
+
+    errs = warping_errors([outputs[i] for i in idx], FlowBank([inputs[i] for i in idx]), 1)
+    return dict(zip(idx[1:], errs))
+
+
+def _seams_from_pairs(pairs: dict[int, float], cuts: list[int], window: int) -> dict:
+    """The seams' table from the measured pairs {t: error of (t-1, t)}."""
+    seams, inside = [], []
+    for c in cuts:
+        if c not in pairs:
             continue
-        errs = warping_errors([outputs[i] for i in idx], FlowBank([inputs[i] for i in idx]), 1)
-        pairs = dict(zip(idx[1:], errs))  # t -> error of (t-1, t)
-        here = [e for t, e in pairs.items() if t != c]
+        here = [pairs[t] for t in range(max(1, c - window), c + window) if t != c and t in pairs]
         inside += here
         seams.append({"cut": c, "error": pairs[c], "inside_median": float(np.median(here)) if here else None})
     med = float(np.median(inside)) if inside else None

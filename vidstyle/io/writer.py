@@ -85,6 +85,7 @@ FORMATS = {
     ".gif": OutputFormat("gif", "gif", frozenset(), None, frozenset(), display_matrix=False),
 }
 # The presets of x264 and x265 (the libraries print their own line for others, so they are checked first).
+X264_CRF = 18  # x264 and x265 when --crf is not given
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 # Encoders that take odd sizes in 4:2:0; the others get one pixel of padding.
@@ -548,7 +549,7 @@ class VideoWriter:
                                     f"{', '.join(X264_PRESETS)}")
             # veryfast by default: the encoder shares the CPU with the painter, the slowest stage, and
             # x264's medium took enough of it to slow the whole run by a quarter (docs/PERFORMANCE.md)
-            opts = {"crf": str(18 if crf is None else crf), "preset": preset or "veryfast"}
+            opts = {"crf": str(X264_CRF if crf is None else crf), "preset": preset or "veryfast"}
             if self.encoder == "libx265":
                 opts["x265-params"] = "log-level=error"
             return opts
