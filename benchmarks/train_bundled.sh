@@ -14,8 +14,8 @@ STEPS=${STEPS:-40000}
 # (LR=3e-4 SEED=1 RUN=... INIT=<the first part's checkpoint>); docs/MODELS.md names the run in progress
 LR=${LR:-1e-3}
 SEED=${SEED:-0}
-# the bundled file's styles, in its order
-STYLES=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "benchmarks"); from styles_report import bundled_styles; print(*bundled_styles())')
+# the bundled file's styles, in its order (STYLES="a b": only those, e.g. with --init FILE --norm-only)
+STYLES=${STYLES:-$(.venv/bin/python -c 'import sys; sys.path.insert(0, "benchmarks"); from styles_report import bundled_styles; print(*bundled_styles())')}
 mkdir -p "$RUN"
 if [ ! -d "$RUN/photos" ]; then  # links to the training photos: all but the held-out ones
   .venv/bin/python - "$DATA/content" "$RUN/photos" <<'PYEOF'

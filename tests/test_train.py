@@ -481,6 +481,64 @@ def test_init_warm_starts_from_a_model_with_styles_matched_by_name(tmp_path):
 
 
 @needs_hed
+def test_norm_only_trains_one_style_and_keeps_the_others_exactly(tmp_path):
+    """--norm-only: only the trained styles' norm rows move; the --init file's other styles, its convolutions,
+    pictures and recorded strengths are written back unchanged; the loss of the trained style goes down."""
+    from vidstyle.models.files import load_model, with_temporal_strengths
+    from vidstyle.train.loop import Trainer, model_from_checkpoint
+    pic_b, pic_c = tmp_path / "b.png", tmp_path / "c.png"
+    style = cv2.imread(str(style_picture(tmp_path / "a.png")))
+    cv2.imwrite(str(pic_b), style[:, ::-1])
+    cv2.imwrite(str(pic_c), 255 - style)
+    base = tmp_path / "ab.safetensors"
+    Trainer(config(tmp_path, steps=4, styles=[str(tmp_path / "a.png"), str(pic_b)], output=str(base))).train()
+    with_temporal_strengths(base, base, {"a": 0.3, "b": 0.5}, overwrite=True)
+    src = load_model(base)
+    with pytest.raises(VidstyleError, match="needs --init"):
+        Trainer(config(tmp_path, styles=[str(pic_b)], norm_only=True, run_dir=str(tmp_path / "x")))
+
+    # retune "b": 30 steps lower its loss; "a" and every convolution stay bit for bit
+    t = Trainer(config(tmp_path, steps=30, styles=[str(pic_b)], init=str(base), norm_only=True, lr=0.1,
+                       run_dir=str(tmp_path / "b"), output=str(tmp_path / "b.safetensors")))
+    assert t.net_names == ["a", "b"] and t.style_index == [1]
+    assert all(p.requires_grad == k.endswith((".norm.weight", ".norm.bias")) for k, p in t.net.named_parameters())
+    before = fixed_batch_loss(t)
+    t.train()
+    assert fixed_batch_loss(t) < 0.9 * before  # 0.80 measured (lr 0.1: the gradient of the norm rows is small)
+    out = load_model(tmp_path / "b.safetensors")
+    assert out.styles == ["a", "b"]
+    moved = 0
+    for key, value in src.net.state_dict().items():
+        got = out.net.state_dict()[key]
+        if key.endswith((".norm.weight", ".norm.bias")):
+            assert torch.equal(got[0], value[0]), key  # "a": its rows untouched
+            moved += not torch.equal(got[1], value[1])
+        else:
+            assert torch.equal(got, value), key
+    assert moved > 0
+    assert torch.equal(out.style_images["a"], src.style_images["a"])  # from the --init file
+    assert not torch.equal(out.style_images["b"], src.style_images["a"])
+    assert out.temporal_strengths == {"a": 0.3}  # "b"'s strength was chosen for its old picture
+    assert out.training["norm_only"] is True
+
+    # a new style "c" joins the file's two; a resumed run (no --init given) still keeps their pictures
+    Trainer(config(tmp_path, steps=2, styles=[str(pic_c)], init=str(base), norm_only=True, checkpoint_every=2,
+                   run_dir=str(tmp_path / "c"), output=str(tmp_path / "c.safetensors"))).train()
+    ck = tmp_path / "c" / "checkpoint.safetensors"
+    with pytest.raises(VidstyleError, match="norm-only"):
+        Trainer(config(tmp_path, steps=4, styles=[str(pic_c)], resume=str(ck), run_dir=str(tmp_path / "c")))
+    Trainer(config(tmp_path, steps=4, styles=[str(pic_c)], resume=str(ck), norm_only=True, overwrite=True,
+                   run_dir=str(tmp_path / "c"), output=str(tmp_path / "c.safetensors"))).train()
+    for model in (load_model(tmp_path / "c.safetensors"),
+                  load_model(model_from_checkpoint(ck, tmp_path / "export.safetensors"))):
+        assert model.styles == ["a", "b", "c"] and model.training["steps"] == 4
+        assert set(model.style_images) == {"a", "b", "c"} and model.temporal_strengths == {"a": 0.3, "b": 0.5}
+        for key, value in src.net.state_dict().items():
+            got = model.net.state_dict()[key]
+            assert torch.equal(got[:2] if key.endswith((".norm.weight", ".norm.bias")) else got, value), key
+
+
+@needs_hed
 def test_a_non_finite_step_is_skipped_and_never_saved(tmp_path, monkeypatch):
     """A batch that makes the loss NaN leaves the weights as they were, and the run goes on."""
     from vidstyle.train.loop import Trainer
@@ -891,3 +949,23 @@ def test_bad_numbers_are_one_line_errors(tmp_path, option, value):
 def test_data_that_is_a_file(tmp_path):
     style = style_picture(tmp_path / "s.png")
     assert_one_line(train_cli(tmp_path, style, "--data", style), "--data", "not a folder")
+
+
+@needs_hed
+def test_cli_adds_a_style_to_the_bundled_model_by_name(tmp_path):
+    """`--init paintings --norm-only`: the bundled six come back unchanged beside the new style."""
+    from vidstyle.models.files import load_model
+    from vidstyle.models.registry import model_file
+    bundled = load_model(model_file("paintings"))
+    out = tmp_path / "seven.safetensors"
+    res = tiny_train(tmp_path, "--arch", "transformer", "--init", "paintings", "--norm-only", "--steps", "1",
+                     "--run-dir", tmp_path / "run", "-o", out)
+    assert res.exit_code == 0, res.output
+    seven = load_model(out)
+    assert seven.styles == bundled.styles + ["s"]
+    assert seven.temporal_strengths == bundled.temporal_strengths and set(seven.style_images) == set(seven.styles)
+    for key, value in bundled.net.state_dict().items():
+        got = seven.net.state_dict()[key]
+        assert torch.equal(got[:-1] if key.endswith((".norm.weight", ".norm.bias")) else got, value), key
+    res = tiny_train(tmp_path, "--init", "no_such_model", "--norm-only", "--run-dir", tmp_path / "run2")
+    assert_one_line(res, "unknown model", "paintings")

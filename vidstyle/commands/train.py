@@ -52,7 +52,8 @@ def train(
     preview_minutes: float = typer.Option(10.0, "--preview-minutes", min=0, help="Write RUN_DIR/preview.png (one row per style) and print the ETA every N minutes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output model, and start over in a --run-dir that holds an earlier run (its log, previews and checkpoints are replaced)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint.safetensors."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from the weights of a model file or checkpoint (same --arch) with this command's recipe: a fresh optimiser and step count. Styles are matched by name; new ones start from the mean of the file's styles."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from the weights of a model file or checkpoint (same --arch), or of a bundled or user model by name (paintings) with this command's recipe: a fresh optimiser and step count. Styles are matched by name; new ones start from the mean of the file's styles."),
+    norm_only: bool = typer.Option(False, "--norm-only", help="Train only each style's own norm parameters (Dumoulin et al.), with --init MODEL: its convolutions stay as they are, so its other styles stay exactly as they were and the new model keeps them beside the ones trained here. Adds a style to a multi-style model, or retunes one, e.g. `--init paintings.safetensors --norm-only --style-scale great_wave_off_kanagawa=0.5 great_wave_off_kanagawa.jpg`; every step goes to the styles given."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (at least 1)."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16. auto: bf16 autocast on CUDA and on CPUs with bf16 maths (AVX-512 BF16, AMX), else fp32."),
     loss_padding: str = typer.Option("reflect", "--loss-padding", help="Conv padding of the loss network: reflect (no bands along the edges) or zeros (as VGG was trained)."),
@@ -76,6 +77,10 @@ def train(
             raise VidstyleError(f"--arch must be transformer or lite, not {arch!r}")
         if output is not None and output.exists() and output.is_dir():
             raise VidstyleError(f"--output is a folder: {output}")
+        if init is not None and not init.exists():  # a model by name: --init paintings
+            from ..models.registry import model_file
+
+            init = model_file(str(init))
         cfg = TrainConfig(styles=styles, data=str(data), output=str(output) if output else None,
                           video_data=str(video_data) if video_data else None, flow=flow, arch=arch, size=size,
                           photo_size=photo_size, style_size=style_size, batch_size=batch_size, steps=steps, lr=lr, seed=seed,
@@ -83,7 +88,7 @@ def train(
                           temporal=temporal_loss, temporal_weight=temporal_weight,
                           feature_temporal_weight=feature_temporal_weight, loss_net=loss_net, device=device,
                           run_dir=str(run_dir) if run_dir else None, checkpoint_every=checkpoint_every,
-                          preview_every=preview_every, preview_minutes=preview_minutes, overwrite=overwrite, resume=str(resume) if resume else None, init=str(init) if init else None, threads=threads,
+                          preview_every=preview_every, preview_minutes=preview_minutes, overwrite=overwrite, resume=str(resume) if resume else None, init=str(init) if init else None, norm_only=norm_only, threads=threads,
                           precision=precision, loss_padding=loss_padding)
         bar = None
         quiet = quiet or os.environ.get("RANK", "0") != "0"  # under torchrun, rank 0 speaks for all

@@ -95,7 +95,7 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
                temporal_strengths: dict[str, float] | None = None) -> Path:
     """Write ``net`` to ``path`` (.safetensors) with its metadata, atomically.
 
-    ``style_images`` ((H, W, 3) uint8 tensors, one per style) are stored too, so that
+    ``style_images`` ((H, W, 3) uint8 tensors, one per style, or None for one without) are stored too, so that
     ``vidstyle eval`` can measure the style loss without the original pictures.
     ``temporal_strengths`` ({style: strength}) become the ``--temporal`` default of those styles.
     """
@@ -104,8 +104,9 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
         raise ValueError("one style name per conditional-norm slot")
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in net.state_dict().items()}
-    for i, img in enumerate(style_images or []):
-        tensors[f"{STYLE_IMAGE}{i}"] = img.to(torch.uint8).cpu().contiguous()
+    for i, img in enumerate(style_images or []):  # None: no picture for that style
+        if img is not None:
+            tensors[f"{STYLE_IMAGE}{i}"] = img.to(torch.uint8).cpu().contiguous()
     meta = {
         "format": FORMAT,
         "arch": json.dumps(net.config.to_dict()),

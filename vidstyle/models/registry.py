@@ -160,7 +160,7 @@ def resolve(spec: str | os.PathLike | None) -> tuple[Path, str | None]:
         model, inner = spec.rsplit(":", 1)
         if not model or not inner:
             raise VidstyleError(f"--style wants NAME, PATH or MODEL:STYLE, not {spec!r}")
-        return _model_path(model), inner
+        return model_file(model), inner
     if _pathlike(spec) or p.is_file():
         if not p.is_file():
             raise VidstyleError(f"model file not found: {spec}")
@@ -176,8 +176,9 @@ def _pathlike(s: str) -> bool:
     return s.endswith(".safetensors") or os.sep in s or bool(os.altsep and os.altsep in s)
 
 
-def _model_path(model: str) -> Path:
-    """The model part of ``MODEL:STYLE``: a path or a model file name (not a style inside a model)."""
+def model_file(model: str) -> Path:
+    """A model file by path or by its name among the bundled and user models (`paintings`), as the model
+    part of ``MODEL:STYLE`` names it (not a style inside a model). One-line errors."""
     p = Path(model).expanduser()
     if _pathlike(model) or p.is_file():
         if not p.is_file():

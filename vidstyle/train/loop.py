@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -78,6 +78,7 @@ class TrainConfig:
     overwrite: bool = False                # replace an existing output model
     resume: str | None = None
     init: str | None = None                # warm start: the weights of a model file or checkpoint, new recipe
+    norm_only: bool = False                # train only the styles' norm rows; the --init file's other styles are kept
     threads: int | None = None
     precision: str = "auto"                # auto | fp32 | bf16 (auto: bf16 on CUDA and on CPUs with bf16 maths)
     loss_padding: str = "reflect"          # the loss network's conv padding: reflect (no border bands) or zeros
@@ -90,7 +91,8 @@ class TrainConfig:
              "temporal", "temporal_weight", "feature_temporal_weight", "lr",
              # these change the losses or the data order too; a checkpoint from before they were
              # recorded has no value for them and is not refused for them
-             "data", "data_limit", "video_data", "flow", "loss_net", "loss_padding", "clip_grad", "precision")
+             "data", "data_limit", "video_data", "flow", "loss_net", "loss_padding", "clip_grad", "precision",
+             "norm_only")
 
 
 def _file_hash(path: str) -> str:
@@ -234,6 +236,46 @@ def result_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
+NORM_KEYS = (".norm.weight", ".norm.bias")  # the per-style (gamma, beta) rows of StyleNorm
+
+
+def _file_styles(path: Path, what: str) -> list[str]:
+    """The style names a model file or training checkpoint holds, in its order (one-line errors)."""
+    from ..models.metadata import read_metadata
+
+    if not path.is_file():
+        raise VidstyleError(f"{what} not found: {path}")
+    try:
+        names = json.loads(read_metadata(path).get("styles", "[]"))
+    except (VidstyleError, ValueError):
+        raise VidstyleError(f"{what} {path} is not a vidstyle model file or training checkpoint") from None
+    return [str(n) for n in names] or [path.stem]
+
+
+def _kept_extras(cfg: "TrainConfig", names: list[str], pictures: dict) -> tuple[list, dict[str, float]]:
+    """The style pictures (one per name, None where unknown) and the recorded ``--temporal`` strengths
+    of a model about to be written.
+
+    ``pictures`` has the trained styles'. A --norm-only run also holds the --init model's other styles,
+    unchanged: their pictures and strengths come from that file while it is still where the run found it.
+    A retrained style's strength is not carried over: it was chosen for the old picture.
+    """
+    from ..models.files import load_model
+
+    strengths: dict[str, float] = {}
+    init = Path(cfg.init) if cfg.init else None
+    if cfg.norm_only and init is not None and init.is_file():
+        try:
+            model = load_model(init)
+        except VidstyleError:  # a training checkpoint: no pictures or strengths
+            model = None
+        if model is not None:
+            trained = set(cfg.names or [Path(s).stem for s in cfg.styles])
+            pictures = {**{n: v for n, v in model.style_images.items() if n not in trained}, **pictures}
+            strengths = {n: v for n, v in model.temporal_strengths.items() if n not in trained and n in names}
+    return [pictures.get(n) for n in names], strengths
+
+
 def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int, loss_net: str, precision: str,
                     images: int | None, final_losses: dict | None, device: str, world_size: int) -> dict:
     """The ``training`` metadata of a model file: how it was made."""
@@ -249,7 +291,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
                     "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
         "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "ema": cfg.ema, "final_losses": final_losses,
-        "init": Path(cfg.init).name if cfg.init else None,
+        "init": Path(cfg.init).name if cfg.init else None, "norm_only": cfg.norm_only,
         "seconds": round(seconds, 1), "device": device, "world_size": world_size,
     }
 
@@ -280,9 +322,12 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
         raise VidstyleError(f"{checkpoint} does not hold a {cfg.arch} network with {len(names)} styles") from None
     if not _finite(net):
         raise VidstyleError(f"{checkpoint} holds weights that are not finite")
-    pictures = None
+    trained = cfg.names or [Path(s).stem for s in cfg.styles]
+    pictures = {}
     if all(Path(s).is_file() for s in cfg.styles):
-        pictures = [_picture(_style_image(s, cfg.style_size)) for s in cfg.styles]
+        pictures = {n: _picture(_style_image(s, cfg.style_size)) for n, s in zip(trained, cfg.styles)}
+    pictures, strengths = _kept_extras(cfg, names, pictures)
+    strengths.update(temporal_strengths or {})
     training = training_record(cfg, int(meta["step"]), float(meta.get("seconds", 0.0)),
                                scale=photo_scale(cfg.size, cfg.photo_size),
                                loss_net=cfg.loss_net, precision=cfg.precision, images=None, final_losses=None,
@@ -290,7 +335,7 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
     training["checkpoint"] = checkpoint.name
     output.parent.mkdir(parents=True, exist_ok=True)
     return save_model(output, net.eval(), names, training, style_images=pictures,
-                      temporal_strengths=temporal_strengths)
+                      temporal_strengths=strengths or None)
 
 
 def _check_numbers(cfg: TrainConfig) -> None:
@@ -373,6 +418,16 @@ class Trainer:
         bad = [f"{n}={v}" for n, v in cfg.style_scales.items() if not (math.isfinite(v) and v > 0)]
         if bad:
             raise VidstyleError(f"--style-scale factors must be above 0: {', '.join(bad)}")
+        # The network's styles: the trained ones, and with --norm-only also the --init file's others, which
+        # ride along unchanged (their norm rows get no gradient; the weights they share are frozen).
+        self.net_names = list(self.names)
+        if cfg.norm_only:
+            source = cfg.resume or cfg.init
+            if not source:
+                raise VidstyleError("--norm-only needs --init MODEL: the network whose shared weights it keeps")
+            held = _file_styles(Path(source), "resume file" if cfg.resume else "--init file")
+            self.net_names = held + [n for n in self.names if n not in held]
+        self.style_index = [self.net_names.index(n) for n in self.names]  # trained style k -> its norm row
         self.run_dir = Path(cfg.run_dir or Path("runs") / "+".join(self.names))
         self.output = Path(cfg.output) if cfg.output else None
         self._check_paths()  # before any slow work
@@ -420,13 +475,17 @@ class Trainer:
         dtype = precision.resolve(cfg.precision, self.device)
         self.amp = torch.bfloat16 if dtype is not None else None
         torch.manual_seed(cfg.seed)  # same seed, same initial network
-        self.net = TransformerNet(arch_config(cfg.arch, len(cfg.styles))).to(self.device)
+        self.net = TransformerNet(arch_config(cfg.arch, len(self.net_names))).to(self.device)
+        if cfg.norm_only:  # Dumoulin et al.: a style is its (gamma, beta) rows; the convolutions stay as in --init
+            for key, p in self.net.named_parameters():
+                p.requires_grad_(key.endswith(NORM_KEYS))
         self.channels_last = self.cuda  # on the CPU, channels_last measured slightly slower (oneDNN bf16)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
             self.vgg = self.vgg.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # one crop size all run long: pick the fastest kernels once
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.opt = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
+                                     weight_decay=0.0)
         self.model = self.net  # what the forward pass calls: the net, or its DDP wrapper
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -533,7 +592,7 @@ class Trainer:
         """The weighted losses of ``step`` (``data``: ``batch(step)``, made here when not given)."""
         cfg = self.cfg
         k = step % len(self.grams)
-        mix = F.one_hot(torch.tensor(k), len(self.grams)).float().to(self.device)
+        mix = self._mix(k)
         x, flow, mask = data if data is not None else self.batch(step)
         temporal = self.temporal
         x = x.to(self.device, non_blocking=True)
@@ -577,6 +636,10 @@ class Trainer:
              "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
+
+    def _mix(self, k: int) -> torch.Tensor:
+        """The network's one-hot style mix (n_net_styles,) for the trained style k."""
+        return F.one_hot(torch.tensor(self.style_index[k]), len(self.net_names)).float().to(self.device)
 
     def train_step(self, data: tuple | None = None) -> dict[str, float]:
         self.net.train()
@@ -650,7 +713,7 @@ class Trainer:
                     tensors[f"opt.{i}.{key}"] = st[key].detach().cpu().contiguous()
             if "step" in st:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
-        meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.names),
+        meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.net_names),
                 "style_hashes": json.dumps(self.style_hashes), "world_size": str(self.world),
                 "loss_net_source": self.vgg.source,
                 **meta_ema}
@@ -689,6 +752,8 @@ class Trainer:
                                 f"not {self.world}")
         if json.loads(meta.get("style_hashes", "[]")) != self.style_hashes:
             raise VidstyleError(f"resume file {path} was trained on other style images")
+        if self.cfg.norm_only and not self.cfg.init and old.get("init"):  # where its kept styles' pictures are
+            self.cfg = replace(self.cfg, init=old["init"])
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
             self.net.load_state_dict(state)
@@ -745,13 +810,13 @@ class Trainer:
             src = state.get(key)
             if src is None:
                 raise VidstyleError(f"--init {path} does not match --arch {self.cfg.arch} (no {key})")
-            if key.endswith((".norm.weight", ".norm.bias")):  # (n_styles, C): one row per style
-                rows = [src[names.index(n)] if n in names else src.mean(0) for n in self.names]
+            if key.endswith(NORM_KEYS):  # (n_styles, C): one row per style
+                rows = [src[names.index(n)] if n in names else src.mean(0) for n in self.net_names]
                 src = torch.stack(rows)
             if tuple(src.shape) != tuple(value.shape):
                 raise VidstyleError(f"--init {path} does not match --arch {self.cfg.arch} ({key})")
             value.copy_(src.to(value.dtype))
-        log.info("warm start from %s (%s)", path, ", ".join(n for n in self.names if n in names) or "no shared styles")
+        log.info("warm start from %s (%s)", path, ", ".join(n for n in self.net_names if n in names) or "no shared styles")
 
     def preview(self) -> Path:
         net = self.result_net.eval()
@@ -760,8 +825,7 @@ class Trainer:
             x = self.preview_x.to(self.device)
             rows.append(_grid(x))
             for k in range(len(self.grams)):
-                mix = F.one_hot(torch.tensor(k), len(self.grams)).float().to(self.device)
-                rows.append(_grid(net(x, mix).float()))
+                rows.append(_grid(net(x, self._mix(k)).float()))
         img = np.concatenate(rows, 0)
         path = self.run_dir / "preview.png"
         cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -871,8 +935,10 @@ class Trainer:
                                    loss_net=self.vgg.source, precision=precision.name(self.amp),
                                    images=self.images, final_losses=last, device=str(self.device),
                                    world_size=self.world)
+        pictures, strengths = _kept_extras(cfg, self.net_names, dict(zip(self.names, self.style_pictures)))
         try:
-            save_model(out, self.result_net.eval(), self.names, training, style_images=self.style_pictures)
+            save_model(out, self.result_net.eval(), self.net_names, training, style_images=pictures,
+                       temporal_strengths=strengths)
         except VidstyleError:
             raise
         except Exception as e:  # noqa: BLE001 - a full disk: the checkpoint just saved holds the same network
