@@ -498,7 +498,7 @@ def test_norm_only_trains_one_style_and_keeps_the_others_exactly(tmp_path):
         Trainer(config(tmp_path, styles=[str(pic_b)], norm_only=True, run_dir=str(tmp_path / "x")))
 
     # retune "b": 30 steps lower its loss; "a" and every convolution stay bit for bit
-    t = Trainer(config(tmp_path, steps=30, styles=[str(pic_b)], init=str(base), norm_only=True, lr=0.1,
+    t = Trainer(config(tmp_path, steps=30, styles=[str(pic_b)], init=str(base), norm_only=True, lr=0.1, ema=0.9,
                        run_dir=str(tmp_path / "b"), output=str(tmp_path / "b.safetensors")))
     assert t.net_names == ["a", "b"] and t.style_index == [1]
     assert all(p.requires_grad == k.endswith((".norm.weight", ".norm.bias")) for k, p in t.net.named_parameters())
