@@ -139,7 +139,8 @@ def main() -> None:
     names = json.loads(meta["styles"])
     styles = args.styles or names
     training = json.loads(meta.get("training", "{}"))
-    images = dict(zip(names, training.get("style_images", [f"{s}.jpg" for s in names])))
+    # the trained styles' pictures (a --norm-only file also holds styles trained earlier: NAME.jpg)
+    images = dict(zip(training.get("trained_styles", names), training.get("style_images", [f"{s}.jpg" for s in names])))
     photos = {n: photo(n) for n in HELD_OUT}
     frames = [frame(n) for n in FRAMES]
     report = {"model": Path(args.model).name, "held_out": HELD_OUT, "preview_photos": PREVIEW, "frames": FRAMES,

@@ -52,7 +52,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = read_metadata(Path(args.model))
     names = json.loads(meta["styles"])
-    images = dict(zip(names, json.loads(meta.get("training", "{}")).get("style_images", [f"{s}.jpg" for s in names])))
+    training = json.loads(meta.get("training", "{}"))  # a --norm-only file names the styles it trained
+    images = dict(zip(training.get("trained_styles", names), training.get("style_images", [f"{s}.jpg" for s in names])))
     seqs = sorted(p for p in DAVIS.iterdir() if p.is_dir())
     clips = {s.name: load_frames(s, args.max_frames, args.max_side) for s in seqs}
     banks = {n: FlowBank(f) for n, f in clips.items()}

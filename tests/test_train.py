@@ -496,6 +496,12 @@ def test_norm_only_trains_one_style_and_keeps_the_others_exactly(tmp_path):
     src = load_model(base)
     with pytest.raises(VidstyleError, match="needs --init"):
         Trainer(config(tmp_path, styles=[str(pic_b)], norm_only=True, run_dir=str(tmp_path / "x")))
+    with pytest.raises(VidstyleError, match="-o FILE"):
+        Trainer(config(tmp_path, styles=[str(pic_b)], init=str(base), norm_only=True, output=None,
+                       run_dir=str(tmp_path / "x")))
+    with pytest.raises(VidstyleError, match="scale 256 px"):  # one scale for all the styles of a model
+        Trainer(config(tmp_path, styles=[str(pic_b)], init=str(base), norm_only=True, photo_size=128,
+                       run_dir=str(tmp_path / "x")))
 
     # retune "b": 30 steps lower its loss; "a" and every convolution stay bit for bit
     t = Trainer(config(tmp_path, steps=30, styles=[str(pic_b)], init=str(base), norm_only=True, lr=0.1, ema=0.9,
@@ -521,10 +527,12 @@ def test_norm_only_trains_one_style_and_keeps_the_others_exactly(tmp_path):
     assert out.temporal_strengths == {"a": 0.3}  # "b"'s strength was chosen for its old picture
     assert out.training["norm_only"] is True
 
-    # a new style "c" joins the file's two; a resumed run (no --init given) still keeps their pictures
+    # a new style "c" joins the file's two; a resumed run (no --init given) still keeps their pictures and
+    # strengths, from its checkpoint: the --init file may have gone
     Trainer(config(tmp_path, steps=2, styles=[str(pic_c)], init=str(base), norm_only=True, checkpoint_every=2,
                    run_dir=str(tmp_path / "c"), output=str(tmp_path / "c.safetensors"))).train()
     ck = tmp_path / "c" / "checkpoint.safetensors"
+    base.rename(tmp_path / "moved.safetensors")
     with pytest.raises(VidstyleError, match="norm-only"):
         Trainer(config(tmp_path, steps=4, styles=[str(pic_c)], resume=str(ck), run_dir=str(tmp_path / "c")))
     Trainer(config(tmp_path, steps=4, styles=[str(pic_c)], resume=str(ck), norm_only=True, overwrite=True,
@@ -959,6 +967,7 @@ def test_cli_adds_a_style_to_the_bundled_model_by_name(tmp_path):
     bundled = load_model(model_file("paintings"))
     out = tmp_path / "seven.safetensors"
     res = tiny_train(tmp_path, "--arch", "transformer", "--init", "paintings", "--norm-only", "--steps", "1",
+                     "--photo-size", "256",  # the scale of the bundled model: all of its styles share it
                      "--run-dir", tmp_path / "run", "-o", out)
     assert res.exit_code == 0, res.output
     seven = load_model(out)

@@ -77,7 +77,7 @@ def train(
             raise VidstyleError(f"--arch must be transformer or lite, not {arch!r}")
         if output is not None and output.exists() and output.is_dir():
             raise VidstyleError(f"--output is a folder: {output}")
-        if init is not None and not init.exists():  # a model by name: --init paintings
+        if init is not None and not init.is_file():  # a model by name: --init paintings
             from ..models.registry import model_file
 
             init = model_file(str(init))

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -226,6 +226,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("photo_size", None)  # and from before --photo-size (photos at 1.15 x the crop)
     config.setdefault("loss_padding", "zeros")  # and from before --loss-padding
     config.setdefault("clip_grad", 0.0)  # and from before --clip-grad
+    config.setdefault("norm_only", False)  # and from before --norm-only
     return meta, config, tensors
 
 
@@ -252,28 +253,24 @@ def _file_styles(path: Path, what: str) -> list[str]:
     return [str(n) for n in names] or [path.stem]
 
 
-def _kept_extras(cfg: "TrainConfig", names: list[str], pictures: dict) -> tuple[list, dict[str, float]]:
-    """The style pictures (one per name, None where unknown) and the recorded ``--temporal`` strengths
-    of a model about to be written.
+KEPT_PICTURE = "kept_picture."  # checkpoint tensors: the pictures of the styles a --norm-only run keeps
 
-    ``pictures`` has the trained styles'. A --norm-only run also holds the --init model's other styles,
-    unchanged: their pictures and strengths come from that file while it is still where the run found it.
-    A retrained style's strength is not carried over: it was chosen for the old picture.
-    """
-    from ..models.files import load_model
 
-    strengths: dict[str, float] = {}
-    init = Path(cfg.init) if cfg.init else None
-    if cfg.norm_only and init is not None and init.is_file():
+def _kept_from_checkpoint(meta: dict, config: dict, tensors: dict) -> tuple[dict, dict[str, float]]:
+    """What a --norm-only checkpoint holds of the --init model's kept styles: ({name: picture}, {name: strength})."""
+    if "kept_strengths" not in meta and config.get("norm_only") and config.get("init"):
+        # the first --norm-only checkpoints (2026-11-27) did not store them: the --init model file, if still there
+        from ..models.files import load_model
+
+        trained = set(config.get("names") or [Path(s).stem for s in config.get("styles", [])])
         try:
-            model = load_model(init)
-        except VidstyleError:  # a training checkpoint: no pictures or strengths
-            model = None
-        if model is not None:
-            trained = set(cfg.names or [Path(s).stem for s in cfg.styles])
-            pictures = {**{n: v for n, v in model.style_images.items() if n not in trained}, **pictures}
-            strengths = {n: v for n, v in model.temporal_strengths.items() if n not in trained and n in names}
-    return [pictures.get(n) for n in names], strengths
+            model = load_model(config["init"])
+        except VidstyleError:
+            return {}, {}
+        return ({n: v for n, v in model.style_images.items() if n not in trained},
+                {n: v for n, v in model.temporal_strengths.items() if n not in trained})
+    pictures = {k[len(KEPT_PICTURE):]: v for k, v in tensors.items() if k.startswith(KEPT_PICTURE)}
+    return pictures, {str(k): float(v) for k, v in json.loads(meta.get("kept_strengths", "{}")).items()}
 
 
 def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int, loss_net: str, precision: str,
@@ -292,6 +289,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "ema": cfg.ema, "final_losses": final_losses,
         "init": Path(cfg.init).name if cfg.init else None, "norm_only": cfg.norm_only,
+        "trained_styles": cfg.names or [Path(s).stem for s in cfg.styles],  # style_images' names
         "seconds": round(seconds, 1), "device": device, "world_size": world_size,
     }
 
@@ -323,10 +321,9 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
     if not _finite(net):
         raise VidstyleError(f"{checkpoint} holds weights that are not finite")
     trained = cfg.names or [Path(s).stem for s in cfg.styles]
-    pictures = {}
+    pictures, strengths = _kept_from_checkpoint(meta, config, tensors)  # a --norm-only run's kept styles
     if all(Path(s).is_file() for s in cfg.styles):
-        pictures = {n: _picture(_style_image(s, cfg.style_size)) for n, s in zip(trained, cfg.styles)}
-    pictures, strengths = _kept_extras(cfg, names, pictures)
+        pictures.update({n: _picture(_style_image(s, cfg.style_size)) for n, s in zip(trained, cfg.styles)})
     strengths.update(temporal_strengths or {})
     training = training_record(cfg, int(meta["step"]), float(meta.get("seconds", 0.0)),
                                scale=photo_scale(cfg.size, cfg.photo_size),
@@ -334,7 +331,7 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
                                device="unknown", world_size=1)
     training["checkpoint"] = checkpoint.name
     output.parent.mkdir(parents=True, exist_ok=True)
-    return save_model(output, net.eval(), names, training, style_images=pictures,
+    return save_model(output, net.eval(), names, training, style_images=[pictures.get(n) for n in names],
                       temporal_strengths=strengths or None)
 
 
@@ -425,6 +422,9 @@ class Trainer:
             source = cfg.resume or cfg.init
             if not source:
                 raise VidstyleError("--norm-only needs --init MODEL: the network whose shared weights it keeps")
+            if not cfg.output:
+                raise VidstyleError("--norm-only writes a model that also holds the --init model's styles: "
+                                    "name it with -o FILE.safetensors")
             held = _file_styles(Path(source), "resume file" if cfg.resume else "--init file")
             self.net_names = held + [n for n in self.names if n not in held]
         self.style_index = [self.net_names.index(n) for n in self.names]  # trained style k -> its norm row
@@ -511,6 +511,10 @@ class Trainer:
         # otherwise it starts from the weights loaded below.
         self.ema_net: TransformerNet | None = None
         self.ema_updates = 0  # how many steps the average holds (its warm-up)
+        # --norm-only: the pictures and --temporal strengths of the --init model's other styles, which the
+        # model file holds again; kept in checkpoints, so a resume or an export does not need that file
+        self.kept_pictures: dict[str, torch.Tensor] = {}
+        self.kept_strengths: dict[str, float] = {}
         if cfg.resume and cfg.init:
             raise VidstyleError("give --resume (continue a run) or --init (start from its weights), not both")
         if cfg.resume:
@@ -715,8 +719,9 @@ class Trainer:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
         meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.net_names),
                 "style_hashes": json.dumps(self.style_hashes), "world_size": str(self.world),
-                "loss_net_source": self.vgg.source,
+                "loss_net_source": self.vgg.source, "kept_strengths": json.dumps(self.kept_strengths),
                 **meta_ema}
+        tensors.update({KEPT_PICTURE + n: v.contiguous() for n, v in self.kept_pictures.items()})
         atomic = AtomicPath(path)
         try:
             save_file(tensors, str(atomic.tmp), metadata=meta)
@@ -752,8 +757,7 @@ class Trainer:
                                 f"not {self.world}")
         if json.loads(meta.get("style_hashes", "[]")) != self.style_hashes:
             raise VidstyleError(f"resume file {path} was trained on other style images")
-        if self.cfg.norm_only and not self.cfg.init and old.get("init"):  # where its kept styles' pictures are
-            self.cfg = replace(self.cfg, init=old["init"])
+        self.kept_pictures, self.kept_strengths = _kept_from_checkpoint(meta, old, tensors)
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
             self.net.load_state_dict(state)
@@ -800,11 +804,21 @@ class Trainer:
         if checkpoint:  # the network its run writes
             meta, config, tensors = read_checkpoint(path, "--init file")
             state, names, arch = result_weights(tensors), json.loads(meta.get("styles", "[]")), config.get("arch")
+            scale = photo_scale(config.get("size", 0), config.get("photo_size"))
+            pictures, strengths = _kept_from_checkpoint(meta, config, tensors)
         else:  # a model file (load_model has its own one-line errors)
             model = load_model(path)
             state, names, arch = model.net.state_dict(), model.styles, model.net.config.arch
+            scale, pictures, strengths = model.training.get("scale"), model.style_images, model.temporal_strengths
         if arch != self.cfg.arch:
             raise VidstyleError(f"--init {path} is a {arch} network, not --arch {self.cfg.arch}")
+        if self.cfg.norm_only:  # one scale for the whole model: the kept styles were trained at the file's
+            own = photo_scale(self.cfg.size, self.cfg.photo_size)
+            if scale and int(scale) != own:
+                raise VidstyleError(f"--init {path} was trained at scale {scale} px and --norm-only keeps its styles: "
+                                    f"train at the same scale (--photo-size {scale}), not {own}")
+            self.kept_pictures = {n: v for n, v in pictures.items() if n in self.net_names and n not in self.names}
+            self.kept_strengths = {n: v for n, v in strengths.items() if n in self.net_names and n not in self.names}
         own = self.net.state_dict()
         for key, value in own.items():
             src = state.get(key)
@@ -935,10 +949,11 @@ class Trainer:
                                    loss_net=self.vgg.source, precision=precision.name(self.amp),
                                    images=self.images, final_losses=last, device=str(self.device),
                                    world_size=self.world)
-        pictures, strengths = _kept_extras(cfg, self.net_names, dict(zip(self.names, self.style_pictures)))
+        pictures = {**self.kept_pictures, **dict(zip(self.names, self.style_pictures))}
         try:
-            save_model(out, self.result_net.eval(), self.net_names, training, style_images=pictures,
-                       temporal_strengths=strengths)
+            save_model(out, self.result_net.eval(), self.net_names, training,
+                       style_images=[pictures.get(n) for n in self.net_names],
+                       temporal_strengths=self.kept_strengths or None)
         except VidstyleError:
             raise
         except Exception as e:  # noqa: BLE001 - a full disk: the checkpoint just saved holds the same network
