@@ -128,7 +128,7 @@ def test_default_style_stays_starry_night(user_models):
     assert registry.resolve(None) == (registry.BUNDLED_DIR / "paintings.safetensors", "starry_night")
     from vidstyle.api import load_model
     model = load_model(None)
-    assert model.label == "starry_night" and model.net.mix.tolist() == [1.0, 0, 0, 0, 0, 0]
+    assert model.label == "starry_night" and model.net.mix.tolist() == [1.0] + [0.0] * (len(PAINTINGS) - 1)
 
 
 def test_a_user_model_hides_the_bundled_model_of_the_same_name(user_models):
