@@ -85,6 +85,11 @@ class TrainConfig:
     data_limit: int | None = None
     names: list[str] = field(default_factory=list)  # style names; default the image stems
 
+    @property
+    def style_names(self) -> list[str]:
+        """The names of the styles this run trains: ``names``, or the style images' stems."""
+        return self.names or [Path(x).stem for x in self.styles]
+
     # options a resumed run must share with the checkpoint
     MATCH = ("arch", "size", "photo_size", "style_size", "batch_size", "seed", "content_weight", "content_layer",
              "style_weight", "style_scales", "style_norm", "style_octaves", "content_octave", "tv_weight", "layout_weight", "colour_weight",
@@ -289,7 +294,7 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "ema": cfg.ema, "final_losses": final_losses,
         "init": Path(cfg.init).name if cfg.init else None, "norm_only": cfg.norm_only,
-        "trained_styles": cfg.names or [Path(s).stem for s in cfg.styles],  # style_images' names
+        "trained_styles": cfg.style_names,  # style_images' names
         "seconds": round(seconds, 1), "device": device, "world_size": world_size,
     }
 
@@ -320,7 +325,7 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
         raise VidstyleError(f"{checkpoint} does not hold a {cfg.arch} network with {len(names)} styles") from None
     if not _finite(net):
         raise VidstyleError(f"{checkpoint} holds weights that are not finite")
-    trained = cfg.names or [Path(s).stem for s in cfg.styles]
+    trained = cfg.style_names
     pictures, strengths = _kept_from_checkpoint(meta, config, tensors)  # a --norm-only run's kept styles
     if all(Path(s).is_file() for s in cfg.styles):
         pictures.update({n: _picture(_style_image(s, cfg.style_size)) for n, s in zip(trained, cfg.styles)})
@@ -403,7 +408,7 @@ class Trainer:
                                 f"32 px, not {cfg.content_octave}")
         if cfg.temporal not in ("output", "reconet", "none"):
             raise VidstyleError(f"--temporal-loss must be output, reconet or none, not {cfg.temporal!r}")
-        self.names = cfg.names or [Path(s).stem for s in cfg.styles]
+        self.names = cfg.style_names
         twice = sorted({n for n in self.names if self.names.count(n) > 1})
         if twice:
             raise VidstyleError(f"two style images are named {', '.join(twice)}: a model finds its styles by name; "
