@@ -11,22 +11,25 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 import av
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vidstyle.errors import VidstyleError  # noqa: E402
+from vidstyle.segments import probe_video  # noqa: E402
+
 
 def streams(path: str) -> tuple[list[float], str, int]:
-    """(video frame times in seconds, sha1 of the audio packets' bytes, audio packet count)."""
-    times, audio, n_audio = [], hashlib.sha1(), 0
+    """(the shown video frames' times in seconds, sha1 of the audio packets' bytes, audio packet count)."""
+    pts, _, tb = probe_video(path)
+    audio, n_audio = hashlib.sha1(), 0
     with av.open(path) as c:
-        v = c.streams.video[0]
-        for packet in c.demux():
-            if packet.stream.type == "audio" and packet.size:
+        for packet in c.demux(*c.streams.audio):
+            if packet.size:
                 audio.update(bytes(packet))
                 n_audio += 1
-            elif packet.stream is v and packet.pts is not None:
-                times.append(round(float(packet.pts * v.time_base), 6))
-    return sorted(times), audio.hexdigest(), n_audio
+    return [round(float(p * tb), 6) for p in pts], audio.hexdigest(), n_audio
 
 
 def main() -> None:
@@ -37,7 +40,7 @@ def main() -> None:
         t_out, a_out, n_out = streams(out)
         row.update(frames_in=len(t_in), frames_out=len(t_out), timestamps_equal=t_in == t_out,
                    audio_packets_in=n_in, audio_packets_out=n_out, audio_bytes_equal=a_in == a_out)
-    except (OSError, av.error.FFmpegError, IndexError) as e:
+    except (OSError, av.error.FFmpegError, VidstyleError) as e:
         row["error"] = f"{type(e).__name__}: {e}"
     print(json.dumps(row))
 

@@ -23,7 +23,6 @@ if [ -n "$WHEELS" ]; then
   export PYTHONPATH=/tmp/vidstyle-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-vs() { "$PY" -m vidstyle "$@"; }
 {
   echo "== machine"
   "$PY" -c 'import torch, av; print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
@@ -38,7 +37,7 @@ echo "== pytest (rc $?): $(tail -n 1 "$OUT/pytest.txt")" >>"$OUT/summary.txt"
 check_run() {  # NAME, then vidstyle run options
   local name=$1; shift
   local t0=$SECONDS
-  vs run samples/sample.mp4 -o "$OUT/run_$name.mp4" --overwrite --device "$DEVICE" "$@" >"$OUT/run_$name.log" 2>&1
+  "$PY" -m vidstyle run samples/sample.mp4 -o "$OUT/run_$name.mp4" --overwrite --device "$DEVICE" "$@" >"$OUT/run_$name.log" 2>&1
   local rc=$?
   "$PY" benchmarks/gpu_run_check.py samples/sample.mp4 "$OUT/run_$name.mp4" "$rc" $((SECONDS - t0)) \
     >"$OUT/run_$name.json" 2>>"$OUT/run_$name.log"
