@@ -52,11 +52,27 @@ class Photos:
     (default ``size`` * 1.15), then cropped to ``size``. A larger ``short_side`` shows the network
     less of each photo per crop, so it learns larger brush strokes relative to the picture."""
 
-    def __init__(self, folder: str | Path, size: int, limit: int | None = None, short_side: int | None = None):
+    def __init__(self, folder: str | Path, size: int, limit: int | None = None, short_side: int | None = None,
+                 targets: list[Path] | None = None):
         folder = Path(folder)
         if not folder.is_dir():
             raise VidstyleError(f"data folder not found: {folder}")
         self.files = find_images(folder)
+        # Painted targets (train --targets): per style a folder that mirrors this one, REL.png beside REL.*;
+        # only the photos that have one in every style are used.
+        self.folder = folder
+        self.targets = targets
+        if targets is not None:
+            for t in targets:
+                if not t.is_dir():
+                    raise VidstyleError(f"--targets has no folder for style {t.name}: {t}")
+            every = [f for f in self.files if all(self.target_file(f, k).is_file() for k in range(len(targets)))]
+            if len(every) < len(self.files):
+                log.info("%d of %d photos have a painted target in every style; training on those",
+                         len(every), len(self.files))
+            self.files = every
+            if not self.files:
+                raise VidstyleError(f"no photo of {folder} has a painted target in every style of --targets")
         if limit:
             self.files = self.files[:limit]
         if not self.files:
@@ -80,8 +96,16 @@ class Photos:
                 self.cache[i] = img
         return img
 
-    def batch(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """(n, 3, size, size) float [0, 1]: random images, random crops, random flips."""
+    def target_file(self, photo: Path, style: int) -> Path:
+        """The painted target of ``photo`` in the style ``style`` (an index into ``targets``)."""
+        return self.targets[style] / Path(photo).relative_to(self.folder).with_suffix(".png")
+
+    def batch(self, n: int, gen: torch.Generator, style: int | None = None) -> torch.Tensor:
+        """(n, 3, size, size) float [0, 1]: random images, random crops, random flips.
+
+        With ``style`` (photos made with ``targets``): (n, 6, size, size), each photo's crop followed by the
+        same crop of its painted target in that style.
+        """
         out = []
         tries = 0
         while len(out) < n:
@@ -92,6 +116,12 @@ class Photos:
             img = self.get(i)
             if img is None:
                 continue
+            if style is not None:
+                target = _load(self.target_file(self.files[i], style), self.short_side)
+                if target is None or target.shape != img.shape:
+                    raise VidstyleError(f"painted target {self.target_file(self.files[i], style)} is unreadable "
+                                        f"or not its photo's size at --photo-size {self.short_side}")
+                img = np.concatenate([img, target], axis=2)
             h, w = img.shape[:2]
             y = int(torch.randint(h - self.size + 1, (1,), generator=gen))
             x = int(torch.randint(w - self.size + 1, (1,), generator=gen))

@@ -64,6 +64,8 @@ class TrainConfig:
     tv_weight: float = 2.0
     layout_weight: float = 10.0            # the photo's coarse light and dark (losses.layout_loss)
     colour_weight: float = 10.0            # the painting's distribution of colours (losses.colour_loss)
+    targets: str | None = None             # folder of painted targets: targets/STYLE/REL.png per photo REL of --data
+    target_weight: float = 10.0            # weight of the L1 distance to them (with --targets)
     clip_grad: float = 10.0                # max gradient norm (0: no clipping); non-finite steps are always skipped
     ema: float = 0.0                       # decay of a moving average of the weights, written as the model (0: off)
     temporal: str = "output"               # output | reconet | none
@@ -97,7 +99,7 @@ class TrainConfig:
              # these change the losses or the data order too; a checkpoint from before they were
              # recorded has no value for them and is not refused for them
              "data", "data_limit", "video_data", "flow", "loss_net", "loss_padding", "clip_grad", "precision",
-             "norm_only")
+             "norm_only", "targets", "target_weight")
 
 
 def _file_hash(path: str) -> str:
@@ -232,6 +234,8 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> tuple[dict, dict, d
     config.setdefault("loss_padding", "zeros")  # and from before --loss-padding
     config.setdefault("clip_grad", 0.0)  # and from before --clip-grad
     config.setdefault("norm_only", False)  # and from before --norm-only
+    config.setdefault("targets", None)  # and from before --targets
+    config.setdefault("target_weight", 10.0)
     return meta, config, tensors
 
 
@@ -290,7 +294,9 @@ def training_record(cfg: "TrainConfig", step: int, seconds: float, *, scale: int
         "data": str(cfg.data), "video_data": cfg.video_data, "images": images,
         "content_layer": cfg.content_layer, "style_norm": cfg.style_norm, "clip_grad": cfg.clip_grad,
         "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
-                    "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight},
+                    "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight,
+                    "target": cfg.target_weight if cfg.targets else 0.0},
+        "targets": Path(cfg.targets).name if cfg.targets else None,
         "style_scales": dict(cfg.style_scales),
         "temporal": cfg.temporal, "lr": cfg.lr, "seed": cfg.seed, "ema": cfg.ema, "final_losses": final_losses,
         "init": Path(cfg.init).name if cfg.init else None, "norm_only": cfg.norm_only,
@@ -346,6 +352,7 @@ def _check_numbers(cfg: TrainConfig) -> None:
         raise VidstyleError(f"--lr must be a number above 0, not {cfg.lr}")
     weights = {"--content-weight": cfg.content_weight, "--style-weight": cfg.style_weight, "--tv-weight": cfg.tv_weight,
                "--layout-weight": cfg.layout_weight, "--colour-weight": cfg.colour_weight,
+               "--target-weight": cfg.target_weight,
                "--temporal-weight": cfg.temporal_weight, "--feature-temporal-weight": cfg.feature_temporal_weight,
                "--clip-grad": cfg.clip_grad, "--preview-minutes": cfg.preview_minutes}
     for option, value in weights.items():
@@ -456,7 +463,8 @@ class Trainer:
                                     "crop it, or raise --style-size")
         self.style_hashes = [_file_hash(s) for s in cfg.styles]  # once: a style file moved later is no matter
         self.style_pictures = [_picture(s) for s in style_imgs]
-        self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size)
+        targets = [Path(cfg.targets) / n for n in self.names] if cfg.targets else None
+        self.photos = Photos(cfg.data, cfg.size, cfg.data_limit, short_side=cfg.photo_size, targets=targets)
         run_dir = self.run_dir.resolve()  # inside --data (runs/ under --data .): its previews are not photos
         self.photos.files = [f for f in self.photos.files if run_dir not in Path(f).resolve().parents]
         if not self.photos.files:
@@ -582,6 +590,7 @@ class Trainer:
         """The CPU-side inputs of ``step``: (x (B or 2B, 3, S, S), flow, mask), a pure function of (seed, step).
 
         With the temporal loss, x is frames t-1 then frames t, and flow/mask (B, 2|1, S, S) map t-1 onto t.
+        With --targets a fourth item follows: the painted targets of the photos (frames t-1), (B, 3, S, S).
         """
         cfg = self.cfg
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + self.rank * 1_000_000_007)
@@ -590,19 +599,23 @@ class Trainer:
         if self.temporal and self.video is not None and (step // len(self.names)) % 2 == 1:
             xp, xt, flow, mask = self.video.batch(n, gen)
             return torch.cat([xp, xt]), flow, mask
-        x = self.photos.batch(n, gen)
+        target = None
+        if self.photos.targets is not None:  # each photo with its painting in this step's style
+            x, target = self.photos.batch(n, gen, style=step % len(self.names)).split(3, dim=1)
+        else:
+            x = self.photos.batch(n, gen)
         flow = mask = None
         if self.temporal:
             xt, flow, mask = synthetic_pair(x, gen)
             x = torch.cat([x, xt])
-        return x, flow, mask
+        return (x, flow, mask) if target is None else (x, flow, mask, target)
 
     def losses(self, step: int, data: tuple | None = None) -> dict[str, torch.Tensor]:
         """The weighted losses of ``step`` (``data``: ``batch(step)``, made here when not given)."""
         cfg = self.cfg
         k = step % len(self.grams)
         mix = self._mix(k)
-        x, flow, mask = data if data is not None else self.batch(step)
+        x, flow, mask, *target = data if data is not None else self.batch(step)
         temporal = self.temporal
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
@@ -611,25 +624,31 @@ class Trainer:
         # video frame): its perceptual losses would nearly repeat the first half's, at twice the loss network's
         # cost. So the loss network sees frames t-1 only; the temporal loss links the outputs of frames t to them.
         firsts = len(x) // 2 if temporal else len(x)
+        # with both weights 0 (a run that learns from --targets alone) the loss network is not run at all
+        perceptual = cfg.content_weight > 0 or self.style_weights[k] > 0
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
             y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
-            fy = self.vgg(y[:firsts])
-            coarse = [self.vgg(_halve(y[:firsts], o)) for o in range(1, cfg.style_octaves)]
-            c = cfg.content_octave  # the content at 1/2**c of the size: the style octave's features where it has one
-            fyc = ([fy] + coarse)[c] if c < cfg.style_octaves else self.vgg(_halve(y[:firsts], c), upto=cfg.content_layer)
-            with torch.no_grad():
-                fx = self.vgg(_halve(x[:firsts], c), upto=cfg.content_layer)
+            if perceptual:
+                fy = self.vgg(y[:firsts])
+                coarse = [self.vgg(_halve(y[:firsts], o)) for o in range(1, cfg.style_octaves)]
+                c = cfg.content_octave  # the content at 1/2**c of the size: the style octave's features where it has one
+                fyc = ([fy] + coarse)[c] if c < cfg.style_octaves else self.vgg(_halve(y[:firsts], c), upto=cfg.content_layer)
+                with torch.no_grad():
+                    fx = self.vgg(_halve(x[:firsts], c), upto=cfg.content_layer)
+        zero = y.new_zeros((), dtype=torch.float32)
         out = {
-            "content": L.content_loss(fyc, fx, cfg.content_layer),
+            "content": L.content_loss(fyc, fx, cfg.content_layer) if perceptual else zero,
             # the mean over octaves: --style-weight keeps its meaning
             "style": sum(L.style_loss(f, g, norms=n) for f, g, n in zip([fy] + coarse, self.grams[k], self.norms[k]))
-            / cfg.style_octaves,
+            / cfg.style_octaves if perceptual else zero,
             "tv": L.tv_loss(y.float()),
         }
         if cfg.layout_weight > 0:
             out["layout"] = L.layout_loss(y, x)
         if cfg.colour_weight > 0:
             out["colour"] = L.colour_loss(y[:firsts], self.colour_targets[k], self.colour_dirs)
+        if target:  # --targets: the painted photo, pixel by pixel (a real frame pair's step has none)
+            out["target"] = F.l1_loss(y[:firsts].float(), target[0].to(self.device))
         if temporal:
             flow, mask = flow.to(self.device), mask.to(self.device)
             yp, yt = y.float().chunk(2)
@@ -642,7 +661,8 @@ class Trainer:
                 fp, ft = feats.float().chunk(2)
                 out["feature_temporal"] = L.feature_temporal_loss(ft, fp, flow, mask)
         w = {"content": cfg.content_weight, "style": self.style_weights[k], "tv": cfg.tv_weight,
-             "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight}
+             "layout": cfg.layout_weight, "colour": cfg.colour_weight, "temporal": cfg.temporal_weight, "feature_temporal": cfg.feature_temporal_weight,
+             "target": cfg.target_weight}
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
 
