@@ -18,16 +18,7 @@ SEED=${SEED:-0}
 STYLES=${STYLES:-$(.venv/bin/python -c 'import sys; sys.path.insert(0, "benchmarks"); from styles_report import bundled_styles; print(*bundled_styles())')}
 mkdir -p "$RUN"
 if [ ! -d "$RUN/photos" ]; then  # links to the training photos: all but the held-out ones
-  .venv/bin/python - "$DATA/content" "$RUN/photos" <<'PYEOF'
-import sys
-from pathlib import Path
-sys.path.insert(0, "benchmarks")
-from styles_report import training_photos  # noqa: E402
-src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-for p, rel in training_photos(src):
-    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-    (dst / rel).symlink_to(p)
-PYEOF
+  .venv/bin/python benchmarks/link_training_photos.py "$DATA/content" "$RUN/photos"
 fi
 # continue the run; when its checkpoint is lost, take the copy in $BACKUP (a folder that outlives ~ more
 # often, e.g. BACKUP=/work/vidstyle-runs-backup/six), else start from the bundled model's weights
