@@ -112,3 +112,24 @@ def test_a_target_or_photo_removed_during_training_is_no_traceback(tmp_path):
     (tmp_path / "t" / "a" / "img01.png").unlink()
     with pytest.raises(VidstyleError, match="painted target .*img01.png is unreadable"):
         p.batch(1, torch.Generator().manual_seed(0), style=0)
+
+
+@needs_hed
+def test_a_real_frame_pair_step_has_no_target_and_logs_zero(tmp_path):
+    """With --video-data every other step of a style is a real frame pair, which has no painting: its
+    target term is 0 (the log keeps its columns), and the photo steps still have theirs."""
+    from vidstyle.train.loop import Trainer
+
+    seq = tmp_path / "video" / "seq"
+    seq.mkdir(parents=True)
+    base = cv2.resize(np.random.default_rng(0).integers(0, 255, (12, 14, 3), dtype=np.uint8), (140, 120))
+    for i in range(3):
+        cv2.imwrite(str(seq / f"{i:05d}.png"), np.roll(base, i, axis=1))
+    photos = write_images(tmp_path / "photos", 3)
+    paint_targets(photos, tmp_path / "t", ["style"])
+    t = Trainer(config(tmp_path, data=str(photos), targets=str(tmp_path / "t"), video_data=str(tmp_path / "video"),
+                       photo_size=72))
+    assert len(t.batch(1)) == 3  # odd step: a real frame pair
+    with torch.no_grad():
+        frames, photo_step = t.losses(1), t.losses(0)
+    assert float(frames["target"]) == 0 and float(photo_step["target"]) > 0.05

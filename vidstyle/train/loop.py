@@ -647,8 +647,8 @@ class Trainer:
             out["layout"] = L.layout_loss(y, x)
         if cfg.colour_weight > 0:
             out["colour"] = L.colour_loss(y[:firsts], self.colour_targets[k], self.colour_dirs)
-        if target:  # --targets: the painted photo, pixel by pixel (a real frame pair's step has none)
-            out["target"] = F.l1_loss(y[:firsts].float(), target[0].to(self.device))
+        if cfg.targets:  # the painted photo, pixel by pixel (a real frame pair's step has none: 0, for the log's columns)
+            out["target"] = F.l1_loss(y[:firsts].float(), target[0].to(self.device)) if target else zero
         if temporal:
             flow, mask = flow.to(self.device), mask.to(self.device)
             yp, yt = y.float().chunk(2)
