@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vidstyle.io.images import find_images, read_image  # noqa: E402
+from vidstyle.io.images import find_images, read_image, write_image  # noqa: E402
 from vidstyle.train.data import _load  # noqa: E402
 
 SIDE = 384  # the transform network's fixed input
@@ -79,10 +79,9 @@ class Teacher:
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
+    """``write_image`` (through a temporary file) into a folder made on the way."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    tmp.replace(path)
+    write_image(path, rgb)
 
 
 def main() -> None:
