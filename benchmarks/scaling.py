@@ -6,7 +6,8 @@ and one video in one piece and in segments.
 The batch: every clip of --clips (default ../shared/data/video/clips), painted with the default style
 into a fresh folder, (1) in this process, (2) as Ray tasks on a Ray started here with --workers one-CPU
 workers. The segments run: the longest clip in one piece, then in --segments parts (local processes).
-Then the seams: the longest clip with --temporal in one piece and in 3 parts, overlap 30 and 0; the
+Then the seams: the longest clip with --temporal in one piece and in 3 parts: overlap 30 with the cuts at
+calm moments (the default with --temporal) and at the keyframes nearest the even split, and overlap 0; the
 warping error across each seam against the median inside the parts (`vidstyle.segments.seam_errors`),
 and of the same pairs in the one-piece painting.
 Wall-clock seconds; the same painting settings everywhere.
@@ -46,12 +47,13 @@ def main() -> None:
         job_t = StylizeJob(a.style, device="cpu", temporal=True)
         one = Path(tmp) / "one_t.mp4"
         job_t(longest, str(one))
-        for overlap in (30, 0):
-            dst = Path(tmp) / f"seg_t{overlap}.mp4"
-            r = stylize_segments(longest, dst, job_t, segments=3, overlap=overlap, executor="local")
-            if overlap == 30:
-                out["seams_one_piece"] = seams(longest, one, r.cuts)
-            out[f"seams_3_overlap_{overlap}"] = seams(longest, dst, r.cuts)
+        for overlap, calm in ((30, True), (30, False), (0, True)):
+            name = f"3_overlap_{overlap}" + ("" if calm else "_even_cuts")
+            dst = Path(tmp) / f"seg_{name}.mp4"
+            r = stylize_segments(longest, dst, job_t, segments=3, overlap=overlap, executor="local", calm_cuts=calm)
+            if overlap == 30:  # the same pairs in the one-piece painting
+                out["seams_one_piece" + ("" if calm else "_even_cuts")] = seams(longest, one, r.cuts)
+            out[f"seams_{name}"] = seams(longest, dst, r.cuts)
     print(json.dumps(out))
 
 

@@ -19,8 +19,9 @@ from vidstyle.segments import plan_segments, seam_errors, stylize_segments
 
 
 def make_gop_clip(path: Path, n: int = 90, fps: int = 30, gop: int = 10, w: int = 64, h: int = 48,
-                  rotation: int = 90, title: str = "long take", interlaced: bool = False) -> Path:
-    """An H.264 clip with a keyframe every ``gop`` frames, an AAC track, a title and a rotation."""
+                  rotation: int = 90, title: str = "long take", interlaced: bool = False, picture=pattern) -> Path:
+    """An H.264 clip with a keyframe every ``gop`` frames, an AAC track, a title and a rotation; frame i is
+    ``picture(i, w, h)``."""
     tb = Fraction(1, fps)
     with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
         out.metadata["title"] = title
@@ -36,7 +37,7 @@ def make_gop_clip(path: Path, n: int = 90, fps: int = 30, gop: int = 10, w: int 
         a.layout = "mono"
         a.metadata["language"] = "eng"
         for i in range(n):
-            f = av.VideoFrame.from_ndarray(pattern(i, w, h), format="rgb24")
+            f = av.VideoFrame.from_ndarray(picture(i, w, h), format="rgb24")
             f.pts, f.time_base = i, tb
             out.mux(v.encode(f))
         out.mux(v.encode(None))
@@ -108,13 +109,36 @@ def test_plan_cuts_at_keyframes(clip):
     assert plan_segments(clip, 18, overlap=0).cuts == list(range(5, 90, 5))
 
 
+def paused(i: int, w: int, h: int):
+    """The moving pattern, paused for frames 24..27 and 63..66 (a calm moment near each third)."""
+    for first, last in ((24, 27), (63, 66)):
+        if first <= i <= last:
+            return pattern(first, w, h)
+    return pattern(i, w, h)
+
+
+def test_calm_cuts_land_where_the_picture_pauses(tmp_path):
+    """With calm cuts (--temporal's default) each cut is the pair that changes least near the even split,
+    measured on the input: one of the pauses' pairs (24, 25) .. (26, 27) and (63, 64) .. (65, 66). Without,
+    the keyframes at the thirds."""
+    src = make_gop_clip(tmp_path / "pause.mp4", picture=paused)
+    assert plan_segments(src, 3, overlap=30).cuts == [30, 60]
+    plan = plan_segments(src, 3, overlap=30, calm=True)
+    a, b = plan.cuts
+    assert a in (25, 26, 27) and b in (64, 65, 66), plan.cuts
+    assert [(p.start, p.end, p.warm) for p in plan.parts] == [(0, a, 0), (a, b, 0), (b, 90, b - 30)]
+
+
 def test_segments_same_as_one_process(tmp_path, clip, job, reference):
     done = []
     dst = tmp_path / "seg.mp4"
     r = stylize_segments(clip, dst, job, segments=3, overlap=30, workers=1, keep_parts=False,
                          progress=lambda n, total: done.append((n, total)))
-    assert r.output == str(dst) and r.frames == 90 and r.cuts == [30, 60]
-    assert [p["warm"] for p in r.parts] == [0, 30, 30] and [p["frames"] for p in r.parts] == [30, 30, 30]
+    # with --temporal the cuts are calm moments near the even split (the clip moves evenly: near 30 and 60)
+    assert r.output == str(dst) and r.frames == 90 and len(r.cuts) == 2
+    a, b = r.cuts
+    assert abs(a - 30) <= 7 and abs(b - 60) <= 7
+    assert [p["warm"] for p in r.parts] == [0, min(30, a), 30] and [p["frames"] for p in r.parts] == [a, b - a, 90 - b]
     assert r.temporal_strength == 0.7  # as a one-piece run reports it (it was None)
     assert done[-1] == (90, 90)
     # frames, timestamps, audio packets, metadata, rotation: identical to the single-process run
@@ -126,18 +150,18 @@ def test_segments_same_as_one_process(tmp_path, clip, job, reference):
     assert _rotation(dst) == _rotation(reference) != 0
     # every part started with a keyframe: there is one at each seam of the joined file
     pts = video_pts(dst)
-    assert {pts[30], pts[60]} <= set(_keyframe_pts(dst))
+    assert {pts[a], pts[b]} <= set(_keyframe_pts(dst))
     # pixels: within a small tolerance everywhere, and exact before the first seam
     diffs = _mean_diffs(frames_rgb(dst), frames_rgb(reference))
     assert len(diffs) == 90 and max(diffs) <= 0.5, diffs
-    assert max(diffs[:30]) <= 0.05
+    assert max(diffs[:a]) <= 0.05
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # parts and partial files are gone
 
     # the seams: warping error across each seam vs inside the parts, as vidstyle.evaluate measures it
     seams = seam_errors(clip, dst, r.cuts, whole=True)
     ref_seams = seam_errors(clip, reference, r.cuts)
     print("\nseam warping error (segments):", seams, "\nsame pairs, one process:", ref_seams)
-    assert [s["cut"] for s in seams["seams"]] == [30, 60] and seams["inside_median"] > 0
+    assert [s["cut"] for s in seams["seams"]] == [a, b] and seams["inside_median"] > 0
     # whole: the median of the 87 pairs inside the parts, every frame of the clip decoded
     worst = max(s["error"] for s in seams["seams"])
     assert seams["parts_median"] > 0 and seams["worst_ratio_parts"] == pytest.approx(worst / seams["parts_median"])
@@ -173,9 +197,9 @@ def test_overlap_is_what_keeps_the_seams(tmp_path, clip, job, reference):
     """Without warm-up frames the stabiliser starts cold at the seams and the frames after them differ."""
     ref = frames_rgb(reference)
     cold = _mean_diffs(frames_rgb(stylize_segments(clip, tmp_path / "cold.mp4", job, segments=3, overlap=0,
-                                                   workers=1).output), ref)
+                                                   workers=1, calm_cuts=False).output), ref)
     warm = _mean_diffs(frames_rgb(stylize_segments(clip, tmp_path / "warm.mp4", job, segments=3, overlap=30,
-                                                   workers=1).output), ref)
+                                                   workers=1, calm_cuts=False).output), ref)
     assert max(cold[30:]) > 1.0 and max(warm) < max(cold[30:]) / 4
     assert max(cold[:30]) <= 0.05  # the first part has no seam before it
 
@@ -235,7 +259,7 @@ def test_interlaced_input_in_segments(tmp_path, job):
     one = tmp_path / "one.mp4"
     job(str(src), str(one))
     dst = tmp_path / "seg.mp4"
-    r = stylize_segments(src, dst, job, segments=2, overlap=20, workers=1)
+    r = stylize_segments(src, dst, job, segments=2, overlap=20, workers=1, calm_cuts=False)
     assert r.cuts == [30] and [p["warm"] for p in r.parts] == [0, 20] and r.frames == 60
     assert not any("one piece" in n for n in r.notes) and any("bwdif" in n for n in r.notes)
     assert video_pts(dst) == video_pts(one) == video_pts(src)
@@ -259,7 +283,7 @@ def ray_local():
 def test_segments_as_ray_tasks(tmp_path, clip, job, reference, ray_local):
     dst = tmp_path / "ray.mp4"
     r = stylize_segments(clip, dst, job, segments=3, overlap=30, executor="ray", cpus_per_task=1)
-    assert r.frames == 90 and r.cuts == [30, 60]
+    assert r.frames == 90 and len(r.cuts) == 2
     assert video_pts(dst) == video_pts(reference) and audio_hashes(dst) == audio_hashes(reference)
     assert max(_mean_diffs(frames_rgb(dst), frames_rgb(reference))) <= 0.5
 

@@ -4,8 +4,10 @@
     r = stylize_segments("film.mp4", "film.udnie.mp4", job, segments=4)              # local processes
     r = stylize_segments("film.mp4", None, job, segments=16, executor="ray://head:10001")
 
-1. ``plan_segments`` reads the video packets (no decoding) and cuts the frames, in presentation order,
-   into N parts at the keyframes nearest to equal lengths (at a plain frame when no keyframe is near).
+1. ``plan_segments`` reads the video packets and cuts the frames, in presentation order, into N parts
+   at the keyframes nearest to equal lengths (at a plain frame when no keyframe is near). With the
+   temporal stabiliser, each cut goes instead to the calmest moment near the even split (the input's own
+   warping error, on a few seconds decoded small there): the least visible place for a seam.
 2. Each part is painted by ``paint_part`` (a process, or a Ray task asking for one GPU or some CPUs):
    its ``VideoReader`` decodes the part's range (seeking to the keyframe before its first frame, and
    deinterlacing as a whole run does), starts painting ``overlap`` frames early so that
@@ -145,8 +147,21 @@ def probe_video(src: str | Path) -> tuple[list[int], list[int], Fraction]:
     return pts, [i for i, t in enumerate(pts) if t in keys], tb
 
 
-def plan_segments(src: str | Path, segments: int, overlap: int = 30) -> SegmentPlan:
-    """Cut ``src`` into at most ``segments`` parts of about equal length, at keyframes where one is near."""
+CALM_SECONDS = 2.0  # how far a calm cut may move from the even split, at most (and a quarter of a part)
+CALM_SIDE = 160  # the frames' long side when their motion is measured
+KEYFRAME_TIE = 1.05  # a keyframe wins over a calmer plain frame by less than this
+
+
+def plan_segments(src: str | Path, segments: int, overlap: int = 30, calm: bool = False) -> SegmentPlan:
+    """Cut ``src`` into at most ``segments`` parts of about equal length.
+
+    By default each cut is the keyframe nearest the even split, within half a part (a plain frame where
+    none is near): a part then starts decoding at its first frame. With ``calm`` (painting with the
+    temporal stabiliser, whose parts start decoding ``overlap`` frames early anyway) each cut is the
+    calmest moment within ``CALM_SECONDS`` (and a quarter of a part) of the even split: the frame pair
+    that the input's own short-term warping error says changes least, measured on frames decoded around
+    the split only. A seam there is the least visible, as a cut in an edit is; a keyframe wins a near tie.
+    """
     pts, keys, tb = probe_video(src)
     n = len(pts)
     if n == 0:
@@ -154,12 +169,23 @@ def plan_segments(src: str | Path, segments: int, overlap: int = 30) -> SegmentP
     want = max(1, min(int(segments), n))
     cuts: list[int] = []
     inner = [k for k in keys if 0 < k < n]
+    seconds = float((pts[-1] - pts[0]) * tb) if n > 1 else 0.0
+    fps = (n - 1) / seconds if seconds > 0 else 0.0
     for i in range(1, want):
         ideal = round(i * n / want)
         slack = n / want / 2
-        near = [k for k in inner if abs(k - ideal) <= slack and k > (cuts[-1] if cuts else 0)]
-        c = min(near, key=lambda k: (abs(k - ideal), k)) if near else ideal
-        if c > (cuts[-1] if cuts else 0) and c < n:
+        after = cuts[-1] if cuts else 0
+        reach = int(min(slack / 2, CALM_SECONDS * fps))
+        if calm and reach >= 1:
+            lo, hi = max(after + 1, ideal - reach), min(n - 1, ideal + reach)
+            change = input_changes(src, pts, lo, hi) if hi > lo else {}
+            keyset = set(inner)
+            c = min(change, key=lambda k: (change[k] / (KEYFRAME_TIE if k in keyset else 1), abs(k - ideal)),
+                    default=ideal)
+        else:
+            near = [k for k in inner if abs(k - ideal) <= slack and k > after]
+            c = min(near, key=lambda k: (abs(k - ideal), k)) if near else ideal
+        if c > after and c < n:
             cuts.append(c)
     bounds = [0] + cuts + [n]
     parts = []
@@ -168,6 +194,27 @@ def plan_segments(src: str | Path, segments: int, overlap: int = 30) -> SegmentP
         w = max(0, s - max(0, int(overlap)))
         parts.append(Part(i, s, e, w, pts[w], pts[s], pts[e] if e < n else None))
     return SegmentPlan(str(src), n, tb, keys, parts, int(overlap))
+
+
+def input_changes(src: str | Path, pts: list[int], lo: int, hi: int) -> dict[int, float]:
+    """{t: short-term warping error of the input's own pair (t-1, t)} for t in ``lo`` .. ``hi``: how much
+    the picture changes beyond what moves (``vidstyle.evaluate``'s metric, DIS flow), at ``CALM_SIDE``."""
+    import cv2
+
+    from .evaluate import FlowBank, warping_errors
+    from .io.reader import VideoReader
+    from .stylizer import scaled_size
+
+    frames = []
+    with VideoReader(src) as r:
+        end = pts[hi + 1] if hi + 1 < len(pts) else None
+        for f in r.frames(start_pts=pts[lo - 1], end_pts=end):
+            h, w = f.rgb.shape[:2]
+            hh, ww = scaled_size(h, w, CALM_SIDE)
+            frames.append(cv2.resize(f.rgb, (ww, hh), interpolation=cv2.INTER_AREA))
+    if len(frames) != hi - lo + 2:  # a range that does not decode as probed: no preference
+        return {}
+    return dict(zip(range(lo, hi + 1), warping_errors(frames, FlowBank(frames), 1)))
 
 
 # -- painting one part (in a worker) -----------------------------------------------------------------
@@ -287,8 +334,14 @@ def _packets(c, streams: list[int] | None = None, retime: Callable | None = None
         yield p
 
 
-def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overwrite: bool = False) -> list[str]:
+def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overwrite: bool = False,
+               starts: list[Fraction] | None = None) -> list[str]:
     """Remux the parts' video (no re-encoding) with ``src``'s audio, subtitles and metadata into ``dst``.
+
+    ``starts``: each part's first frame time in seconds (``Part.start_pts`` times the time base). A part
+    is shifted to start there exactly: an MP4 file keeps the time of its first frame in its edit list in
+    milliseconds, so a part cut at frame 100 of a 30 fps clip came back at 3.333 s, 5 ticks of 1/15360
+    early.
 
     A ``VideoWriter`` in stream-copy mode does the writing, so the output follows ``vidstyle run``'s rules:
     the other streams are copied when the container takes the codec (audio re-encoded otherwise,
@@ -320,8 +373,17 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
         writer = VideoWriter(dst, info, copy_video=template, copy_streams=others, overwrite=overwrite, src=src)
 
         def video() -> Iterator:
-            for h in heads:
-                yield from _packets(h)
+            for i, h in enumerate(heads):
+                vs = h.streams.video[0]
+                shift = 0
+                if starts is not None and vs.start_time is not None and vs.time_base:
+                    shift = round(starts[i] / vs.time_base) - vs.start_time
+                for p in _packets(h):
+                    if shift:
+                        p.dts += shift
+                        if p.pts is not None:
+                            p.pts += shift
+                    yield p
 
         counter = itertools.count()
 
@@ -511,11 +573,14 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
                      overlap: int = 30, executor: str = "local", workers: int | None = None,
                      overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
                      cpus_per_task: int | None = None, gpus_per_task: float = 1, max_retries: int = 3,
-                     ray_init: dict | None = None, keep_parts: bool = False) -> SegmentResult:
+                     ray_init: dict | None = None, keep_parts: bool = False,
+                     calm_cuts: bool | None = None) -> SegmentResult:
     """Paint one video as ``segments`` parts in parallel and join them; same output as ``job(src, dst)``.
 
     ``overlap``: frames painted before each seam and thrown away, so that the temporal stabiliser has
     its history there (only with ``job.temporal``: without it no frame depends on the ones before).
+    ``calm_cuts`` (default: with ``job.temporal``): each cut at the calmest moment near the even split
+    (``plan_segments``), not at the nearest keyframe.
     ``executor``: ``"local"`` (``workers`` processes, default one per part up to the CPU count; 1 paints
     the parts one after the other in this process), ``"ray"`` or a Ray address (one task per part).
     ``progress(frames_done, frames_total)`` as for ``stylize_video``. The parts are written to a hidden
@@ -534,7 +599,7 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         why = cannot_segment(src, dst)
     if why is None:
         try:
-            plan = plan_segments(src, segments, overlap if job.temporal else 0)
+            plan = plan_segments(src, segments, overlap if job.temporal else 0, calm=bool(job.temporal) if calm_cuts is None else calm_cuts)
         except NoSegments as e:
             why = str(e)
     if why is None and len(plan.parts) < 2:
@@ -571,7 +636,8 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         else:
             results = _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_per_task,
                                      max_retries, ray_init)
-        notes = join_parts(src, paths, dst, overwrite=overwrite)
+        notes = join_parts(src, paths, dst, overwrite=overwrite,
+                           starts=[p.start_pts * plan.time_base for p in plan.parts])
     seconds = time.perf_counter() - t0
     n = sum(r["frames"] for r in results)
     first = results[0]
@@ -663,5 +729,6 @@ def _seams_from_pairs(pairs: dict[int, float], cuts: list[int], window: int) -> 
             "worst_ratio": (worst / med) if (worst is not None and med) else None}
 
 
-__all__ = ["NoSegments", "Part", "SegmentPlan", "cannot_segment", "SegmentResult", "join_parts", "paint_part", "plan_segments", "probe_video",
-           "remove_stale_parts", "seam_errors", "seam_table", "stylize_segments"]
+__all__ = ["NoSegments", "Part", "SegmentPlan", "cannot_segment", "SegmentResult", "input_changes", "join_parts",
+           "paint_part", "plan_segments", "probe_video", "remove_stale_parts", "seam_errors", "seam_table",
+           "stylize_segments"]
