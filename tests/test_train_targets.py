@@ -1,6 +1,7 @@
 """vidstyle train --targets: photos paired with painted targets (distillation from a teacher network)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -104,6 +105,13 @@ def test_targets_alone_teach_the_painting_without_the_loss_network(tmp_path, mon
                            style_weight=0.0, layout_weight=0.0, colour_weight=0.0, tv_weight=0.0, photo_size=72,
                            lr=3e-3, resume=str(t.run_dir / "checkpoint.safetensors")))
     assert again.step == 40
+    # the model exported from that checkpoint says which loss network it learnt with: none
+    from vidstyle.models.files import read_metadata
+    from vidstyle.train.loop import model_from_checkpoint
+
+    out = tmp_path / "exported.safetensors"
+    model_from_checkpoint(t.run_dir / "checkpoint.safetensors", out)
+    assert json.loads(read_metadata(out)["training"])["loss_net"] == "none"
 
 
 def test_a_target_or_photo_removed_during_training_is_no_traceback(tmp_path):

@@ -311,7 +311,8 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
 
     The weights are the ones ``vidstyle train`` writes: the moving average of a run with ``--ema``, else the
     last step's. The metadata is the one ``vidstyle train`` writes at its end, less what only the running trainer
-    knows (the loss network's source, the photo count, the last losses: ``None``); the style pictures
+    knows (the photo count, the last losses: ``None``; the loss network is the checkpoint's record of it,
+    ``none`` for a run that learnt from --targets alone); the style pictures
     are stored when their files are still where the checkpoint says. ``temporal_strengths``
     ({style: strength}) become those styles' ``--temporal`` default.
     """
@@ -338,7 +339,8 @@ def model_from_checkpoint(checkpoint: str | Path, output: str | Path, *, overwri
     strengths.update(temporal_strengths or {})
     training = training_record(cfg, int(meta["step"]), float(meta.get("seconds", 0.0)),
                                scale=photo_scale(cfg.size, cfg.photo_size),
-                               loss_net=cfg.loss_net, precision=cfg.precision, images=None, final_losses=None,
+                               loss_net=meta.get("loss_net_source") or cfg.loss_net, precision=cfg.precision,
+                               images=None, final_losses=None,
                                device="unknown", world_size=1)
     training["checkpoint"] = checkpoint.name
     output.parent.mkdir(parents=True, exist_ok=True)
