@@ -37,7 +37,7 @@ def run(
     deinterlace: bool = typer.Option(True, "--deinterlace/--no-deinterlace", help="Deinterlace interlaced input (FFmpeg's bwdif) before painting."),
     allow_protocol: Optional[List[str]] = typer.Option(None, "--allow-protocol", help="Also allow this FFmpeg input protocol (repeatable), e.g. --allow-protocol concat --allow-protocol file (concat reads its parts through file). By default only files and http(s), hls, rtmp(s), rtsp, srt, udp are read."),
     cluster: str = typer.Option("auto", "--cluster", help="Where the videos are painted: local (this process), ray (RAY_ADDRESS, or a Ray started here), ray://HOST:PORT, or auto: Ray when RAY_ADDRESS is set or this machine has several GPUs. Ray: pip install 'vidstyle\\[cluster]'."),
-    segments: int = typer.Option(1, "--segments", min=1, help="Cut one long video at keyframes into N parts, paint them in parallel, join them by stream copy."),
+    segments: int = typer.Option(1, "--segments", min=1, help="Cut one long video into N parts (at keyframes; with --temporal at the calmest moment near each even split), paint them in parallel, join them by stream copy."),
     overlap: int = typer.Option(30, "--overlap", min=0, help="With --segments and --temporal: frames painted before each seam and thrown away, so the stabiliser has its history there."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
