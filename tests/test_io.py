@@ -282,6 +282,19 @@ def test_writer_uses_a_fresh_temp_file(tmp_path):
     assert not tmp.exists() and not partials(tmp_path / "o.mp4")
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_a_video_that_starts_between_milliseconds_keeps_its_timestamps(tmp_path, suffix):
+    """MP4 and MOV keep a track's start in the edit list, in the movie's timescale (1000 by default): frame 28
+    of a 30 fps clip in 1/15360 (14336, 0.9333 s) came back at 14331. The writer uses the input's timescale."""
+    info = VideoInfo(width=64, height=48, time_base=Fraction(1, 15360), fps=Fraction(30), frames=0, duration=None)
+    w = VideoWriter(tmp_path / f"o{suffix}", info, **FAST)
+    want = [i * 512 for i in range(28, 40)]
+    for t in want:
+        w.write(pattern(t, 64, 48), t)
+    w.close()
+    assert video_pts(tmp_path / f"o{suffix}") == want
+
+
 # -- 7. container and codec --------------------------------------------------------
 def test_gif_output(tmp_path):
     src = clip(tmp_path / "in.mp4", w=63, h=47, n=9, pix_fmt="yuv444p")

@@ -27,7 +27,7 @@ from .errors import VidstyleError, one_line
 from .flow import DISFlow, read_flo, to_tensor
 from .frames import frame_files
 from .io.images import read_image
-from .stylizer import scaled_size
+from .stylizer import shrunk_to
 from .warp import occlusion, warp
 
 log = logging.getLogger("vidstyle")
@@ -53,8 +53,6 @@ class EvalResult:
 
 def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | None = None) -> list[np.ndarray]:
     """A video file or a folder of frames -> list of (H, W, 3) uint8."""
-    import cv2
-
     p = Path(src)
     if p.is_dir():
         files = frame_files(p)
@@ -74,11 +72,7 @@ def load_frames(src: str | Path, max_frames: int | None = None, max_side: int | 
                                 "the warping error needs a video of at least two frames")
     if len({f.shape for f in frames}) != 1:  # before --max-side, which would stretch them all alike
         raise VidstyleError(f"{src}: frames differ in size")
-    h, w = frames[0].shape[:2]
-    hh, ww = scaled_size(h, w, max_side)
-    if (hh, ww) != (h, w):
-        frames = [cv2.resize(f, (ww, hh), interpolation=cv2.INTER_AREA) for f in frames]
-    return frames
+    return [shrunk_to(f, max_side) for f in frames]
 
 
 def check_flo_dir(flo_dir: str | Path) -> Path:

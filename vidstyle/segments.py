@@ -169,6 +169,7 @@ def plan_segments(src: str | Path, segments: int, overlap: int = 30, calm: bool 
     want = max(1, min(int(segments), n))
     cuts: list[int] = []
     inner = [k for k in keys if 0 < k < n]
+    keyset = set(inner)
     seconds = float((pts[-1] - pts[0]) * tb) if n > 1 else 0.0
     fps = (n - 1) / seconds if seconds > 0 else 0.0
     for i in range(1, want):
@@ -179,7 +180,6 @@ def plan_segments(src: str | Path, segments: int, overlap: int = 30, calm: bool 
         if calm and reach >= 1:
             lo, hi = max(after + 1, ideal - reach), min(n - 1, ideal + reach)
             change = input_changes(src, pts, lo, hi) if hi > lo else {}
-            keyset = set(inner)
             c = min(change, key=lambda k: (change[k] / (KEYFRAME_TIE if k in keyset else 1), abs(k - ideal)),
                     default=ideal)
         else:
@@ -199,19 +199,13 @@ def plan_segments(src: str | Path, segments: int, overlap: int = 30, calm: bool 
 def input_changes(src: str | Path, pts: list[int], lo: int, hi: int) -> dict[int, float]:
     """{t: short-term warping error of the input's own pair (t-1, t)} for t in ``lo`` .. ``hi``: how much
     the picture changes beyond what moves (``vidstyle.evaluate``'s metric, DIS flow), at ``CALM_SIDE``."""
-    import cv2
-
     from .evaluate import FlowBank, warping_errors
     from .io.reader import VideoReader
-    from .stylizer import scaled_size
+    from .stylizer import shrunk_to
 
-    frames = []
     with VideoReader(src) as r:
         end = pts[hi + 1] if hi + 1 < len(pts) else None
-        for f in r.frames(start_pts=pts[lo - 1], end_pts=end):
-            h, w = f.rgb.shape[:2]
-            hh, ww = scaled_size(h, w, CALM_SIDE)
-            frames.append(cv2.resize(f.rgb, (ww, hh), interpolation=cv2.INTER_AREA))
+        frames = [shrunk_to(f.rgb, CALM_SIDE) for f in r.frames(start_pts=pts[lo - 1], end_pts=end)]
     if len(frames) != hi - lo + 2:  # a range that does not decode as probed: no preference
         return {}
     return dict(zip(range(lo, hi + 1), warping_errors(frames, FlowBank(frames), 1)))
@@ -334,14 +328,8 @@ def _packets(c, streams: list[int] | None = None, retime: Callable | None = None
         yield p
 
 
-def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overwrite: bool = False,
-               starts: list[Fraction] | None = None) -> list[str]:
+def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overwrite: bool = False) -> list[str]:
     """Remux the parts' video (no re-encoding) with ``src``'s audio, subtitles and metadata into ``dst``.
-
-    ``starts``: each part's first frame time in seconds (``Part.start_pts`` times the time base). A part
-    is shifted to start there exactly: an MP4 file keeps the time of its first frame in its edit list in
-    milliseconds, so a part cut at frame 100 of a 30 fps clip came back at 3.333 s, 5 ticks of 1/15360
-    early.
 
     A ``VideoWriter`` in stream-copy mode does the writing, so the output follows ``vidstyle run``'s rules:
     the other streams are copied when the container takes the codec (audio re-encoded otherwise,
@@ -373,17 +361,8 @@ def join_parts(src: str, part_paths: list[str | Path], dst: str | Path, *, overw
         writer = VideoWriter(dst, info, copy_video=template, copy_streams=others, overwrite=overwrite, src=src)
 
         def video() -> Iterator:
-            for i, h in enumerate(heads):
-                vs = h.streams.video[0]
-                shift = 0
-                if starts is not None and vs.start_time is not None and vs.time_base:
-                    shift = round(starts[i] / vs.time_base) - vs.start_time
-                for p in _packets(h):
-                    if shift:
-                        p.dts += shift
-                        if p.pts is not None:
-                            p.pts += shift
-                    yield p
+            for h in heads:
+                yield from _packets(h)
 
         counter = itertools.count()
 
@@ -636,8 +615,7 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
         else:
             results = _run_parts_ray(job, src, plan, paths, executor, report, cpus_per_task, gpus_per_task,
                                      max_retries, ray_init)
-        notes = join_parts(src, paths, dst, overwrite=overwrite,
-                           starts=[p.start_pts * plan.time_base for p in plan.parts])
+        notes = join_parts(src, paths, dst, overwrite=overwrite)
     seconds = time.perf_counter() - t0
     n = sum(r["frames"] for r in results)
     first = results[0]
@@ -653,18 +631,13 @@ def stylize_segments(src: str | Path, dst: str | Path | None, job: StylizeJob, *
 # -- measuring the seams -------------------------------------------------------------------------
 def _frames_in(path: str | Path, wanted: set[int] | None, max_side: int | None) -> dict[int, np.ndarray]:
     """{index: (H, W, 3) uint8} of the frames in ``wanted`` (every frame when None), scaled to ``max_side``."""
-    import cv2
-
-    from .stylizer import scaled_size
+    from .stylizer import shrunk_to
 
     got = {}
     with av.open(str(path)) as c:
         for i, f in enumerate(c.decode(video=0)):
             if wanted is None or i in wanted:
-                rgb = f.to_ndarray(format="rgb24")
-                h, w = rgb.shape[:2]
-                hh, ww = scaled_size(h, w, max_side)
-                got[i] = cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA) if (hh, ww) != (h, w) else rgb
+                got[i] = shrunk_to(f.to_ndarray(format="rgb24"), max_side)
             if wanted is not None and (not wanted or i >= max(wanted)):
                 break
     return got

@@ -50,6 +50,15 @@ def scaled_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
     return _shrunk(h, w, max_side / max(h, w))
 
 
+def shrunk_to(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """(H, W, 3) uint8 ``rgb`` resized (area) to ``scaled_size``: itself when it already fits."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    hh, ww = scaled_size(h, w, max_side)
+    return cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA) if (hh, ww) != (h, w) else rgb
+
+
 def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | None = None,
                  brush: float = 1.0) -> tuple[int, int]:
     """The size a (h, w) frame is painted at (never larger than the frame).

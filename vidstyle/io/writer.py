@@ -469,6 +469,12 @@ class VideoWriter:
 
     def _open(self):
         options = {"movflags": "+faststart"} if self.format.faststart else {}
+        tb = self.info.time_base
+        if self.format.muxer in ("mp4", "mov") and tb and 0 < tb.denominator < 2**31:
+            # MP4 keeps a track's start in its edit list in the movie's timescale, 1000 by default: a video
+            # starting at frame 28 of a 30 fps clip (14336/15360 s) came back at 14331. In the input's own
+            # timescale it is exact.
+            options["movie_timescale"] = str(tb.denominator)
         try:
             return av.open(f"file:{self._atomic.tmp}", mode="w", format=self.format.muxer, options=options)
         except OSError as e:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import VidstyleError
-from ..stylizer import pick_device, scaled_size
+from ..stylizer import pick_device, scaled_size, shrunk_to
 from . import losses as L
 from .lossnet import MIN_SIDE, load_loss_net
 
@@ -27,10 +26,7 @@ def _check_size(rgb: np.ndarray, max_side: int, what: str) -> None:
 
 
 def _tensor(rgb: np.ndarray, max_side: int, device) -> torch.Tensor:
-    h, w = rgb.shape[:2]
-    hh, ww = scaled_size(h, w, max_side)
-    if (hh, ww) != (h, w):
-        rgb = cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA)
+    rgb = shrunk_to(rgb, max_side)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255).contiguous().to(device)
 
 
