@@ -37,9 +37,12 @@ PYEOF
   export PYTHONPATH=$RUNS/stub:$PYTHONPATH
 fi
 INIT=${INIT:-vidstyle/models/bundled/paintings.safetensors}
-styles=()  # the paintings in the order of the model warm-started from
-for s in $("$PY" -c 'import json, sys; from vidstyle.models.files import read_metadata
-print(*json.loads(read_metadata(sys.argv[1])["styles"]))' "$INIT"); do
+# the paintings: STYLES (names of $P/style/NAME.jpg; styles INIT lacks start from the mean of its styles),
+# by default those of the model warm-started from, in its order
+STYLES=${STYLES:-$("$PY" -c 'import json, sys; from vidstyle.models.files import read_metadata
+print(*json.loads(read_metadata(sys.argv[1])["styles"]))' "$INIT")}
+styles=()
+for s in $STYLES; do
   styles+=("$P/style/$s.jpg")
 done
 # the bundled recipe (vidstyle train's defaults and the bundled file's style factors) at 256-px crops of
@@ -49,7 +52,7 @@ common=(--data "$P/photos" --loss-net "$P/vgg16-hed.safetensors" --size 256 --ph
         --init "$INIT" --overwrite
         --style-scale starry_night=2 --style-scale the_scream=2 --style-scale great_wave_off_kanagawa=2)
 # TEACHER=DIR (teacher_torch.py's teacher.pt and vectors.npz, in the payload): first the payload's photos are
-# painted in every style of INIT by the teacher on the GPU (teacher_targets.py --torch; KEEP's styles by a
+# painted in every style (STYLES) by the teacher on the GPU (teacher_targets.py --torch; KEEP's styles by a
 # vidstyle model, default udnie by the bundled file), then the recipes learn those pictures (vidstyle train
 # --targets) with no loss network, so the payload needs no VGG
 if [ -n "${TEACHER:-}" ]; then
