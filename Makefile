@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 SAMPLE  ?= samples/sample.mp4
-STYLE   ?= starry_night
+STYLE   ?= vangogh_night_cafe
 STYLE_ARG := $(if $(STYLE),--style $(STYLE),)
 
 .PHONY: install demo test bench clean

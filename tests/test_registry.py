@@ -16,7 +16,8 @@ from vidstyle.models import registry
 runner = CliRunner()
 
 PAINTINGS = ["starry_night", "great_wave_off_kanagawa", "the_scream", "composition_vii", "udnie",
-             "shipwreck_of_the_minotaur", "tahitian_women_gauguin"]  # the bundled multi-style model's styles, in its order
+             "shipwreck_of_the_minotaur", "tahitian_women_gauguin", "vangogh_night_cafe",
+             "vangogh_wheat_field_cypresses", "edtaonisl_picabia"]  # the bundled multi-style model's styles, in its order
 
 
 def _save(path: Path, styles: list[str], seed: int = 0) -> Path:
