@@ -66,8 +66,8 @@ def test_recording_is_finalised_when_the_source_fails(tmp_path, live_clip, model
 
     monkeypatch.setattr(loop.LiveSession, "_paint", flaky)
     out = tmp_path / "rec.mp4"
-    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
-                             record=out, frames=50))
+    r = run_live(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                                  record=out, frames=50))
     assert r.frames == 5 and r.recordings == [str(out)]
     assert len(frames_rgb(out)) == 5
 
@@ -116,8 +116,8 @@ def test_serve_udp_read_back_on_loopback(live_clip, model_file):
     t = threading.Thread(target=receive, daemon=True)
     t.start()
     time.sleep(0.3)  # the receiver binds the port before the sender starts
-    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
-                             frames=36, strength=0.5, serve=f"udp://127.0.0.1:{port}"))
+    r = run_live(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                                  frames=36, strength=0.5, serve=f"udp://127.0.0.1:{port}"))
     t.join(timeout=20)
     assert r.served_frames == 36
     assert len(got) >= 12, (len(got), errors)  # a keyframe each second: decoding starts within the first 12
@@ -147,8 +147,8 @@ def test_virtual_camera_through_a_fake_backend(live_clip, model_file):
             return None
 
     pyvirtualcam.register_backend("vidstyle-test", FakeBackend)
-    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
-                             frames=8, virtual_cam=True, cam_backend="vidstyle-test", cam_device="fake7"))
+    r = run_live(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                                  frames=8, virtual_cam=True, cam_backend="vidstyle-test", cam_device="fake7"))
     info, frames, last = received[0], received[1:-1], received[-1]
     assert info["width"] == 64 and info["height"] == 48 and info["device"] == "fake7"
     assert info["fps"] == pytest.approx(12)
@@ -257,8 +257,8 @@ def test_keys_pure_function():
 
 def test_scripted_keys_drive_the_session(tmp_path, live_clip, model_file):
     """Snapshot, a recording started and stopped by r, and q, through the same key path as the window."""
-    r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
-                             frames=40, snapshot_dir=tmp_path, keys={1: "s", 3: "r", 8: "r", 10: "q"}))
+    r = run_live(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                                  frames=40, snapshot_dir=tmp_path, keys={1: "s", 3: "r", 8: "r", 10: "q"}))
     assert r.frames == 11  # q after frame 11
     assert len(r.snapshots) == 1 and Path(r.snapshots[0]).parent == tmp_path
     from vidstyle.io.images import read_image
@@ -465,8 +465,8 @@ def test_camera_that_disappears_is_reopened(monkeypatch, caplog):
 def test_keys_switch_style_strength_and_smoothing(live_clip, model_file):
     """n moves to the next model in the list, ] [ change the strength, t turns the stabiliser on."""
     from vidstyle.live.loop import LiveSession
-    session = LiveSession(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
-                                      loop=True, frames=12, keys={1: "n", 3: "[", 4: "[", 5: "t"}))
+    session = LiveSession(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                           loop=True, frames=12, keys={1: "n", 3: "[", 4: "[", 5: "t"}))
     first = session.bank.label(session.state.style)
     assert len(session.bank) >= 2  # the given model and the bundled ones
     r = session.run()
@@ -550,7 +550,7 @@ def test_an_error_while_closing_does_not_hide_the_error_that_ended_the_session(t
     opts = dict(source=str(live_clip), style=str(model_file), device="cpu", preview=False, loop=True, frames=20)
     # nothing else went wrong: the closing error is the error
     with pytest.raises(VidstyleError, match="while closing: .*No space left"):
-        run_live(LiveOptions(**opts, record=tmp_path / "a.mp4"))
+        run_live(LiveOptions.make(**opts, record=tmp_path / "a.mp4"))
 
     calls = {"n": 0}
     real = loop.LiveSession._paint
@@ -563,7 +563,7 @@ def test_an_error_while_closing_does_not_hide_the_error_that_ended_the_session(t
 
     monkeypatch.setattr(loop.LiveSession, "_paint", paint)
     with caplog.at_level("WARNING", logger="vidstyle"), pytest.raises(VidstyleError, match="out of memory"):
-        run_live(LiveOptions(**opts, record=tmp_path / "b.mp4"))
+        run_live(LiveOptions.make(**opts, record=tmp_path / "b.mp4"))
     assert "while closing" in caplog.text and "No space left" in caplog.text  # logged, not lost
 
 
@@ -590,8 +590,8 @@ def test_second_ctrl_c_while_finalising_keeps_the_recording(tmp_path, live_clip,
     messages = []
     out = tmp_path / "rec.mp4"
     try:
-        r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
-                                 loop=True, record=out, frames=50), notify=messages.append)
+        r = run_live(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                      loop=True, record=out, frames=50), notify=messages.append)
     except KeyboardInterrupt:
         pytest.fail("the second Ctrl-C escaped while the recording was being finalised")
     assert r.frames == 5 and r.recordings == [str(out)]
@@ -613,8 +613,8 @@ def test_ctrl_c_while_r_stops_a_recording_saves_it_then_ends(tmp_path, live_clip
     monkeypatch.setattr(loop.Recorder, "close", close)
     monkeypatch.chdir(tmp_path)  # r records to ./vidstyle-DATE.mp4
     try:
-        r = run_live(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
-                                 loop=True, frames=40, snapshot_dir=tmp_path, keys={2: "r", 5: "r"}),
+        r = run_live(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                      loop=True, frames=40, snapshot_dir=tmp_path, keys={2: "r", 5: "r"}),
                      notify=lambda m: None)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped while a recording was being finalised")
@@ -644,6 +644,23 @@ def test_live_does_not_import_the_benchmarks(model_file):
     assert not offenders, offenders
     res = bench_live((64, 48), frames=4, style=str(model_file), device="cpu", source_fps=30)
     assert res["frames"] == 4 and res["resolution"] == "64x48" and res["mode"] == "live"
+
+
+def test_live_options_make_files_each_flat_option_in_its_place():
+    from vidstyle.errors import VidstyleError
+    from vidstyle.options import PaintOptions, TemporalOptions
+    o = LiveOptions.make(source="clip.mp4", style="udnie", strength=0.5, engine="openvino", temporal=True,
+                         flow="dis", preview=False, frames=3)
+    assert o.paint == PaintOptions(style="udnie", strength=0.5, engine="openvino") and o.paint.device == "cpu"
+    assert o.temporal == TemporalOptions(temporal=True, flow="dis")
+    assert (o.source, o.preview, o.frames) == ("clip.mp4", False, 3)
+    base = LiveOptions.make(paint=PaintOptions(max_side=320), temporal=TemporalOptions(flow="dis"), brush=2)
+    assert base.paint == PaintOptions(max_side=320, brush=2) and base.temporal.flow == "dis"
+    assert LiveOptions() == LiveOptions.make()
+    with pytest.raises(VidstyleError, match="--strength must be between 0 and 1"):
+        LiveOptions.make(strength=2)
+    with pytest.raises(TypeError):
+        LiveOptions.make(colour=True)
 
 
 # -- bad input -------------------------------------------------------------------------------------
@@ -702,8 +719,8 @@ def test_frames_counts_painted_frames_and_the_engine_is_ready_before_the_source_
     monkeypatch.setattr(loop.Capture, "start", lambda self: at_start.append(list(painted)) or real_start(self))
     clip = make_clip(tmp_path / "six.mp4", w=64, h=48, n=6, fps=25, audio=None)
     out = tmp_path / "rec.mp4"
-    r = run_live(LiveOptions(source=str(clip), style=str(model_file), device="cpu", preview=False, loop=True,
-                             frames=3, record=out), notify=lambda m: None)
+    r = run_live(LiveOptions.make(source=str(clip), style=str(model_file), device="cpu", preview=False, loop=True,
+                                  frames=3, record=out), notify=lambda m: None)
     assert at_start == [[(48, 64)]]  # painted once, at the frame size, before the capture started
     assert r.frames == 3 and len(frames_rgb(out)) == 3
 
@@ -712,7 +729,7 @@ def test_a_source_that_ends_before_frames_says_so(tmp_path, model_file):
     clip = make_clip(tmp_path / "two.mp4", w=64, h=48, n=2, fps=12, audio=None)
     out = tmp_path / "rec.mp4"
     messages = []
-    r = run_live(LiveOptions(source=str(clip), style=str(model_file), device="cpu", preview=False, frames=5,
-                             record=out), notify=messages.append)
+    r = run_live(LiveOptions.make(source=str(clip), style=str(model_file), device="cpu", preview=False, frames=5,
+                                  record=out), notify=messages.append)
     assert 1 <= r.frames <= 2 and len(frames_rgb(out)) == r.frames
     assert any(f"source ended after {r.frames} painted frames, before --frames 5" in m for m in messages), messages

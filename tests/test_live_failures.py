@@ -30,18 +30,18 @@ def test_bad_flow_stops_before_the_source_opens(live_clip, model_file, monkeypat
     monkeypatch.setattr(loop, "open_source", _no_source)
     opts = dict(source=str(live_clip), style=str(model_file), device="cpu", preview=False)
     with pytest.raises(VidstyleError, match="--flow"):
-        LiveSession(LiveOptions(**opts, flow="rafts"))
+        LiveSession(LiveOptions.make(**opts, flow="rafts"))
     monkeypatch.setattr(flow, "raft_weights_path", lambda variant="large": tmp_path / "none.pth")
     with pytest.raises(VidstyleError, match="RAFT weights"):
-        LiveSession(LiveOptions(**opts, flow="raft"))
+        LiveSession(LiveOptions.make(**opts, flow="raft"))
 
 
 def test_a_style_that_fails_to_load_is_skipped_with_a_notice(live_clip, model_file, tmp_path):
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a model")
     messages = []
-    session = LiveSession(LiveOptions(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
-                                      loop=True, frames=6, keys={1: "n", 3: "p"}), notify=messages.append)
+    session = LiveSession(LiveOptions.make(source=str(live_clip), style=str(model_file), device="cpu", preview=False,
+                                           loop=True, frames=6, keys={1: "n", 3: "p"}), notify=messages.append)
     session.bank.specs = [(str(model_file), None), (str(broken), None), ("random_lite2", None)]
     session.bank._cache = {0: session.bank[session.bank.start], 2: session.bank[session.bank.start]}
     session.bank.start = 0

@@ -7,32 +7,20 @@ from typing import Optional
 
 import typer
 
-from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, MaxSideOpt, MixOpt, Precision,
-                     PrecisionOpt, StrengthOpt, StyleOpt, user_errors)
+from .common import PAINT_OPTIONS, TEMPORAL_OPTIONS, user_errors, with_options
 from ..errors import VidstyleError
+from ..options import PaintOptions, TemporalOptions
 
 
+@with_options(PAINT_OPTIONS, TEMPORAL_OPTIONS, after="source")
 def live(
     source: str = typer.Option("0", "--source", help="Camera index (0, 1, ...), or a video file or URL, "
                                "played at its own frame rate."),
-    style: Optional[str] = StyleOpt,
-    mix: Optional[str] = MixOpt,
     width: Optional[int] = typer.Option(None, "--width", min=16, help="Frame width to ask the camera for "
                                         "(other sources are scaled to it)."),
     height: Optional[int] = typer.Option(None, "--height", min=16, help="Frame height, as --width."),
     fps: Optional[float] = typer.Option(None, "--fps", min=1, help="Frame rate to ask the camera for; also the "
                                         "virtual camera's and the feed's rate."),
-    device: Device = DeviceOpt,
-    max_side: Optional[int] = MaxSideOpt,
-    brush: float = BrushOpt,
-    engine: Engine = EngineOpt,
-    precision: Precision = PrecisionOpt,
-    strength: float = StrengthOpt,
-    preserve_color: bool = ColorOpt,
-    temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided smoothing against "
-                                  "flicker (the t key toggles it)."),
-    temporal_strength: Optional[float] = TemporalStrengthOpt,
-    flow: str = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto."),
     side_by_side: bool = typer.Option(False, "--side-by-side", help="Show the input beside the output."),
     preview: bool = typer.Option(True, "--preview/--no-preview", help="Show the preview window."),
     virtual_cam: bool = typer.Option(False, "--virtual-cam", help="Send the output to a virtual camera "
@@ -52,6 +40,7 @@ def live(
     snapshot_dir: Path = typer.Option(Path("."), "--snapshot-dir", help="Where the s key saves PNGs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No messages."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the results at the end."),
+    **options,
 ):
     """Paint a camera (or a file) live: preview window, virtual camera, network feed, recording.
 
@@ -78,10 +67,8 @@ def live(
             raise VidstyleError(f"--snapshot-dir does not exist: {snapshot_dir}")
         if (width is None) != (height is None):
             raise VidstyleError("give both --width and --height, or neither")
-        opts = LiveOptions(source=source, style=style, mix=mix, width=width, height=height, fps=fps,
-                           device=device.value, max_side=max_side, brush=brush, engine=engine.value,
-                           precision=precision.value, strength=strength, preserve_color=preserve_color,
-                           temporal=temporal, temporal_strength=temporal_strength, flow=flow,
+        opts = LiveOptions(source=source, paint=PaintOptions.pick(options),
+                           temporal=TemporalOptions.pick(options), width=width, height=height, fps=fps,
                            side_by_side=side_by_side, preview=preview, virtual_cam=virtual_cam,
                            cam_device=cam_device, serve=serve, record=record, overwrite=overwrite, frames=frames,
                            duration=duration, loop=loop, snapshot_dir=snapshot_dir)

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from ..errors import VidstyleError, one_line
-from ..io.reader import VideoReader, is_url, local_path
+from ..io.protocols import is_url, local_path
+from ..io.reader import VideoReader
 
 log = logging.getLogger("vidstyle")
 

@@ -5,11 +5,9 @@ moment it was on screen (or, without a window, ready for the sinks).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -20,8 +18,10 @@ import numpy as np
 
 from ..errors import VidstyleError, one_line
 from ..io.images import write_image
-from ..io.writer import check_target
+from ..io.atomic import check_target
 from ..models import registry
+from ..options import PaintOptions, TemporalOptions
+from ..signals import raise_held, signals_held
 from ..stylizer import Stylizer, pick_device
 from .capture import Capture, open_source, parse_source
 from .keys import LiveState, handle_key
@@ -33,22 +33,16 @@ log = logging.getLogger("vidstyle")
 
 @dataclass
 class LiveOptions:
+    """A live session: what it paints (``paint``: the style to start with, its strength and colours, where
+    and how the network runs; precision ``auto`` is int8 on CPUs where it pays), the stabiliser (``temporal``:
+    on from the start, its strength and flow), and the live-only rest. ``make()`` takes them all flat."""
+
     source: str = "0"
-    style: str | None = None
-    mix: str | None = None
+    paint: PaintOptions = field(default_factory=PaintOptions)
+    temporal: TemporalOptions = field(default_factory=TemporalOptions)
     width: int | None = None
     height: int | None = None
     fps: float | None = None
-    device: str = "auto"
-    max_side: int | None = None
-    brush: float = 1.0
-    engine: str = "auto"                 # auto | torch | openvino
-    precision: str = "auto"              # auto | fp32 | bf16 | fp16 | int8 (auto: int8 on CPUs where it pays)
-    strength: float = 1.0
-    preserve_color: bool = False
-    temporal: bool = False
-    temporal_strength: float | None = None  # None: the style's own (its model file's, else 0.7)
-    flow: str = "auto"
     side_by_side: bool = False
     preview: bool = True
     virtual_cam: bool = False
@@ -64,6 +58,16 @@ class LiveOptions:
     snapshot_dir: Path = Path(".")
     warmup: int = 0  # frames left out of the latency statistics (benchmarks)
     keys: dict[int, str] = field(default_factory=dict)  # scripted key presses by frame number (tests, demos)
+
+    @classmethod
+    def make(cls, **values) -> "LiveOptions":
+        """LiveOptions from flat keywords: PaintOptions' fields (``style``, ``strength``, ``device`` ...) go into
+        ``paint``, TemporalOptions' (``temporal=True``, ``flow`` ...) into ``temporal``, the rest are our own.
+        A ``paint=`` PaintOptions or ``temporal=`` TemporalOptions given is the base those fields change."""
+        base = values.pop("temporal") if isinstance(values.get("temporal"), TemporalOptions) else None
+        temporal = TemporalOptions.split(values, base)
+        paint = PaintOptions.split(values, values.pop("paint", None))
+        return cls(paint=paint, temporal=temporal, **values)
 
 
 @dataclass
@@ -90,17 +94,19 @@ class LiveResult:
 class StyleBank:
     """Every bundled and user style (each style of a multi-style model too), loaded on first use and kept.
 
-    The style asked for with ``--style`` (and ``--mix``) comes first when it is not one of them.
+    The style asked for in ``paint`` (``style`` and ``mix``) comes first when it is not one of them; every
+    style is painted with the rest of ``paint``, on its device, for live mode (``realtime``) by default.
     """
 
-    def __init__(self, first: str | None, mix: str | None, device, **stylizer_options):
-        self.device = device
-        self.options = stylizer_options
+    def __init__(self, paint: PaintOptions, *, realtime: bool = True):
+        self.options = paint.replace(style=None, mix=None)  # each style is its own; the rest the same for all
+        self.device = pick_device(paint.device)
+        self.realtime = realtime
         # every listed name resolves to its own style (a shadowed one is listed as MODEL:STYLE)
         names = [e.name for e in registry.list_styles() if e.error is None]
-        self.specs: list[tuple[str, str | None]] = [(n, None) for n in names]
-        first = first or (names[0] if names else registry.default_style())
-        key = (first, mix)
+        self.specs: list[tuple[str, dict | None]] = [(n, None) for n in names]
+        first = paint.style or (names[0] if names else registry.default_style())
+        key = (first, paint.mix)
         if key not in self.specs:
             self.specs.insert(0, key)
         self.start = self.specs.index(key)
@@ -114,7 +120,7 @@ class StyleBank:
             from ..api import load_model
             spec, mix = self.specs[i]
             model = load_model(spec, mix=mix)
-            self._cache[i] = Stylizer(model, self.device, **self.options)
+            self._cache[i] = Stylizer(model, self.device, options=self.options, realtime=self.realtime)
         return self._cache[i]
 
     def label(self, i: int) -> str:
@@ -176,14 +182,11 @@ class LiveSession:
             raise VidstyleError("--frames must be at least 1")
         if opts.preview:
             check_display()  # before anything is opened: OpenCV's Qt would abort the process
-        device = pick_device("cpu" if opts.engine == "openvino" and opts.device == "auto" else opts.device)
-        self.bank = StyleBank(opts.style, opts.mix, device, max_side=opts.max_side, brush=opts.brush,
-                              engine=opts.engine, precision=opts.precision, realtime=True)
+        self.bank = StyleBank(opts.paint)
         self.bank[self.bank.start]  # load (and check) the first style before opening anything
-        from ..temporal import Stabilizer
-        # its flow estimator too: a bad --flow, or RAFT without its weights, stops here, not when t is pressed
-        self.stabilizer = Stabilizer(strength=opts.temporal_strength, flow=opts.flow)
-        self.stabilizer.estimator(device)
+        # made even when off (t turns it on), with its flow estimator: RAFT without its weights stops here
+        self.stabilizer = opts.temporal.replace(temporal=True).stabilizer()
+        self.stabilizer.estimator(self.bank.device)
         self.source = open_source(opts.source, opts.width, opts.height, opts.fps, loop=opts.loop, pace=opts.pace)
         src_size = getattr(self.source, "size", None)
         if opts.width and opts.height:
@@ -193,15 +196,14 @@ class LiveSession:
         else:
             self.size = None
         self.rate = float(opts.fps or getattr(self.source, "rate", 30) or 30)
-        self.state = LiveState(style=self.bank.start, n_styles=len(self.bank), strength=opts.strength,
-                               preserve_color=opts.preserve_color, temporal=opts.temporal,
+        self.state = LiveState(style=self.bank.start, n_styles=len(self.bank), strength=opts.paint.strength,
+                               preserve_color=opts.paint.preserve_color, temporal=opts.temporal.temporal,
                                side_by_side=opts.side_by_side, recording=opts.record is not None)
         self.recorder: Recorder | None = None
         self.recordings: list[str] = []
         self.snapshots: list[str] = []
         self.sinks: list = []
         self.feed = self.vcam = self.preview = None
-        self._deferring = False  # SIGINT is being held off (finalising outputs)
 
     # -- sinks -----------------------------------------------------------------
     def _open_sinks(self, size: tuple[int, int]) -> None:
@@ -236,52 +238,28 @@ class LiveSession:
         self.notify(f"recording to {path}")
 
     def _stop_recording(self) -> None:
+        """Finalise the recording; Ctrl-C meanwhile would throw it away, so it is held and raised afterwards
+        (inside ``_close_sinks``, which holds it already, it is dropped there: the session is ending)."""
         rec, self.recorder = self.recorder, None
         if rec is not None:
-            with self._sigint_deferred(reraise=True):  # Ctrl-C now would throw the recording away
+            with signals_held((signal.SIGINT,), on_first=self._still_finishing) as hits:
                 done = rec.close()
                 if done is not None:
                     self.recordings.append(str(done))
                     self.notify(f"recording saved: {done} ({rec.frames} frames)")
+            raise_held(hits)
 
-    @contextlib.contextmanager
-    def _sigint_deferred(self, reraise: bool):
-        """Hold off Ctrl-C (SIGINT) while outputs are finalised, so that it cannot leave them half-written.
-
-        With ``reraise`` a Ctrl-C that came meanwhile is raised as KeyboardInterrupt afterwards;
-        otherwise (the session is ending anyway) it is dropped. Nested uses and other threads just run.
-        """
-        if self._deferring or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        hits: list[int] = []
-
-        def hold(signum, frame):
-            if not hits:
-                self.notify("still finishing the outputs; Ctrl-C is ignored until they are written")
-            hits.append(signum)
-
-        try:
-            old = signal.signal(signal.SIGINT, hold)
-        except (ValueError, OSError):  # not the main interpreter: signals cannot be caught here
-            yield
-            return
-        self._deferring = True
-        try:
-            yield
-        finally:
-            self._deferring = False
-            signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
-        if hits and reraise:
-            raise KeyboardInterrupt
+    def _still_finishing(self, signum: int) -> None:
+        self.notify("still finishing the outputs; Ctrl-C is ignored until they are written")
 
     def _close_sinks(self, failing: bool = False, first=()) -> None:
         """Run ``first`` (closing steps, in order), then finalise the recording and close every sink, each
         one whatever happens to the others; errors go to ``_report_closing``.
 
-        Ctrl-C is held off meanwhile: a second Ctrl-C must not throw the recording away.
+        Ctrl-C is held off meanwhile, and dropped (the session is ending anyway): a second Ctrl-C must not
+        throw the recording away.
         """
-        with self._sigint_deferred(reraise=False):
+        with signals_held((signal.SIGINT,), on_first=self._still_finishing):
             errors = self._close_each([*first, self._stop_recording] + [s.close for s in self.sinks])
             self.sinks.clear()
         _report_closing(errors, failing)
@@ -484,9 +462,10 @@ def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "a
     warmup = min(10, max(1, frames // 5))
     with tempfile.TemporaryDirectory() as tmp:
         clip = _bench_clip(Path(tmp) / "live.mp4", w, h, max(30, source_fps), fps=source_fps)
-        opts = LiveOptions(source=str(clip), style=style, device=device, max_side=max_side, brush=brush,
-                           engine=engine, precision=precision, preview=False,
-                           loop=True, frames=frames + warmup, warmup=warmup)
+        paint = PaintOptions(style=style, device=device, max_side=max_side, brush=brush, engine=engine,
+                             precision=precision)
+        opts = LiveOptions(source=str(clip), paint=paint, preview=False, loop=True, frames=frames + warmup,
+                           warmup=warmup)
         session = LiveSession(opts, notify=lambda m: None)
         r = session.run()
     if r.frames < frames + warmup:  # the session ends early only when stopped (Ctrl-C): no partial figures
