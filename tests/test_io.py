@@ -21,7 +21,8 @@ import pytest
 from conftest import audio_hashes, make_clip, pattern, video_pts
 from vidstyle.errors import Terminated, VidstyleError
 from vidstyle.io.reader import VideoInfo, VideoReader
-from vidstyle.io.writer import AtomicPath, VideoWriter, remove_stale_partials
+from vidstyle.io.atomic import AtomicPath, remove_stale_partials
+from vidstyle.io.writer import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"preset": "ultrafast", "crf": 10}

@@ -194,7 +194,7 @@ def test_two_style_images_of_one_name_are_refused(tmp_path):
 # ---------------------------------------------------------------- a checkpoint at all times
 @needs_hed
 def test_a_crash_while_saving_leaves_a_checkpoint_and_prev_counts_as_an_earlier_run(tmp_path, monkeypatch):
-    from vidstyle.io.writer import AtomicPath
+    from vidstyle.io.atomic import AtomicPath
     from vidstyle.train.loop import Trainer
     t = Trainer(config(tmp_path))
     t.train_step()

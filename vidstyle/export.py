@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import VidstyleError
-from .io.writer import check_target
+from .io.atomic import AtomicPath, check_target
 
 log = logging.getLogger("vidstyle")
 
@@ -164,12 +164,6 @@ def _describe(model) -> dict[str, str]:
     }
 
 
-def _tmp_beside(path: Path, suffix: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_model(model, path: str | os.PathLike, format: str | None = None,  # noqa: A002 - API name
                  overwrite: bool = False) -> Path:
     """Write ``model`` (a StyleModel) as a standalone graph; returns the path written.
@@ -223,8 +217,7 @@ def _export_onnx(model, path: Path) -> None:
     except ImportError:
         raise VidstyleError("ONNX export needs the onnx package: pip install onnx") from None
     net = model.net
-    tmp = _tmp_beside(path, ".onnx")
-    try:
+    with AtomicPath(path) as atomic:  # written 0644 (as a new file would be), renamed at the end
         proto = onnx.load_from_string(to_onnx_bytes(net, pad=True))
         meta = _describe(model)
         proto.doc_string = f"vidstyle style network {model.name!r} ({net.config.arch}); {IO_DOC}"
@@ -238,10 +231,7 @@ def _export_onnx(model, path: Path) -> None:
                 OUTPUT: "stylized RGB, roughly in [0, 1] (clamp for display)"}
         for v in list(proto.graph.input) + list(proto.graph.output):
             v.doc_string = docs.get(v.name, "")
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        onnx.save(proto, str(atomic.tmp))
 
 
 def _export_openvino(model, path: Path) -> None:

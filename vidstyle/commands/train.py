@@ -186,7 +186,7 @@ def export_loss_net(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Write the loss network's conv1_1..conv4_3 as fp16 safetensors (about 15 MB), usable as --loss-net PATH."""
-    from ..io.writer import check_target
+    from ..io.atomic import check_target
     from ..train.lossnet import export_safetensors, load_loss_net
 
     with user_errors():

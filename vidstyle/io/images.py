@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from ..errors import VidstyleError
-from .writer import AtomicPath, check_target
+from .atomic import AtomicPath, check_target
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}  # formats that may hold transparency

@@ -11,26 +11,18 @@
 * 4:2:0 by default: odd sizes are padded by one pixel for the codecs that need even ones;
 * the video can also be copied packet by packet from another file (``copy_video``), with the same
   rules for everything else (how ``vidstyle.segments`` joins its parts);
-* everything goes to a hidden temporary file beside the target (``AtomicPath``), renamed
-  at the end: an error, Ctrl-C, SIGTERM or SIGHUP never leaves a half-written file, and
-  the partial files of a killed run are removed by the next run to the same target.
+* everything goes to a hidden temporary file beside the target (``io.atomic.AtomicPath``), renamed
+  at the end: an error, Ctrl-C, SIGTERM or SIGHUP (``signals.stop_signals``) never leaves a half-written
+  file, and the partial files of a killed run are removed by the next run to the same target.
+The codec and container tables are in ``io.codecs``.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
 import errno
-import glob
 import logging
 import math
-import os
-import re
-import signal
-import tempfile
-import threading
-import time
-import weakref
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,306 +30,15 @@ import av
 import av.filter
 import numpy as np
 
-from ..errors import Terminated, VidstyleError
-from .reader import DEFAULT_FPS, VideoInfo, filter_frames, is_url, local_path
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: partial files are judged by their PID only
-    fcntl = None
+from ..errors import VidstyleError
+from ..signals import stop_signals
+from .atomic import AtomicPath, check_target
+from .codecs import (CHAPTER_MUXERS, IDENTITY_MATRIX, ODD_SIZES_OK, SWS_MATRIX, X264_CRF, X264_PRESETS,
+                     output_format,
+                     resolve_codec)
+from .reader import DEFAULT_FPS, VideoInfo, filter_frames
 
 log = logging.getLogger("vidstyle")
-
-CODECS = {  # what users type -> FFmpeg encoder
-    "libx264": "libx264", "h264": "libx264", "x264": "libx264",
-    "hevc": "libx265", "h265": "libx265", "libx265": "libx265", "x265": "libx265",
-    "vp9": "libvpx-vp9", "libvpx-vp9": "libvpx-vp9",
-    "h264_nvenc": "h264_nvenc", "nvenc": "h264_nvenc", "hevc_nvenc": "hevc_nvenc",
-    "gif": "gif",
-}
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    """What one kind of output file takes."""
-
-    muxer: str  # FFmpeg muxer name
-    codec: str  # default video codec (a CODECS key)
-    audio: frozenset | None  # audio codecs copied as they are; None: any
-    audio_encoder: str | None  # what other audio is re-encoded to; None: audio is dropped
-    subtitles: frozenset  # subtitle codecs copied; others are dropped
-    display_matrix: bool = True  # rotation kept as metadata; False: the pixels are rotated
-    faststart: bool = False
-
-
-_MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac", "mp2"})
-_MOV_TEXT = frozenset({"mov_text"})
-_MKV_SUBS = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "dvd_subtitle", "hdmv_pgs_subtitle", "text"})
-FORMATS = {
-    ".mp4": OutputFormat("mp4", "libx264", _MP4_AUDIO, "aac", _MOV_TEXT, faststart=True),
-    ".m4v": OutputFormat("mp4", "libx264", _MP4_AUDIO, "aac", _MOV_TEXT, faststart=True),
-    ".mov": OutputFormat("mov", "libx264", _MP4_AUDIO | {"pcm_s16le", "pcm_s24le", "pcm_s16be"}, "aac", _MOV_TEXT,
-                         faststart=True),
-    ".mkv": OutputFormat("matroska", "libx264", None, "aac", _MKV_SUBS),
-    ".webm": OutputFormat("webm", "vp9", frozenset({"opus", "vorbis"}), "libopus", frozenset({"webvtt"})),
-    ".ts": OutputFormat("mpegts", "libx264", frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "opus"}), "aac",
-                        frozenset({"dvb_subtitle"}), display_matrix=False),
-    ".gif": OutputFormat("gif", "gif", frozenset(), None, frozenset(), display_matrix=False),
-}
-# The presets of x264 and x265 (the libraries print their own line for others, so they are checked first).
-X264_CRF = 18  # x264 and x265 when --crf is not given
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                "placebo")
-# Encoders that take odd sizes in 4:2:0; the others get one pixel of padding.
-_ODD_SIZES_OK = {"libvpx-vp9", "gif"}
-# AVColorSpace -> the swscale matrix that converts RGB to it.
-_SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020"}
-_IDENTITY = (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-_CHAPTER_MUXERS = {"mp4", "mov", "matroska", "webm"}  # the muxers that store chapters
-
-
-def output_format(dst: Path) -> OutputFormat:
-    """The OutputFormat for ``dst``'s suffix; a VidstyleError naming the suffixes that work."""
-    fmt = FORMATS.get(dst.suffix.lower())
-    if fmt is None:
-        what = f"{dst.suffix} files" if dst.suffix else f"{dst.name}: it has no suffix"
-        raise VidstyleError(f"cannot write {what}; end the output name in {', '.join(FORMATS)}")
-    return fmt
-
-
-def default_codec(dst: Path) -> str:
-    fmt = FORMATS.get(dst.suffix.lower())
-    return fmt.codec if fmt else "libx264"
-
-
-def resolve_codec(name: str) -> str:
-    enc = CODECS.get(name.lower(), name)
-    if enc not in av.codecs_available:
-        raise VidstyleError(f"codec {name!r} is not available in this FFmpeg build; try libx264, hevc or vp9")
-    if enc.endswith("_nvenc"):
-        try:  # nvenc needs an NVIDIA GPU and driver, not only the encoder in the build
-            ctx = av.CodecContext.create(enc, "w")
-            ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 25)
-            ctx.open()
-        except Exception:
-            raise VidstyleError(f"{enc} needs an NVIDIA GPU with its driver, and none is usable here; "
-                                "use --codec libx264") from None
-    return enc
-
-
-def _same_file(src: str, dst: Path) -> bool:
-    """Whether the input ``src`` (a path, or FFmpeg's ``file:`` path) is the file ``dst``.
-
-    Links count: ``os.path.samefile`` when both exist, resolved paths otherwise. URLs (``is_url``) never match.
-    """
-    if is_url(src):
-        return False
-    src = local_path(src)
-    if os.path.exists(src) and dst.exists():
-        return os.path.samefile(src, dst)
-    return Path(src).resolve() == dst.resolve()
-
-
-def check_target(dst: Path, overwrite: bool, src: str | None = None) -> None:
-    """Refuse what would fail late or destroy data: same file as input, existing file, missing folder."""
-    if src is not None and _same_file(src, dst):
-        raise VidstyleError(f"the output would overwrite the input: {dst}")
-    if dst.is_dir():
-        raise VidstyleError(f"output is a directory: {dst}")
-    if not dst.parent.is_dir():
-        raise VidstyleError(f"output folder does not exist: {dst.parent}")
-    if not os.access(dst.parent, os.W_OK):
-        raise VidstyleError(f"no permission to write in {dst.parent}")
-    if dst.exists() and not overwrite:
-        raise VidstyleError(f"{dst} exists; pass --overwrite to replace it")
-
-
-# -- partial files -------------------------------------------------------------
-STALE_AFTER = 10 * 60  # seconds untouched after which an unlocked partial file of a running PID is stale
-
-
-def _partial_prefix(dst: Path) -> str:
-    return f".{dst.stem}.partial-"
-
-
-def _umask() -> int:
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def pid_running(pid: int) -> bool:
-    """Whether a process with this id exists (someone else's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
-
-
-def _locked(path: Path) -> bool | None:
-    """Whether a process holds the lock of a partial file: True, False, or None when it cannot be told."""
-    if fcntl is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _is_stale(path: Path, pid: int) -> bool:
-    """A partial file is stale when no process holds its lock and its writer is gone or it has sat untouched."""
-    if pid == os.getpid():
-        return False
-    locked = _locked(path)
-    if locked:
-        return False
-    if not pid_running(pid):
-        return True
-    try:
-        old = time.time() - path.stat().st_mtime > STALE_AFTER
-    except OSError:
-        return False
-    return locked is False and old
-
-
-def remove_stale_partials(dst: Path) -> list[Path]:
-    """Delete the partial files that killed runs left for ``dst``; returns the paths removed.
-
-    Only hidden files named exactly like this module's partial files for this very target
-    (``.NAME.partial-PID-XXXXXXXX.SUFFIX``) are considered, and only stale ones are removed.
-    """
-    dst = Path(dst)
-    name = re.compile(re.escape(_partial_prefix(dst)) + r"(\d+)-[a-z0-9_]{8}" + re.escape(dst.suffix))
-    removed = []
-    for p in dst.parent.glob(glob.escape(_partial_prefix(dst)) + "*"):
-        m = name.fullmatch(p.name)
-        if m and p.is_file() and not p.is_symlink() and _is_stale(p, int(m.group(1))):
-            try:
-                p.unlink()
-            except OSError:
-                continue
-            removed.append(p)
-            log.info("removed %s, left by a run that was killed", p)
-    return removed
-
-
-def _drop(tmp: Path, fd: int) -> None:
-    """Remove a partial file and release its lock."""
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class AtomicPath:
-    """A hidden temporary file beside ``dst`` that becomes ``dst`` on commit.
-
-    The name, ``.NAME.partial-PID-XXXXXXXX.SUFFIX``, is made by ``tempfile.mkstemp`` (created
-    exclusively, not guessable) and keeps the suffix, so muxers are chosen right. The file is
-    locked until commit or discard, so that a later run can tell the leftovers of a killed run
-    (removed when an AtomicPath for the same target is made) from a file being written.
-    It is removed when the object goes away uncommitted, at the latest at interpreter exit.
-    """
-
-    def __init__(self, dst: Path):
-        self.dst = Path(dst)
-        remove_stale_partials(self.dst)
-        fd, name = tempfile.mkstemp(prefix=f"{_partial_prefix(self.dst)}{os.getpid()}-", suffix=self.dst.suffix,
-                                    dir=self.dst.parent)
-        self.tmp = Path(name)
-        self._fd = fd
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # a file system without locks: the PID in the name still protects it
-                pass
-        self._cleanup = weakref.finalize(self, _drop, self.tmp, fd)
-
-    def commit(self) -> None:
-        """Move the finished file to the target, with the permissions a new file would get."""
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        os.replace(self.tmp, self.dst)
-        if self._cleanup.detach() is not None:
-            os.close(self._fd)
-
-    def discard(self) -> None:
-        """Remove the temporary file; the target is left as it was. Safe to call more than once."""
-        self._cleanup()
-
-
-# -- SIGTERM and SIGHUP while writing ------------------------------------------
-def _raise_terminated(signum, _frame):
-    raise Terminated(signum)
-
-
-def raises_terminated(handler) -> bool:
-    """Whether ``handler`` (``signal.getsignal``) is ``stop_signals``' (it raises Terminated)."""
-    return handler is _raise_terminated
-
-
-class _StopSignals:
-    """While files are being written, SIGTERM and SIGHUP raise Terminated in the main thread.
-
-    Only signals left at their default action (which would kill the process and leave the
-    partial file behind) are taken over: ignored ones (``nohup``) and a program's own
-    handlers stay as they are. The old handlers come back when the last writer is done.
-    """
-
-    def __init__(self):
-        self.users = 0
-        self.saved: dict = {}
-        self.signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
-
-    def acquire(self) -> bool:
-        """Take over the signals (main thread only); True when this call must be paired with release()."""
-        if threading.current_thread() is not threading.main_thread():
-            return False
-        if self.users == 0:
-            self.saved = {s: signal.signal(s, _raise_terminated) for s in self.signals
-                          if signal.getsignal(s) is signal.SIG_DFL}
-        self.users += 1
-        return True
-
-    def release(self) -> None:
-        self.users -= 1
-        if self.users == 0:
-            for s, old in self.saved.items():
-                try:
-                    signal.signal(s, old)
-                except ValueError:  # not in the main thread
-                    pass
-            self.saved = {}
-
-
-_stop_signals = _StopSignals()
-
-
-@contextlib.contextmanager
-def stop_signals():
-    """Inside: SIGTERM and SIGHUP raise Terminated in the main thread (as while a writer is open),
-    so that ``finally`` blocks clean up; elsewhere and outside, nothing changes."""
-    held = _stop_signals.acquire()
-    try:
-        yield
-    finally:
-        if held:
-            _stop_signals.release()
 
 
 # -- the writer ----------------------------------------------------------------
@@ -432,12 +133,12 @@ class VideoWriter:
         self._palette = palette_graph(*self.size, info.time_base) if encoding_gif else None
         self._gif_last: int | None = None  # the last GIF frame's time, in GIF's centiseconds
         self._gif_dropped = 0
-        self._signals = False
+        self._signals = contextlib.ExitStack()  # stop_signals() while the file is open
         try:
             self._atomic = AtomicPath(self.dst)
         except OSError as e:
             raise self._write_error(e) from None
-        self._signals = _stop_signals.acquire()
+        self._signals.enter_context(stop_signals())
         try:
             self.container = self._open()
             self._setup(copy_streams or [], crf, preset, encoder_options or {})
@@ -460,7 +161,7 @@ class VideoWriter:
 
     def _padding(self, w: int, h: int) -> tuple[int, int]:
         """(rows, columns) to add so that 4:2:0 gets the even size it needs, with a note."""
-        if self.pix_fmt != "yuv420p" or self.encoder in _ODD_SIZES_OK or (w % 2 == 0 and h % 2 == 0):
+        if self.pix_fmt != "yuv420p" or self.encoder in ODD_SIZES_OK or (w % 2 == 0 and h % 2 == 0):
             return 0, 0
         pad = (h % 2, w % 2)
         self._notes.append(f"{w}x{h} padded to {w + pad[1]}x{h + pad[0]} by repeating the last pixel "
@@ -507,7 +208,7 @@ class VideoWriter:
     def _add_chapters_and_attachments(self) -> None:
         """Copy the source's chapters and attachments where the container stores them; a note where not."""
         info, muxer = self.info, self.format.muxer
-        if info.chapters and muxer in _CHAPTER_MUXERS:
+        if info.chapters and muxer in CHAPTER_MUXERS:
             self.container.set_chapters(info.chapters)
         elif info.chapters:
             self._notes.append(f"{len(info.chapters)} chapters dropped: {self.kind} files cannot hold them")
@@ -589,7 +290,7 @@ class VideoWriter:
                                    f"{self.kind} with {self.encoder}: the picture shows with square pixels")
         if self.pix_fmt != "pal8":
             cc.color_primaries, cc.color_trc = info.color_primaries, info.color_trc
-            if info.colorspace in _SWS_MATRIX:
+            if info.colorspace in SWS_MATRIX:
                 cc.colorspace = info.colorspace
             if info.color_range:
                 cc.color_range = info.color_range
@@ -602,7 +303,7 @@ class VideoWriter:
         """Carry the display matrix (rotation) to the output stream, in the containers that store one."""
         info = self.info
         if self.format.display_matrix and not self._rot_k:
-            if info.display_matrix is not None and tuple(info.display_matrix) != _IDENTITY:
+            if info.display_matrix is not None and tuple(info.display_matrix) != IDENTITY_MATRIX:
                 vs.set_display_matrix(info.display_matrix)
             elif info.display_matrix is None and info.rotation % 360:
                 vs.set_display_rotation(info.rotation)
@@ -699,10 +400,10 @@ class VideoWriter:
         if vf is None:
             return []
         info = self.info
-        yuv = vf.reformat(format=self.pix_fmt, dst_colorspace=_SWS_MATRIX.get(info.colorspace),
+        yuv = vf.reformat(format=self.pix_fmt, dst_colorspace=SWS_MATRIX.get(info.colorspace),
                           dst_color_range=info.color_range or None)
         yuv.color_primaries, yuv.color_trc = info.color_primaries, info.color_trc
-        if info.colorspace in _SWS_MATRIX:
+        if info.colorspace in SWS_MATRIX:
             yuv.colorspace = info.colorspace
         return [yuv]
 
@@ -785,6 +486,4 @@ class VideoWriter:
         self._release_signals()
 
     def _release_signals(self) -> None:
-        if self._signals:
-            self._signals = False
-            _stop_signals.release()
+        self._signals.close()

@@ -120,7 +120,7 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
 
 def write_safetensors(path: Path, tensors: dict, meta: dict) -> Path:
     """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file."""
-    from ..io.writer import AtomicPath
+    from ..io.atomic import AtomicPath
 
     atomic = AtomicPath(path)
     try:
@@ -139,7 +139,7 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     The weights and the other metadata are copied untouched; styles not named keep the strength they
     had. ``dst`` may be ``src`` (with ``overwrite``): it is replaced atomically.
     """
-    from ..io.writer import check_target
+    from ..io.atomic import check_target
 
     src, dst = Path(src), Path(dst)
     model = load_model(src)  # checks the file as a whole, one-line errors

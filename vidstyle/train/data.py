@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import VidstyleError
 from ..flow import make_flow, read_flo, to_tensor, write_flo
 from ..frames import frame_files
+from ..io.atomic import AtomicPath
 from ..io.images import find_images, is_image
 from ..warp import occlusion, warp
 
@@ -302,12 +303,8 @@ class VideoPairs:
 
 def _write_flo_atomic(path: Path, flow: np.ndarray) -> None:
     """Write a .flo file whole or not at all (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.flo")
-    try:
-        write_flo(tmp, flow)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with AtomicPath(path) as atomic:
+        write_flo(atomic.tmp, flow)
 
 
 def _fit(shape, short_side: int) -> tuple[int, int]:
