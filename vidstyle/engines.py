@@ -210,9 +210,6 @@ class TorchEngine:
             y = self.net(x, mix.to(x.device))
         return y.float()
 
-    def describe(self) -> str:
-        return f"torch {self.precision} on {self.device}"
-
 
 # --------------------------------------------------------------------------- OpenVINO
 _core = None
@@ -460,6 +457,3 @@ class OpenVINOEngine:
             else:
                 y = self._get(n, h, w).run(xs, ms)
         return torch.from_numpy(y)
-
-    def describe(self) -> str:
-        return f"openvino {self.precision} on cpu"
