@@ -8,7 +8,7 @@ into a fresh folder, (1) in this process, (2) as Ray tasks on a Ray started here
 workers. The segments run: the longest clip in one piece, then in --segments parts (local processes).
 Then the seams: the longest clip with --temporal in one piece and in 3 parts: overlap 30 with the cuts at
 calm moments (the default with --temporal) and at the keyframes nearest the even split, and overlap 0; the
-warping error across each seam against the median inside the parts (`vidstyle.segments.seam_errors`),
+warping error across each seam against the median inside the parts (`vidstyle.evaluate.seam_errors`),
 and of the same pairs in the one-piece painting.
 Wall-clock seconds; the same painting settings everywhere.
 """
@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vidstyle.batch import StylizeJob, find_inputs, run_batch  # noqa: E402
-from vidstyle.segments import seam_errors, stylize_segments  # noqa: E402
+from vidstyle.evaluate import seam_errors  # noqa: E402
+from vidstyle.segments import stylize_segments  # noqa: E402
 
 
 def main() -> None:

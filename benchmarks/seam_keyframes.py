@@ -22,7 +22,7 @@ import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vidstyle.evaluate import load_frames  # noqa: E402
-from vidstyle.segments import seam_table  # noqa: E402
+from vidstyle.evaluate import seam_table  # noqa: E402
 
 
 def encode(frames: list, force=(), params: str = "", crf: int = 18, sizes: list | None = None) -> list:

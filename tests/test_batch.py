@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_clip, video_pts
-from vidstyle import batch
-from vidstyle.batch import (BatchProgress, Manifest, StylizeJob, choose_executor, expand_inputs, find_inputs,
+from vidstyle import executors, naming
+from vidstyle.batch import job as batch_job, manifest as batch_manifest
+from vidstyle.batch import (BatchProgress, Manifest, StylizeJob, expand_inputs, find_inputs,
                             run_batch)
+from vidstyle.executors import choose_executor
 from vidstyle.errors import VidstyleError
 
 
@@ -80,11 +82,11 @@ def test_output_names_keep_folders_and_avoid_collisions(tmp_path):
     names = []
     taken: set[str] = set()
     for s in sources:
-        n = batch._dedupe(batch.output_name(s, "my style"), taken)
+        n = naming.dedupe(naming.output_name(s, "my style"), taken)
         taken.add(n.as_posix())
         names.append(n.as_posix())
     assert names == ["a/x.my_style.mp4", "b/x.my_style.mp4", "x.my_style.mp4", "x-2.my_style.mp4"]
-    assert batch.output_name(batch.Source("https://h/p/talk.m3u8?x=1"), "udnie").as_posix() == "talk.udnie.mp4"
+    assert naming.output_name(naming.Source("https://h/p/talk.m3u8?x=1"), "udnie").as_posix() == "talk.udnie.mp4"
 
 
 # -- the manifest, errors, resume ----------------------------------------------------------------
@@ -175,7 +177,7 @@ def test_plain_function_and_one_run_per_folder(tmp_path):
     assert r.failed == [(str(tmp_path / "in/b.mp4"), "RuntimeError: GPU fell off")] == [(r.failed[0][0], lines[0])]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.mp4")) == ["a.oil.mp4", "c.oil.mp4"]
     # another run holding the folder: refused with one line
-    held = batch._lock_folder(tmp_path / "out")
+    held = batch_manifest.lock_folder(tmp_path / "out")
     try:
         if held is not None:
             with pytest.raises(VidstyleError, match="another vidstyle run"):
@@ -247,7 +249,7 @@ def test_choose_executor(monkeypatch):
     with pytest.raises(VidstyleError, match="--cluster must be"):
         choose_executor("bogus", gpus=0)
     # without Ray: explicit requests fail with the install hint, auto stays local
-    monkeypatch.setattr(batch, "ray_available", lambda: False)
+    monkeypatch.setattr(executors, "ray_available", lambda: False)
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(VidstyleError, match=r"pip install 'vidstyle\[cluster\]'"):
         choose_executor("ray://head:10001", gpus=0)
@@ -279,11 +281,11 @@ def test_task_resources_one_gpu_or_some_cpus():
         def cluster_resources(self):
             return {"CPU": sum(self.cpus), "GPU": self.gpus}
 
-    assert batch.task_resources(FakeRay([16, 16], 8)) == {"num_gpus": 1, "num_cpus": 1}
-    assert batch.task_resources(FakeRay([16], 2), cpus_per_task=4) == {"num_gpus": 1, "num_cpus": 4}
-    assert batch.task_resources(FakeRay([32, 8], 0)) == {"num_cpus": 4}
-    assert batch.task_resources(FakeRay([2], 0)) == {"num_cpus": 2}  # never more than the biggest node
-    assert batch.task_resources(FakeRay([2], 0), cpus_per_task=8) == {"num_cpus": 2}
+    assert executors.task_resources(FakeRay([16, 16], 8)) == {"num_gpus": 1, "num_cpus": 1}
+    assert executors.task_resources(FakeRay([16], 2), cpus_per_task=4) == {"num_gpus": 1, "num_cpus": 4}
+    assert executors.task_resources(FakeRay([32, 8], 0)) == {"num_cpus": 4}
+    assert executors.task_resources(FakeRay([2], 0)) == {"num_cpus": 2}  # never more than the biggest node
+    assert executors.task_resources(FakeRay([2], 0), cpus_per_task=8) == {"num_cpus": 2}
 
 
 # -- Ray -----------------------------------------------------------------------------------------
@@ -299,7 +301,7 @@ class Recording:
 
     def __call__(self, input, output, *, overwrite=False, progress=None):
         name = Path(input).name
-        built = self.job.key not in batch._STYLIZERS
+        built = self.job.key not in batch_job._STYLIZERS
         with open(os.path.join(self.log_dir, "calls.log"), "a") as f:
             f.write(f"{os.getpid()} {'built' if built else 'cached'} {name}\n")
         marker = os.path.join(self.log_dir, f"killed-{name}")

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import make_clip
 from vidstyle import pipeline
-from vidstyle.batch import BatchInterrupted, Manifest, StylizeJob, run_batch
-from vidstyle.errors import VidstyleError
+from vidstyle.batch import Manifest, StylizeJob, run_batch
+from vidstyle.errors import BatchInterrupted, VidstyleError
 
 
 class Painter:
@@ -110,7 +110,7 @@ def test_stylize_job_options_follow_what_changes_the_output(model_file):
     base = StylizeJob(str(model_file), device="cpu")
     assert json.loads(json.dumps(base.options)) == base.options
     assert StylizeJob(str(model_file), device="cpu", batch_size=4).options == base.options
-    for change in [dict(max_side=32), dict(strength=0.5), dict(crf=30), dict(video_options={"chroma": "444"})]:
+    for change in [dict(max_side=32), dict(strength=0.5), dict(crf=30), dict(chroma="444")]:
         assert StylizeJob(str(model_file), device="cpu", **change).options != base.options, change
 
 

@@ -18,7 +18,8 @@ from conftest import make_clip, pattern
 from test_io import FAST, copy
 from vidstyle.errors import VidstyleError
 from vidstyle.io.reader import VideoInfo, VideoReader
-from vidstyle.io.writer import VideoWriter, check_target
+from vidstyle.io.atomic import check_target
+from vidstyle.io.writer import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -439,18 +440,20 @@ def test_sigterm_while_workers_paint_removes_the_parts_folder(tmp_path):
         import os, signal, sys, time
         from pathlib import Path
         import vidstyle.segments as seg
+        import vidstyle.segments.run as seg_run
         from vidstyle.errors import Terminated
+        from vidstyle.options import EncodeOptions, TemporalOptions
 
         class Job:
-            temporal, label = False, "x"
+            label, temporal, encode = "x", TemporalOptions(), EncodeOptions(codec="libx264")
 
-        def parts(job, src, plan, paths, workers, report):
-            assert workers == 2
-            Path(paths[0]).write_bytes(b"half a part")
+        def tasks(executor, fn, shared, tasks, **kw):
+            assert kw["workers"] == 2
+            Path(tasks[0][1][2]).write_bytes(b"half a part")
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(30)
 
-        seg._run_parts_local = parts
+        seg_run.run_tasks = tasks
         try:
             seg.stylize_segments({str(src)!r}, {str(tmp_path / "out.mp4")!r}, Job(), segments=2, workers=2)
         except Terminated as e:
@@ -476,11 +479,11 @@ def test_parts_folders_of_runs_that_are_gone_are_removed(tmp_path):
 
 
 def test_join_parts_closes_the_parts_it_opened_when_one_fails(tmp_path, monkeypatch):
-    import vidstyle.io.reader as reader
+    import vidstyle.io.protocols as protocols
     from vidstyle.segments import join_parts
 
     src = make_clip(tmp_path / "in.mp4", audio=None)
-    real_open = reader.open_container
+    real_open = protocols.open_container
     closed = []
 
     class Part:
@@ -494,7 +497,7 @@ def test_join_parts_closes_the_parts_it_opened_when_one_fails(tmp_path, monkeypa
             raise VidstyleError(f"cannot read {path}")
         return real_open(path, *args, **kw)
 
-    monkeypatch.setattr(reader, "open_container", open_container)
+    monkeypatch.setattr(protocols, "open_container", open_container)
     with pytest.raises(VidstyleError, match="part1"):
         join_parts(str(src), [tmp_path / "part0.mp4", tmp_path / "part1.mp4"], tmp_path / "out.mp4")
     assert len(closed) == 1

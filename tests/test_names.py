@@ -1,7 +1,7 @@
 """One answer everywhere: what is a URL and what a local file, and what the outputs are called.
 
-``io.reader.is_url`` / ``local_path`` decide for the reader, the writer's same-file check, the batch and
-``api.default_output``; ``batch.safe_label`` / ``batch.input_stem`` name every output."""
+``io.protocols.is_url`` / ``local_path`` decide for the reader, the writer's same-file check, the batch and
+``naming.default_output``; ``naming.safe_label`` / ``naming.input_stem`` name every output."""
 from __future__ import annotations
 
 import time
@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 
 from conftest import make_clip
-from vidstyle import api, batch
-from vidstyle.commands.paint import _is_many
+from vidstyle import api, batch, executors, naming
+from vidstyle.naming import is_many as _is_many
 from vidstyle.errors import VidstyleError
 from vidstyle.io.images import write_image
-from vidstyle.io.reader import VideoInfo, VideoReader, input_protocol, is_url, local_path
-from vidstyle.io.writer import _frame_rate, _same_file, check_target
+from vidstyle.io.protocols import input_protocol, is_url, local_path
+from vidstyle.io.reader import VideoInfo, VideoReader
+from vidstyle.io.atomic import check_target, same_file as _same_file
+from vidstyle.io.writer import _frame_rate
 
 
 # -- URL or local file -----------------------------------------------------------------------------
@@ -56,7 +58,7 @@ def test_an_existing_file_is_local_whatever_its_name(tmp_path, monkeypatch):
     assert local_path("concat:a.mp4") == "concat:a.mp4"
     assert batch.probe_frames("concat:a.mp4") == 3  # read as the file, through the whitelist
     assert [s.input for s in batch.find_inputs(["concat:a.mp4"])] == ["concat:a.mp4"]
-    assert api.default_output("concat:a.mp4", "x") == Path("concat:a.x.mp4")
+    assert naming.default_output("concat:a.mp4", "x") == Path("concat:a.x.mp4")
 
 
 def test_file_prefix_is_the_local_file_everywhere(tmp_path, monkeypatch):
@@ -70,10 +72,10 @@ def test_file_prefix_is_the_local_file_everywhere(tmp_path, monkeypatch):
     assert _same_file(spec, clip) and _same_file("file:sub/clip.mp4", clip)  # the writer
     (src,) = batch.find_inputs([spec])  # the batch takes it as the file
     assert Path(src.input) == clip and src.key == str(clip)
-    assert batch.Source(spec).key == str(clip)
-    assert batch.Source("file:sub/clip.mp4").key == str(clip)
-    assert api.default_output(spec, "ink") == clip.parent / "clip.ink.mp4"  # beside it, not in the cwd
-    assert batch.output_name(batch.Source(spec), "ink").as_posix() == "clip.ink.mp4"
+    assert naming.Source(spec).key == str(clip)
+    assert naming.Source("file:sub/clip.mp4").key == str(clip)
+    assert naming.default_output(spec, "ink") == clip.parent / "clip.ink.mp4"  # beside it, not in the cwd
+    assert naming.output_name(naming.Source(spec), "ink").as_posix() == "clip.ink.mp4"
     assert _is_many(f"file:{clip.parent}") and not _is_many(spec)
 
 
@@ -102,12 +104,12 @@ def test_glob_with_a_comma_is_a_glob(tmp_path, monkeypatch):
 def test_protocol_inputs_are_urls_everywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for spec in ("concat:a.mp4|b.mp4", "https://h/p/talk.m3u8?x=1"):
-        assert batch.find_inputs([spec]) == [batch.Source(spec)]  # kept as it is, not "input not found"
-        assert batch.Source(spec).key == spec
+        assert batch.find_inputs([spec]) == [naming.Source(spec)]  # kept as it is, not "input not found"
+        assert naming.Source(spec).key == spec
         assert batch.probe_frames(spec) == 0
         assert not _same_file(spec, tmp_path / "out.mp4")
         assert not _is_many(spec)
-        assert api.default_output(spec, "ink").parent == tmp_path  # a URL's output goes to the cwd
+        assert naming.default_output(spec, "ink").parent == tmp_path  # a URL's output goes to the cwd
     check_target(tmp_path / "out.mp4", False, "concat:out.mp4|out.mp4")  # never "the same file"
 
 
@@ -119,22 +121,22 @@ ODD_LABELS = ["udnie:0.5+the_scream:0.5", "my style", "a/b\\c", "mosaic.v2", "ö
 @pytest.mark.parametrize("src", ["clips/holiday.mp4", "file:clips/holiday.mp4", "https://h/v/holiday.m3u8?t=1",
                                  "rtmp://h/live/holiday"])
 def test_default_output_and_batch_names_agree(label, src):
-    name = api.default_output(src, label).name
-    assert name == batch.output_name(batch.Source(src), label).as_posix()
-    assert name == f"holiday.{batch.safe_label(label)}.mp4"
+    name = naming.default_output(src, label).name
+    assert name == naming.output_name(naming.Source(src), label).as_posix()
+    assert name == f"holiday.{naming.safe_label(label)}.mp4"
     assert "/" not in name and "\\" not in name and ":" not in name
 
 
 def test_safe_label():
-    assert batch.safe_label("udnie:0.5+the_scream:0.5") == "udnie_0_5+the_scream_0_5"
-    assert batch.safe_label("a b/c") == "a_b_c"
-    assert batch.safe_label("ok-name_1+x") == "ok-name_1+x"
+    assert naming.safe_label("udnie:0.5+the_scream:0.5") == "udnie_0_5+the_scream_0_5"
+    assert naming.safe_label("a b/c") == "a_b_c"
+    assert naming.safe_label("ok-name_1+x") == "ok-name_1+x"
 
 
 @pytest.mark.parametrize("src, stem", [("https://h/p/talk.m3u8?x=1", "talk"), ("https://h/p/talk/", "talk"),
                                        ("clips/a.b.mp4", "a.b"), ("file:/v/clip.mov", "clip"), ("file:/", "video")])
 def test_input_stem(src, stem):
-    assert batch.input_stem(src) == stem
+    assert naming.input_stem(src) == stem
 
 
 def test_image_default_name_uses_the_safe_label(tmp_path):
@@ -155,14 +157,14 @@ def test_throttled_progress_sends_the_first_and_the_last(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     sent = []
-    progress = batch.throttled_progress(lambda n, total: sent.append((n, total)))
+    progress = executors.throttled_progress(lambda n, total: sent.append((n, total)))
     for n in range(1, 10):
         progress(n, 10)
         now[0] += 0.1
     progress(10, 10)
     assert sent == [(1, 10), (7, 10), (10, 10)]
     sent.clear()
-    progress = batch.throttled_progress(lambda n, total: sent.append(n))
+    progress = executors.throttled_progress(lambda n, total: sent.append(n))
     for n in range(1, 5):
         progress(n, 0)  # total unknown: only by time
     assert sent == [1]
@@ -177,4 +179,4 @@ def test_frame_rate_fallback_is_the_readers():
 
 def test_no_duplicate_helpers_left():
     assert not hasattr(batch, "remove_partials") and not hasattr(batch, "_stem")
-    assert batch.is_url is is_url  # the batch uses the reader's test
+    assert naming.is_url is is_url  # output names use the reader's test

@@ -485,3 +485,54 @@ def test_image_folder_painted_again_and_output_folders(tmp_path, model_file):
         assert (tmp_path / "new" / "a.random_lite.png").is_file()
     res = image(pics, "-o", tmp_path / "single.png")
     assert res.exit_code == 2 and "must be a folder" in res.stderr and not (tmp_path / "single.png").exists()
+
+
+def test_stills_library_plans_and_paints_without_the_command_line(tmp_path, model_file):
+    """``vidstyle.stills``: what ``vidstyle image`` does, called as a library (no typer, no commands)."""
+    import subprocess
+    import sys
+
+    import cv2
+    from conftest import pattern
+    from vidstyle.options import PaintOptions
+    from vidstyle.stills import find_stills, optimize_images, paint_images, plan_images
+
+    pics = tmp_path / "pics"
+    (pics / "sub").mkdir(parents=True)
+    cv2.imwrite(str(pics / "a.png"), pattern(0, 40, 30))
+    cv2.imwrite(str(pics / "sub" / "b.jpg"), pattern(3, 41, 29))
+    out = tmp_path / "painted"
+    found = find_stills([pics], str(out))
+    assert found.many and found.output == out and out.is_dir()  # the output folder is made before any style
+    assert found.files == (pics / "a.png", pics / "sub" / "b.jpg") and found.searched == set(found.files)
+    assert plan_images(found, "my style") == [(pics / "a.png", out / "a.my_style.png"),
+                                              (pics / "sub" / "b.jpg", out / "sub" / "b.my_style.png")]
+    one = find_stills(pics / "a.png")
+    assert not one.many and one.output is None
+    assert plan_images(one, "gatys") == [(pics / "a.png", pics / "a.gatys.png")]
+    assert find_stills(pics / "a.png", str(tmp_path / "new") + "/").many  # DIR/ names a folder
+    with pytest.raises(VidstyleError, match="input not found"):
+        find_stills([pics, tmp_path / "nope.png"])
+    with pytest.raises(VidstyleError, match="cannot write .xyz images"):
+        find_stills(pics / "a.png", tmp_path / "o.xyz")
+
+    heard = []
+    written = paint_images(found, PaintOptions(style=str(model_file), device="cpu"), on_written=heard.append)
+    assert written == heard == [out / "a.random_lite.png", out / "sub" / "b.random_lite.png"]
+    assert cv2.imread(str(written[1])).shape == (29, 41, 3)
+    with pytest.raises(VidstyleError, match=r"a.random_lite.png exists \(and 1 more\); pass --overwrite"):
+        paint_images([pics], output=str(out), paint=PaintOptions(style=str(model_file), device="cpu"))
+    # beside the photos: a second run leaves the first run's paintings out of the inputs
+    beside = paint_images(pics, PaintOptions(style=str(model_file), device="cpu"))
+    assert beside == [pics / "a.random_lite.png", pics / "sub" / "b.random_lite.png"]
+    assert plan_images(find_stills(pics), "random_lite", overwrite=True) == list(zip(found.files, beside))
+    with pytest.raises(VidstyleError, match="needs --style-image"):
+        optimize_images(pics / "a.png", None)
+    with pytest.raises(VidstyleError, match="overwrite the input"):  # checked before any optimisation
+        optimize_images(pics / "a.png", pics / "a.png", output=pics / "a.png", overwrite=True)
+    with pytest.raises(TypeError):
+        paint_images(found, output=out)
+
+    code = ("import sys, vidstyle.stills; "
+            "sys.exit(any(m.startswith(('typer', 'click', 'vidstyle.commands')) for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # a library: no command-line layer

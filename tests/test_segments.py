@@ -15,7 +15,8 @@ import pytest
 from conftest import audio_hashes, frames_rgb, pattern, psnr, video_pts
 from vidstyle.batch import StylizeJob
 from vidstyle.errors import IncompleteInput
-from vidstyle.segments import plan_segments, seam_errors, stylize_segments
+from vidstyle.evaluate import seam_errors
+from vidstyle.segments import plan_segments, stylize_segments
 
 
 def make_gop_clip(path: Path, n: int = 90, fps: int = 30, gop: int = 10, w: int = 64, h: int = 48,
@@ -218,7 +219,8 @@ def test_segment_workers_start_with_sigint_ignored():
     import signal
     from concurrent.futures import ProcessPoolExecutor
 
-    from vidstyle.segments import _sigint_ignored, _stop_workers
+    from vidstyle.executors import stop_workers as _stop_workers
+    from vidstyle.signals import sigint_ignored as _sigint_ignored
     before = signal.getsignal(signal.SIGINT)
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
         with _sigint_ignored():

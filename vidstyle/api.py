@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from glob import escape as glob_escape
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
-from .batch import Source, output_name, safe_label
 from .errors import IncompleteInput, VidstyleError
-from .io.images import is_image, read_alpha, read_image, write_image
-from .io.reader import VideoReader, is_url, local_path
-from .io.writer import VideoWriter, check_target
+from .io.atomic import check_target
+from .io.images import read_alpha, read_image, write_image
+from .io.reader import VideoReader
+from .io.writer import VideoWriter
 from .models import files, registry
+from .naming import default_image_output, default_output
+from .options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions
 from .pipeline import run_stages
-from .stylizer import Stylizer, check_size, pick_device
+from .stylizer import Stylizer, pick_device
 
 log = logging.getLogger("vidstyle")
 
@@ -30,9 +31,10 @@ def load_model(style: str | Path | files.StyleModel | None = None, device: str =
                mix: str | dict | None = None):
     """A StyleModel from a style name, ``MODEL:STYLE``, or a path; ``mix`` blends styles of one model.
 
-    A StyleModel given is used as it is (``mix``, when given, selected in it)."""
+    A StyleModel given is used as it is (``mix``, when given, selected in it). ``model.label`` names what it
+    paints; ``model.inner`` the style named by ``MODEL:STYLE`` (None otherwise)."""
     if isinstance(style, files.StyleModel):
-        model, inner = style, None
+        model, inner = style, getattr(style, "inner", None)
     else:
         path, inner = registry.resolve(style)
         model = files.load_model(path, device=pick_device(device))
@@ -42,20 +44,31 @@ def load_model(style: str | Path | files.StyleModel | None = None, device: str =
         mix = registry.check_mix(mix)
     if inner is not None or mix is not None or not getattr(model, "label", None):
         model.label = model.select(inner, mix)
+    model.inner = inner  # the style of a multi-style file that ``style`` named (MODEL:STYLE), or None
     return model
 
 
-def make_stylizer(style=None, *, mix=None, device="auto", max_side=None, out_size=None, strength=1.0,
-                  preserve_color=False, engine="auto", precision="auto", brush=1.0) -> Stylizer:
-    """A Stylizer for a style name, ``MODEL:STYLE`` or path (see ``Stylizer`` for the options)."""
-    model = load_model(style, mix=mix)
-    return Stylizer(model, device, max_side=max_side, out_size=out_size, strength=strength,
-                    preserve_color=preserve_color, engine=engine, precision=precision, brush=brush)
+def paint_options(style=None, paint: PaintOptions | None = None, options: dict | None = None) -> PaintOptions:
+    """``paint`` (or defaults) with ``style`` and the PaintOptions fields found in ``options`` (taken out of it)."""
+    options = {} if options is None else options
+    if style is not None:
+        options["style"] = style
+    return PaintOptions.split(options, paint)
 
 
-def _one_painter(stylizer, style, mix) -> None:
+def make_stylizer(style=None, *, paint: PaintOptions | None = None, realtime: bool = False, **options) -> Stylizer:
+    """A Stylizer for a style name, ``MODEL:STYLE`` or path, with ``paint`` (a PaintOptions) or its fields as
+    keyword arguments (``device``, ``max_side``, ``strength``, ...)."""
+    paint = paint_options(style, paint, options)
+    if options:
+        raise TypeError(f"make_stylizer() got unexpected options: {', '.join(sorted(options))}")
+    model = load_model(paint.style, mix=paint.mix)
+    return Stylizer(model, options=paint, realtime=realtime)
+
+
+def _one_painter(stylizer, style, options) -> None:
     """``stylizer=`` paints with its own style: a ``style`` or ``mix`` given too would be ignored."""
-    if stylizer is not None and (style is not None or mix is not None):
+    if stylizer is not None and (style is not None or options.get("mix") is not None):
         raise VidstyleError("give style= (and mix=) or stylizer=, not both: a Stylizer paints its own style")
 
 
@@ -77,85 +90,89 @@ class RunResult:
         return asdict(self)
 
 
-def default_output(src: str, style_label: str) -> Path:
-    """``<input stem>.<style>.mp4`` (``batch.output_name``, the batch's names) beside a local input, or in the
-    current folder for a URL."""
-    folder = Path.cwd() if is_url(src) else Path(local_path(src)).parent
-    return folder / output_name(Source(src), style_label)
+def paint_stream(frames: Iterable, writer: VideoWriter, stylizer: Stylizer, *, stabilizer=None,
+                 out_size: tuple[int, int] | None = None, batch_size: int = 1, start_pts: int | None = None,
+                 progress: Callable[[int, int], None] | None = None, total: int = 0,
+                 check: Callable[[int], None] | None = None) -> int:
+    """The one paint loop, for whole videos and segment parts: ``frames`` (decoded ``Frame``s, in order) ->
+    ``stylizer`` (-> ``stabilizer``) -> ``writer``, with decoding, painting and encoding overlapped
+    (``pipeline.run_stages``); returns how many frames were painted but not written.
 
+    ``out_size``: (w, h) the paintings are scaled to (None: the input's); ``batch_size``: frames per network call. ``start_pts``: frames before it are
+    painted (the stabiliser's history) but not written. ``progress(frames written, total)``. ``check(n)``
+    may raise about the count written before the file is finished. The writer is closed at the end, or
+    aborted (its partial file removed) on any error, Ctrl-C or signal.
+    """
+    def paint(batch):
+        return stylizer.paint_batch([f.rgb for f in batch], stabilizer, out_size)
 
-def painted_images(files: list[Path], labels: set[str] = frozenset()) -> set[Path]:
-    """Those of ``files`` that an earlier ``vidstyle image`` wrote beside their photo: ``<stem>.<style>.png``
-    where ``<stem>.*`` is an image of the same folder and ``<style>`` a style's name as written in file
-    names (a known style, ``gatys``, a blend, or one of ``labels``). Folders are searched again on a second
-    run: these are outputs, not photos."""
-    labels = {"gatys", *labels}
-    for e in registry.list_styles():
-        labels |= {safe_label(e.name), *map(safe_label, e.styles)}  # an inner style is one of its model's styles
-    out = set()
-    for f in files:
-        base, _, label = f.stem.rpartition(".")
-        if f.suffix.lower() != ".png" or not base or not (label in labels or "+" in label):
-            continue
-        if any(g != f and g.stem == base and is_image(g) for g in f.parent.glob(f"{glob_escape(base)}.*")):
-            out.add(f)
-    return out
-
-
-def default_image_output(src: str | Path, style_label: str) -> Path:
-    """``<stem>.<style>.png`` beside the picture ``src``, the style written as in video names (``batch.safe_label``)."""
-    src = Path(src)
-    return src.with_name(f"{src.stem}.{safe_label(style_label)}.png")
+    skipped = 0
+    try:
+        for frame, rgb in run_stages(frames, paint, batch_size=batch_size):
+            if start_pts is not None and frame.pts < start_pts:
+                skipped += 1
+                continue
+            writer.write(rgb, frame.pts)
+            if progress:
+                progress(writer.frames_written, total)
+        if check is not None:
+            check(writer.frames_written)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return skipped
 
 
 def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
-                  mix: str | dict | None = None, batch_size: int | None = None, device: str = "auto",
-                  max_side: int | None = None, out_size: tuple[int, int] | None = None, strength: float = 1.0,
-                  preserve_color: bool = False, engine: str = "auto", precision: str = "auto", brush: float = 1.0,
-                  codec: str | None = None, crf: int | None = None,
-                  preset: str | None = None, overwrite: bool = False, stabilizer=None, chroma: str = "420",
-                  deinterlace: bool = True, allow_protocols: tuple[str, ...] | list[str] = (),
-                  progress: Callable[[int, int], None] | None = None, stylizer: Stylizer | None = None
-                  ) -> RunResult:
+                  paint: PaintOptions | None = None, encode: EncodeOptions | None = None,
+                  read: ReadOptions | None = None, temporal: TemporalOptions | bool | None = None,
+                  batch_size: int | None = None, overwrite: bool = False,
+                  progress: Callable[[int, int], None] | None = None, stylizer: Stylizer | None = None,
+                  stabilizer=None, **options) -> RunResult:
     """Stylize a video file or URL; audio, subtitles, timestamps, rotation and metadata are kept.
 
-    Raises VidstyleError for bad input, and IncompleteInput (after writing what could be
-    decoded) when the input ends early.
+    The options come as values (``paint``, ``encode``, ``read``, ``temporal``: see ``vidstyle.options``) or as
+    their fields by name (``max_side=720``, ``crf=20``, ``deinterlace=False``, ``temporal=True``,
+    ``temporal_strength=0.5`` ...). ``stylizer``: paint with this Stylizer (its own style and options, but
+    ``out_size`` may be given); ``stabilizer``: a stabiliser object of the caller's instead of ``temporal``'s.
+    ``progress(frames_done, frames_total)``. Raises VidstyleError for bad input, and IncompleteInput (after
+    writing what could be decoded) when the input ends early.
     """
     src = str(src)
-    _one_painter(stylizer, style, mix)
-    out_size = check_size(out_size) or (stylizer.out_size if stylizer is not None else None)
-    if isinstance(allow_protocols, str):
-        allow_protocols = [allow_protocols]
-    stylizer = stylizer or make_stylizer(style, mix=mix, device=device, max_side=max_side, out_size=out_size,
-                                         strength=strength, preserve_color=preserve_color, engine=engine,
-                                         precision=precision, brush=brush)
+    _one_painter(stylizer, style, options)
+    if isinstance(temporal, bool):
+        options["temporal"] = temporal
+        temporal = None
+    encode = EncodeOptions.split(options, encode)
+    read = ReadOptions.split(options, read)
+    temporal = TemporalOptions.split(options, temporal)
+    if stylizer is None:
+        stylizer = make_stylizer(style, paint=paint, **options)
+        out_size = stylizer.out_size
+    else:
+        out_size = paint_options(None, None, options).out_size or stylizer.out_size
+        if options:
+            raise TypeError(f"stylize_video() got unexpected options: {', '.join(sorted(options))}")
+    stabilizer = stabilizer if stabilizer is not None else temporal.stabilizer()
     label = getattr(stylizer.model, "label", stylizer.name)
     dst = Path(dst) if dst is not None else default_output(src, label)
     check_target(dst, overwrite, src)
     t0 = time.perf_counter()
-    with VideoReader(src, deinterlace=deinterlace, allow_protocols=allow_protocols) as reader:
+    with VideoReader(src, deinterlace=read.deinterlace, allow_protocols=read.allow_protocol) as reader:
         info = reader.info
         size = info.stored_size(out_size) if out_size else (info.width, info.height)
-        writer = VideoWriter(dst, info, size=size, codec=codec, crf=crf, preset=preset,
-                             copy_streams=reader.other_streams, overwrite=overwrite, src=src, chroma=chroma)
-        bs = batch_size or stylizer.auto_batch(info.height, info.width)
+        writer = VideoWriter(dst, info, size=size, codec=encode.codec, crf=encode.crf, preset=encode.preset,
+                             copy_streams=reader.other_streams, overwrite=overwrite, src=src, chroma=encode.chroma)
 
-        def paint(batch):
-            return stylizer.paint_batch([f.rgb for f in batch], stabilizer, size if out_size else None)
-
-        try:
-            frames = reader.frames(on_packet=writer.queue_packet)
-            for frame, rgb in run_stages(frames, paint, batch_size=bs):
-                writer.write(rgb, frame.pts)
-                if progress:
-                    progress(writer.frames_written, info.frames)
-            if writer.frames_written == 0:
+        def no_frames(n: int) -> None:
+            if n == 0:
                 raise VidstyleError(f"{src}: no video frame could be decoded")
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+
+        paint_stream(reader.frames(on_packet=writer.queue_packet), writer, stylizer, stabilizer=stabilizer,
+                     out_size=size if out_size else None,
+                     batch_size=batch_size or stylizer.auto_batch(info.height, info.width),
+                     progress=progress, total=info.frames, check=no_frames)
     seconds = time.perf_counter() - t0
     n = writer.frames_written
     result = RunResult(str(dst), n, round(seconds, 3), round(n / seconds, 3) if seconds else 0.0, label,
@@ -169,14 +186,15 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
 
 
 def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
-                  overwrite: bool = False, stylizer: Stylizer | None = None, **options) -> Path:
+                  paint: PaintOptions | None = None, overwrite: bool = False, stylizer: Stylizer | None = None,
+                  **options) -> Path:
     """Stylize one still image; returns the path written (default ``default_image_output``).
 
     An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``). A picture's transparency
     is kept when ``dst`` is a PNG or WebP: only the colour is painted.
     """
-    _one_painter(stylizer, style, options.get("mix"))
-    stylizer = stylizer or make_stylizer(style, **options)
+    _one_painter(stylizer, style, options)
+    stylizer = stylizer or make_stylizer(style, paint=paint, **options)
     src = Path(src)
     rgb = read_image(src)
     label = getattr(stylizer.model, "label", stylizer.name)

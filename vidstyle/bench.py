@@ -14,6 +14,8 @@ import av
 import numpy as np
 import torch
 
+from .options import EncodeOptions, PaintOptions
+
 
 
 def synthetic_clip(path: Path, w: int, h: int, n: int, fps: int = 30) -> Path:
@@ -39,15 +41,18 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_pipeline(size=(640, 360), frames: int = 60, style=None, device: str = "auto", batch_size=None,
-                   codec: str | None = None, preset: str | None = None, max_side=None, *, engine: str = "auto",
-                   precision: str = "auto", brush: float = 1.0) -> dict:
+def bench_pipeline(size=(640, 360), frames: int = 60, paint: PaintOptions | None = None,
+                   encode: EncodeOptions | None = None, batch_size: int | None = None) -> dict:
+    """Frames per second of each stage (decode, the network, encode) and of a whole run, on a synthetic clip
+    of ``size`` (w, h) painted with ``paint`` and encoded with ``encode``."""
     from .api import make_stylizer, stylize_video
     from .io.reader import VideoReader
     from .io.writer import VideoWriter
 
     w, h = size
-    st = make_stylizer(style, device=device, max_side=max_side, engine=engine, precision=precision, brush=brush)
+    encode = encode or EncodeOptions()
+    codec, preset = encode.codec, encode.preset
+    st = make_stylizer(paint=paint)
     bs = batch_size or st.auto_batch(h, w)
     with tempfile.TemporaryDirectory() as tmp:
         src = synthetic_clip(Path(tmp) / "bench.mp4", w, h, frames)
@@ -77,8 +82,7 @@ def bench_pipeline(size=(640, 360), frames: int = 60, style=None, device: str = 
         encode_s = time.perf_counter() - t0
         # end to end
         t0 = time.perf_counter()
-        stylize_video(src, Path(tmp) / "e2e.mp4", stylizer=st, batch_size=bs, codec=codec, preset=preset,
-                      overwrite=True)
+        stylize_video(src, Path(tmp) / "e2e.mp4", stylizer=st, batch_size=bs, encode=encode, overwrite=True)
         e2e_s = time.perf_counter() - t0
     fps = {k: frames / v for k, v in (("decode_fps", decode_s), ("model_fps", model_s), ("encode_fps", encode_s),
                                         ("end_to_end_fps", e2e_s))}

@@ -18,6 +18,15 @@ def one_line(e: BaseException, limit: int = 300) -> str:
     return lines[0][:limit] if lines else type(e).__name__
 
 
+def error_line(e: BaseException) -> str:
+    """One line for a failure: a VidstyleError's message, else ``Type: message`` (a batch's or a task's error)."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(e, VidstyleError):
+        return first or type(e).__name__
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
 class IncompleteInput(VidstyleError):
     """The input ended early (truncated); what could be decoded was written."""
 

@@ -11,7 +11,9 @@
   so that stability bought by washing out the style shows. Measured with the loss network's zero
   padding; ``vidstyle train`` by default uses reflect padding (--loss-padding), so these figures compare
   eval rows with each other, not with training's log;
-* seconds per frame of stylization (and stabilisation).
+* seconds per frame of stylization (and stabilisation);
+* ``seam_errors``: the short-term warping error across the seams of a ``--segments`` output against the pairs
+  inside its parts (``benchmarks/scaling.py``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 
@@ -27,6 +30,7 @@ from .errors import VidstyleError, one_line
 from .flow import DISFlow, read_flo, to_tensor
 from .frames import frame_files
 from .io.images import read_image
+from .options import PaintOptions, TemporalOptions
 from .stylizer import shrunk_to
 from .warp import occlusion, warp
 
@@ -222,6 +226,30 @@ def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None,
                       style_l, content_l, spf, short)
 
 
+def evaluate_styles(frames: list[np.ndarray], styles: list[str | None], paint: PaintOptions,
+                    temporal: TemporalOptions, *, compare: bool = False, bank: FlowBank, long_k: int = 5,
+                    loss_net: str = "auto", style_image: Path | None = None) -> list[EvalResult]:
+    """What ``vidstyle eval`` measures: one row per style of ``styles`` (None: the default) painted with
+    ``paint``, with the stabiliser as ``temporal`` says, or both ways with ``compare``. The style loss is
+    measured against ``style_image``, else the picture stored in the model for the style painted."""
+    from .api import make_stylizer
+
+    rows = []
+    pic_given = read_image(style_image) if style_image else None
+    for spec in styles or [None]:
+        stylizer = make_stylizer(spec, paint=paint)
+        label = getattr(stylizer.model, "label", stylizer.name)
+        pic = pic_given
+        if pic is None and stylizer.model.style_images:
+            pic = stylizer.model.style_images.get(label.split("+")[0].split(":")[0])
+            pic = pic.numpy() if pic is not None else next(iter(stylizer.model.style_images.values())).numpy()
+        for on in ([False, True] if compare else [temporal.temporal]):
+            rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if on else ""),
+                                 stabilizer=temporal.replace(temporal=on).stabilizer(), bank=bank, long_k=long_k,
+                                 loss_net=loss_net, style_rgb=pic))
+    return rows
+
+
 def pyplot():
     """matplotlib.pyplot (no display needed), or a VidstyleError saying what to install."""
     try:
@@ -260,3 +288,73 @@ def plot(results: list[EvalResult], path: Path) -> None:
         raise VidstyleError(f"cannot write the plot {path}: {one_line(e, 120)}") from None
     finally:
         plt.close(fig)
+
+
+# -- the seams of a --segments output ------------------------------------------------------------
+def _frames_in(path: str | Path, wanted: set[int] | None, max_side: int | None) -> dict[int, np.ndarray]:
+    """{index: (H, W, 3) uint8} of the frames in ``wanted`` (every frame when None), scaled to ``max_side``."""
+    got = {}
+    with av.open(str(path)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if wanted is None or i in wanted:
+                got[i] = shrunk_to(f.to_ndarray(format="rgb24"), max_side)
+            if wanted is not None and (not wanted or i >= max(wanted)):
+                break
+    return got
+
+
+def seam_errors(src: str | Path, output: str | Path, cuts: list[int], *, window: int = 6,
+                max_side: int | None = 360, whole: bool = False) -> dict:
+    """Short-term warping error across each seam of a ``--segments`` output vs inside the parts.
+
+    For every cut c, the pairs (t-1, t) for t in [c - window, c + window) are measured with DIS flow on
+    the input frames; the pair (c-1, c) is the seam, the others are inside a part. Returns
+    ``{"seams": [{"cut", "error", "inside_median"}], "inside_median", "worst_ratio"}``. With ``whole``,
+    every pair of the video is measured (once; the seams' figures come from the same pairs):
+    ``"parts_median"`` is the median of all the pairs that do not cross a seam, and
+    ``"worst_ratio_parts"`` the worst seam over it.
+    """
+    wanted = None if whole else {i for c in cuts for i in range(max(0, c - window - 1), c + window)}
+    inputs, outputs = _frames_in(src, wanted, max_side), _frames_in(output, wanted, max_side)
+    if not whole:
+        return seam_table(inputs, outputs, cuts, window=window)
+    n = min(len(inputs), len(outputs))
+    pairs = _pair_errors(inputs, outputs, list(range(n)))
+    table = _seams_from_pairs(pairs, cuts, window)
+    seam_pairs = set(cuts)
+    med = float(np.median([e for t, e in pairs.items() if t not in seam_pairs]))
+    worst = max((s["error"] for s in table["seams"]), default=None)
+    table.update(parts_median=med, worst_ratio_parts=(worst / med) if (worst is not None and med) else None)
+    return table
+
+
+def seam_table(inputs: dict[int, np.ndarray], outputs: dict[int, np.ndarray], cuts: list[int], *,
+               window: int = 6) -> dict:
+    """``seam_errors`` on frames already decoded: {frame index: (H, W, 3) uint8} of the input and output."""
+    pairs = {}
+    for c in cuts:
+        idx = [i for i in range(max(0, c - window - 1), c + window) if i in inputs and i in outputs]
+        if c in idx and c - 1 in idx:
+            pairs.update(_pair_errors(inputs, outputs, idx))
+    return _seams_from_pairs(pairs, cuts, window)
+
+
+def _pair_errors(inputs: dict, outputs: dict, idx: list[int]) -> dict[int, float]:
+    """{t: warping error of the outputs' pair (idx before t, t)} over the consecutive frames ``idx``."""
+    errs = warping_errors([outputs[i] for i in idx], FlowBank([inputs[i] for i in idx]), 1)
+    return dict(zip(idx[1:], errs))
+
+
+def _seams_from_pairs(pairs: dict[int, float], cuts: list[int], window: int) -> dict:
+    """The seams' table from the measured pairs {t: error of (t-1, t)}."""
+    seams, inside = [], []
+    for c in cuts:
+        if c not in pairs:
+            continue
+        here = [pairs[t] for t in range(max(1, c - window), c + window) if t != c and t in pairs]
+        inside += here
+        seams.append({"cut": c, "error": pairs[c], "inside_median": float(np.median(here)) if here else None})
+    med = float(np.median(inside)) if inside else None
+    worst = max((s["error"] for s in seams), default=None)
+    return {"seams": seams, "inside_median": med,
+            "worst_ratio": (worst / med) if (worst is not None and med) else None}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from . import engines
 from .errors import VidstyleError
 from .models.files import StyleModel
+from .options import PaintOptions
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -82,20 +83,6 @@ def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | No
     return _shrunk(h, w, short / min(h, w))
 
 
-def check_size(size) -> tuple[int, int] | None:
-    """An output size (w, h) of two whole numbers above 0 (or None), checked: a VidstyleError otherwise."""
-    if size is None:
-        return None
-    try:
-        w, h = size
-        ok = all(isinstance(v, (int, np.integer)) and v > 0 for v in (w, h))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise VidstyleError(f"out_size must be (width, height), two whole numbers above 0, not {size!r}")
-    return int(w), int(h)
-
-
 def model_scale(training: dict) -> int | None:
     """The short side a model was trained at (its file's ``training.scale``; older files: 1.15 x the crop)."""
     for key, factor in (("scale", 1.0), ("size", 1.15)):
@@ -145,31 +132,26 @@ class Stylizer:
     ``model.net.mix`` on every call, so ``model.select(...)`` takes effect at once on any engine.
     """
 
-    def __init__(self, model: StyleModel, device: str | torch.device = "auto", *, max_side: int | None = None,
-                 out_size: tuple[int, int] | None = None, strength: float = 1.0, preserve_color: bool = False,
-                 half: bool | None = None, engine: str = "auto", precision: str = "auto", brush: float = 1.0,
-                 realtime: bool = False):
-        if not 0.0 <= strength <= 1.0:
-            raise VidstyleError(f"--strength must be between 0 and 1, not {strength}")
-        engine = engines.check_engine(engine)
-        if engine == "openvino" and not isinstance(device, torch.device) and (device or "auto").lower() == "auto":
-            device = "cpu"  # OpenVINO asked for: the CPU even where a GPU is present
+    def __init__(self, model: StyleModel, device: str | torch.device | None = None, *,
+                 options: PaintOptions | None = None, half: bool | None = None, realtime: bool = False, **kwargs):
+        # ``options`` (a PaintOptions) or its fields as keyword arguments; ``device`` given here wins over its own
+        options = options.replace(**kwargs) if options is not None and kwargs else options or PaintOptions(**kwargs)
+        if device is not None and not isinstance(device, torch.device):
+            options = options.replace(device=device)
+        self.options = options
         self.model = model
-        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.device = device if isinstance(device, torch.device) else pick_device(options.device)
         self.cuda = self.device.type == "cuda"
-        if half is not None and (precision or "auto").lower() == "auto":
+        precision = options.precision
+        if half is not None and precision == "auto":
             precision = ("fp16" if self.cuda else "bf16") if half else "fp32"
-        if not brush > 0:
-            raise VidstyleError(f"--brush must be above 0, not {brush}")
-        if max_side is not None and not (isinstance(max_side, int) and max_side > 0):
-            raise VidstyleError(f"max_side must be a whole number of pixels above 0, not {max_side!r}")
-        self.max_side = max_side
-        self.brush = float(brush)
+        self.max_side = options.max_side
+        self.brush = options.brush
         self.scale = model_scale(model.training)
-        self.out_size = check_size(out_size)
-        self.strength = float(strength)
-        self.preserve_color = preserve_color
-        self.engine = engines.make_engine(model, self.device, engine, precision, realtime)
+        self.out_size = options.out_size
+        self.strength = options.strength
+        self.preserve_color = options.preserve_color
+        self.engine = engines.make_engine(model, self.device, options.engine, precision, realtime)
         self.precision = self.engine.precision  # "fp32", "bf16" or "fp16"
         self.half = self.engine.dtype is not None
         self.net = model.net

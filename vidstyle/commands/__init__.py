@@ -8,7 +8,7 @@ import logging
 
 import typer
 
-from . import bench, evaluate, export, live, paint, styles, train
+from . import bench, evaluate, export, image, live, paint, styles, train
 
 app = typer.Typer(
     help="Turn videos and webcam feeds into moving paintings.\n\n"
@@ -19,7 +19,7 @@ app = typer.Typer(
 
 
 app.command("run")(paint.run)
-app.command("image")(paint.image)
+app.command("image")(image.image)
 app.command("styles")(styles.styles)
 app.command("train")(train.train)
 app.command("export-loss-net")(train.export_loss_net)

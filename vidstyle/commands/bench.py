@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from ..errors import VidstyleError
-from .common import (BrushOpt, Device, Engine, EngineOpt, MaxSideOpt, Precision, PrecisionOpt, parse_size,
-                     user_errors)
+from ..options import parse_size
+from .common import BrushOpt, Device, Engine, EngineOpt, MaxSideOpt, Precision, PrecisionOpt, user_errors
 
 
 def bench(
@@ -42,8 +42,9 @@ def bench(
                              precision=precision.value, brush=brush)
         else:
             from ..bench import bench_pipeline
-            res = bench_pipeline(wh, frames, style, device.value, batch_size, codec, preset, max_side,
-                                 engine=engine.value, precision=precision.value, brush=brush)
+            from ..options import EncodeOptions, PaintOptions
+            params = locals()
+            res = bench_pipeline(wh, frames, PaintOptions.pick(params), EncodeOptions.pick(params), batch_size)
         if json_out:
             typer.echo(json.dumps(res))
         else:

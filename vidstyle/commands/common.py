@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from enum import Enum
 from typing import Optional
 
@@ -46,18 +47,6 @@ def user_errors(quiet: bool = False):
         raise typer.Exit(130)
 
 
-def parse_size(text: Optional[str], option: str = "--out-size") -> Optional[tuple[int, int]]:
-    """WIDTHxHEIGHT -> (width, height); None for nothing; a VidstyleError naming ``option`` otherwise."""
-    if not text:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        assert w > 0 and h > 0
-        return w, h
-    except (ValueError, AssertionError):
-        raise VidstyleError(f"{option} wants WIDTHxHEIGHT, e.g. 1280x720, not {text!r}") from None
-
-
 # Shared option declarations (typer reads the defaults as the option definitions).
 StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle styles`), MODEL:STYLE, or a "
                         ".safetensors path. Default: the bundled default style.")
@@ -96,6 +85,51 @@ TemporalStrengthOpt = typer.Option(None, "--temporal-strength", min=0.0, max=1.0
 ColorOpt = typer.Option(False, "--preserve-color", help="Keep the input's colours; take only luminance from the style.")
 
 
+TemporalOpt = typer.Option(False, "--temporal/--no-temporal", help="Flow-guided stabilisation against flicker (in "
+                           "live mode the t key toggles it; eval measures with it).")
+FlowOpt = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis, raft or auto.")
+
+# The options of ``vidstyle.options`` that several commands take, declared once: ``with_options`` adds them to a
+# command (``PaintOptions.pick(options)`` then builds the value). Name -> (type, declaration).
+PAINT_OPTIONS = {
+    "style": (Optional[str], StyleOpt),
+    "mix": (Optional[str], MixOpt),
+    "device": (Device, DeviceOpt),
+    "max_side": (Optional[int], MaxSideOpt),
+    "brush": (float, BrushOpt),
+    "engine": (Engine, EngineOpt),
+    "precision": (Precision, PrecisionOpt),
+    "strength": (float, StrengthOpt),
+    "preserve_color": (bool, ColorOpt),
+}
+TEMPORAL_OPTIONS = {
+    "temporal": (bool, TemporalOpt),
+    "temporal_strength": (Optional[float], TemporalStrengthOpt),
+    "flow": (str, FlowOpt),
+}
+
+
+def with_options(*groups: dict, after: str, skip: tuple[str, ...] = ()):
+    """Add the options of ``groups`` (``PAINT_OPTIONS``, ...) to a command, after its parameter ``after``.
+
+    The command takes them in its ``**options`` (typer reads the signature this sets); ``skip`` names those
+    it declares itself, or does not take.
+    """
+    def add(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        params = list(sig.parameters.values())
+        if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+            raise TypeError(f"{fn.__name__} must take **options to get the shared options")
+        own = params[:-1]
+        extra = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=decl, annotation=kind)
+                 for group in groups for name, (kind, decl) in group.items() if name not in skip and name not in sig.parameters]
+        at = [p.name for p in own].index(after) + 1
+        fn.__signature__ = sig.replace(parameters=own[:at] + extra + own[at:])
+        return fn
+
+    return add
+
+
 class Progress:
     """A rich progress bar on stderr (frames, fps, ETA), or nothing when quiet."""
 
@@ -128,5 +162,3 @@ class Progress:
             t = self.bar.tasks[0]
             fps = f"{(done - self.first) / t.elapsed:.1f}" if t.elapsed and done > self.first else "-"
             self.bar.update(self.task, completed=done, total=total or None, fps=fps)
-
-

@@ -8,24 +8,14 @@ from typing import List, Optional
 import typer
 
 from ..errors import VidstyleError
-from .common import (TemporalStrengthOpt, BrushOpt, ColorOpt, Device, DeviceOpt, Engine, EngineOpt, Precision, PrecisionOpt,
-                     StrengthOpt, user_errors)
+from .common import PAINT_OPTIONS, TEMPORAL_OPTIONS, user_errors, with_options
 
 
+@with_options(PAINT_OPTIONS, TEMPORAL_OPTIONS, after="input", skip=("style", "max_side"))
 def eval_cmd(
     input: Path = typer.Argument(..., help="A video file or a folder of frames."),
     style: Optional[List[str]] = typer.Option(None, "--style", "-s", help="Style name or model file; repeat to compare models."),
-    mix: Optional[str] = typer.Option(None, "--mix"),
-    device: Device = DeviceOpt,
     max_side: Optional[int] = typer.Option(None, "--max-side", min=16, help="Read the frames at this longer side (px); they are painted as `run` would paint frames of that size."),
-    brush: float = BrushOpt,
-    engine: Engine = EngineOpt,
-    precision: Precision = PrecisionOpt,
-    strength: float = StrengthOpt,
-    preserve_color: bool = ColorOpt,
-    temporal: bool = typer.Option(False, "--temporal/--no-temporal", help="Evaluate with flow-guided stabilisation."),
-    temporal_strength: Optional[float] = TemporalStrengthOpt,
-    flow: str = typer.Option("auto", "--flow", help="Flow for --temporal: dis, raft or auto."),
     compare: bool = typer.Option(False, "--compare", help="Rows for per-frame and --temporal of every --style, side by side."),
     long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error (not "
                                "measured, and null in --json, when there are k frames or fewer)."),
@@ -35,46 +25,36 @@ def eval_cmd(
     loss_net: str = typer.Option("auto", "--loss-net"),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Draw the per-frame warping error of each row (needs matplotlib)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object (a list with --compare) on stdout."),
+    **options,
 ):
     """Measure flicker (warping error) and style/content losses of a stylization.
 
     Example: vidstyle eval frames/ --style starry_night --compare
     """
-    from ..api import make_stylizer
-    from ..evaluate import FlowBank, check_flo_dir, check_plot_path, evaluate, load_frames, plot
-    from ..io.images import read_image
+    from ..evaluate import FlowBank, check_flo_dir, check_plot_path, evaluate_styles, load_frames, plot
+    from ..options import PaintOptions, TemporalOptions
     from ..stylizer import pick_device
-    from ..temporal import Stabilizer
 
     with user_errors():
+        params = {**locals(), **options}
+        # --style names several models here, and --max-side is the size the frames are read at
+        paint = PaintOptions.pick({**params, "style": None, "max_side": None})
+        stab = TemporalOptions.pick(params)
         if not input.exists():
             raise VidstyleError(f"input not found: {input}")
         if flo_dir is not None:
             check_flo_dir(flo_dir)
         if plot_path:
             check_plot_path(plot_path)  # matplotlib missing, or a bad name: say so now, not after the evaluation
-        if temporal or compare:
-            Stabilizer(temporal_strength, flow).estimator(pick_device(device.value))  # a bad --flow; RAFT not cached
+        if stab.temporal or compare:
+            stab.replace(temporal=True).stabilizer().estimator(pick_device(paint.device))  # RAFT not cached
         frames = load_frames(input, max_frames, max_side)
         if len(frames) <= long_k:
             more = " or raise --max-frames" if max_frames and max_frames <= long_k else ""
             typer.echo(f"note: the k={long_k} warping error is not measured: {len(frames)} frames, it needs more "
                        f"than {long_k} (lower --long-k{more})", err=True)
-        bank = FlowBank(frames, flo_dir)
-        rows = []
-        for st in (style or [None]):
-            stylizer = make_stylizer(st, mix=mix, device=device.value, strength=strength, preserve_color=preserve_color,
-                                     engine=engine.value, precision=precision.value, brush=brush)
-            label = getattr(stylizer.model, "label", stylizer.name)
-            pic = read_image(style_image) if style_image else None
-            if pic is None and stylizer.model.style_images:
-                pic = stylizer.model.style_images.get(label.split("+")[0].split(":")[0])
-                pic = pic.numpy() if pic is not None else next(iter(stylizer.model.style_images.values())).numpy()
-            settings = [False, True] if compare else [temporal]
-            for tmp in settings:
-                stab = Stabilizer(temporal_strength, flow) if tmp else None
-                rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if tmp else ""), stabilizer=stab,
-                                     bank=bank, long_k=long_k, loss_net=loss_net, style_rgb=pic))
+        rows = evaluate_styles(frames, style or [None], paint, stab, compare=compare, bank=FlowBank(frames, flo_dir),
+                               long_k=long_k, loss_net=loss_net, style_image=style_image)
         if json_out:
             data = [r.to_dict() for r in rows]
             typer.echo(json.dumps(data if compare or len(data) > 1 else data[0]))
