@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -168,28 +169,66 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleMod
         styles = [str(s) for s in json.loads(meta.get("styles", "[]"))] or [path.stem]
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise VidstyleError(f"{path} has broken metadata ({one_line(e, 160)})") from None
+    _check_arch(config, styles, path)
+    shapes = _stored_shapes(path)
     try:
-        net = TransformerNet(config)
+        with torch.device("meta"):  # the shapes the metadata asks for, without allocating a weight
+            expected = {k: tuple(v.shape) for k, v in TransformerNet(config).state_dict().items()}
     except Exception as e:
         raise VidstyleError(f"{path}: cannot build architecture {meta['arch']} ({one_line(e, 160)})") from None
+    weights = {k: v for k, v in shapes.items() if not k.startswith(STYLE_IMAGE)}
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    bad = [k for k in expected if k in weights and weights[k] != expected[k]]
+    if missing or extra or bad:
+        what = (f"{bad[0]} has shape {weights[bad[0]]}, expected {expected[bad[0]]}"
+                if bad else f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}")
+        raise VidstyleError(f"{path} does not match its architecture ({config.arch}): {what}")
     try:
         state = load_file(str(path))
     except Exception as e:
         raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None
     pictures = {k: state.pop(k) for k in [k for k in state if k.startswith(STYLE_IMAGE)]}
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or extra or bad:
-        what = (f"{bad[0]} has shape {tuple(state[bad[0]].shape)}, expected {tuple(expected[bad[0]].shape)}"
-                if bad else f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}")
-        raise VidstyleError(f"{path} does not match its architecture ({config.arch}): {what}")
+    net = TransformerNet(config)
     net.load_state_dict({k: v.float() for k, v in state.items()})
     net.eval().requires_grad_(False)
-    if len(styles) != config.n_styles:
-        styles = [f"style{i}" for i in range(config.n_styles)]
+    # NaN or infinity anywhere makes the sum so (numpy: a few ms; torch's reductions take 30x longer here)
+    broken = next((k for k, v in net.state_dict().items() if not np.isfinite(v.detach().numpy().sum())), None)
+    if broken is not None:  # it would paint black, or noise, without a word
+        raise VidstyleError(f"{path} is broken: its weights hold NaN or infinite numbers ({broken})")
     images = {styles[int(k[len(STYLE_IMAGE):])]: v for k, v in pictures.items()
               if k[len(STYLE_IMAGE):].isdigit() and int(k[len(STYLE_IMAGE):]) < len(styles)}
     strengths = check_temporal_strengths(strengths, styles, str(path))
     return StyleModel(net.to(device), styles, training, path, images, strengths)
+
+
+# What a model file may ask for: the bundled network has (32, 64, 128) channels and 5 blocks; these bounds leave
+# room for larger ones while refusing metadata that would build a network of gigabytes before a weight is read.
+MAX_CHANNELS = 1024
+MAX_RES_BLOCKS = 64
+MAX_STYLES = 4096
+
+
+def _check_arch(config: ArchConfig, styles: list[str], path: Path) -> None:
+    """The architecture named in a file's metadata, within sane bounds, one style name per norm row."""
+    if len(config.channels) != 3 or not all(1 <= c <= MAX_CHANNELS for c in config.channels):
+        raise VidstyleError(f"{path} has broken metadata: channels {list(config.channels)} (three numbers from 1 to "
+                            f"{MAX_CHANNELS})")
+    if not 0 <= config.res_blocks <= MAX_RES_BLOCKS:
+        raise VidstyleError(f"{path} has broken metadata: res_blocks {config.res_blocks} (0 to {MAX_RES_BLOCKS})")
+    if not 1 <= config.n_styles <= MAX_STYLES:
+        raise VidstyleError(f"{path} has broken metadata: n_styles {config.n_styles} (1 to {MAX_STYLES})")
+    if len(styles) != config.n_styles:
+        raise VidstyleError(f"{path} has broken metadata: {len(styles)} style names for the {config.n_styles} "
+                            "styles of its network")
+
+
+def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, from the file's header (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError ...: one line
+        raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None

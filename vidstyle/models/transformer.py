@@ -181,7 +181,9 @@ class TransformerNet(nn.Module):
         # Start at mid-grey rather than black: training converges in far fewer steps.
         nn.init.constant_(self.decoder[-1].conv.bias, 127.5)
         # One-hot on style 0 by default; set_mix changes it.
-        self.register_buffer("mix", F.one_hot(torch.tensor(0), n).float(), persistent=False)
+        mix = torch.zeros(n)
+        mix[0] = 1.0
+        self.register_buffer("mix", mix, persistent=False)
 
     def set_mix(self, weights) -> None:
         """Choose the style(s): a sequence of n_styles non-negative weights (normalised here)."""
