@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -95,3 +93,55 @@ def test_a_fifo_named_like_a_video_is_not_a_batch_input(tmp_path):
     t0 = time.monotonic()
     assert [Path(s.input).name for s in find_inputs([folder])] == ["a.mp4"]
     assert time.monotonic() - t0 < 60  # reading the FIFO would block forever
+
+
+def test_picture_sizes_are_read_from_the_header_of_every_format():
+    import cv2
+    import numpy as np
+
+    from vidstyle.io.images import header_size
+
+    rgb = (np.random.default_rng(0).random((37, 53, 3)) * 255).astype(np.uint8)
+    for ext, params in [(".png", []), (".jpg", []), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+                        (".bmp", []), (".tif", []), (".ppm", []), (".pgm", [])]:
+        ok, buf = cv2.imencode(ext, rgb[..., 0] if ext == ".pgm" else rgb, params)
+        assert ok and header_size(buf.tobytes()) == (53, 37), ext
+    assert header_size(b"GIF89a\x35\x00\x25\x00") == (53, 37)
+    assert header_size(b"not a picture at all") is None and header_size(b"\x89PNG\r\n\x1a\n") is None
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """The first bytes of a PNG claiming (w, h): enough for its size to be read, not to be decoded."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
+def test_a_huge_picture_is_refused_from_its_header_before_any_style_loads(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header(20000, 20000) + bytes(1000))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "vidstyle", "image", str(bomb), "-o", str(tmp_path / "o.png")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: {bomb} is 20000x20000 (400 megapixels), over the limit of 100 megapixels; --max-pixels raises it"]
+    assert not (tmp_path / "o.png").exists() and time.monotonic() - t0 < 60
+    res = runner.invoke(app, ["image", str(bomb), "-o", str(tmp_path / "o.png"), "--max-pixels", str(500_000_000)])
+    assert res.exit_code == 2 and "over the limit" not in res.stderr  # let through: the damaged file fails later
+
+
+def test_a_painting_larger_than_the_free_memory_is_one_line(monkeypatch, model_file):
+    import numpy as np
+
+    from vidstyle import stylizer as stylizer_module
+    from vidstyle.api import make_stylizer
+
+    st = make_stylizer(str(model_file), device="cpu", max_side=64, engine="torch")
+    monkeypatch.setattr(stylizer_module, "free_memory", lambda: 10_000_000)
+    assert st(np.zeros((1, 48, 64, 3), np.uint8)).shape == (1, 48, 64, 3)  # 64x48 takes about 1 MB
+    with pytest.raises(VidstyleError, match=r"painting 1000x800 at 64x51 needs about .* lower --max-side"):
+        st(np.zeros((1, 800, 1000, 3), np.uint8))  # the frames' float copies alone are 32 MB
+    monkeypatch.setattr(stylizer_module, "free_memory", lambda: None)  # where it cannot be told: painted
+    assert st(np.zeros((1, 800, 1000, 3), np.uint8)).shape == (1, 800, 1000, 3)

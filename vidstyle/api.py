@@ -187,16 +187,17 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
 
 def stylize_image(src: str | Path, dst: str | Path | None = None, style: str | Path | None = None, *,
                   paint: PaintOptions | None = None, overwrite: bool = False, stylizer: Stylizer | None = None,
-                  **options) -> Path:
+                  max_pixels: int | None = None, **options) -> Path:
     """Stylize one still image; returns the path written (default ``default_image_output``).
 
     An existing ``dst`` is refused unless ``overwrite`` (as in ``stylize_video``). A picture's transparency
-    is kept when ``dst`` is a PNG or WebP: only the colour is painted.
+    is kept when ``dst`` is a PNG or WebP: only the colour is painted. A picture of more than ``max_pixels``
+    (default ``io.images.MAX_PIXELS``, 100 megapixels) is refused before it is decoded.
     """
     _one_painter(stylizer, style, options)
     stylizer = stylizer or make_stylizer(style, paint=paint, **options)
     src = Path(src)
-    rgb = read_image(src)
+    rgb = read_image(src, max_pixels)
     label = getattr(stylizer.model, "label", stylizer.name)
     dst = Path(dst) if dst is not None else default_image_output(src, label)
     check_target(dst, overwrite, str(src))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Mapping, Union
 
 from .errors import VidstyleError
-from .io.images import check_image_suffix, find_images, read_alpha, read_image, write_image
+from .io.images import check_image_suffix, check_pixels, find_images, read_alpha, read_image, write_image
 from .naming import default_image_output, names_folder, painted_images, safe_label
 from .options import PaintOptions
 
@@ -50,6 +50,7 @@ class Stills:
     layout: Mapping[Path, Path] = field(default_factory=dict)
     output: Path | None = None
     many: bool = False
+    max_pixels: int | None = None  # the largest picture decoded (None: ``io.images.MAX_PIXELS``)
 
     def target(self, picture: Path, label: str) -> Path:
         """Where ``picture`` painted in the style ``label`` is written."""
@@ -60,15 +61,19 @@ class Stills:
         return self.output
 
 
-def find_stills(inputs: Paths, output: str | os.PathLike | None = None) -> Stills:
+def find_stills(inputs: Paths, output: str | os.PathLike | None = None, *, max_pixels: int | None = None) -> Stills:
     """Pictures and folders of pictures (searched recursively) -> a ``Stills``, checked before any style loads.
 
     ``output``: None (``<stem>.<style>.png`` beside each picture), an output file for one picture, or a folder
     (several pictures, a folder among the inputs, or a name that ``names_folder``: a ``str`` ending in ``/``
     or an existing folder); that folder is made here. An output file's suffix must be one OpenCV writes.
 
+    Every picture's size is read from its header: one over ``max_pixels`` (default ``io.images.MAX_PIXELS``)
+    is refused here, before a style loads or a pixel is decoded.
+
     Raises VidstyleError: ``input not found: P``, ``no images in folder P``, ``cannot write .X images; ...``,
-    ``with several inputs or a folder, --output must be a folder: O``.
+    ``with several inputs or a folder, --output must be a folder: O``, ``P is WxH (N megapixels), over the
+    limit ...``.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -99,7 +104,9 @@ def find_stills(inputs: Paths, output: str | os.PathLike | None = None) -> Still
         if out.exists() and not out.is_dir() or not out.exists() and out.suffix:
             raise VidstyleError(f"with several inputs or a folder, --output must be a folder: {out}")
         out.mkdir(parents=True, exist_ok=True)
-    return Stills(tuple(files), frozenset(searched), layout, out, many)
+    for f in files:
+        check_pixels(f, max_pixels=max_pixels)
+    return Stills(tuple(files), frozenset(searched), layout, out, many, max_pixels)
 
 
 def plan_images(stills: Stills, label: str, *, overwrite: bool = False) -> list[tuple[Path, Path]]:
@@ -164,7 +171,7 @@ def paint_images(inputs: Stills | Paths, paint: PaintOptions | None = None, *, o
     written = []
     for src, dst in plan:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        written.append(stylize_image(src, dst, stylizer=stylizer, overwrite=overwrite))
+        written.append(stylize_image(src, dst, stylizer=stylizer, overwrite=overwrite, max_pixels=stills.max_pixels))
         if on_written is not None:
             on_written(written[-1])
     return written
@@ -197,7 +204,7 @@ def optimize_images(inputs: Stills | Paths, style_image: str | os.PathLike | Non
     for src, dst in plan:
         dst.parent.mkdir(parents=True, exist_ok=True)
         with (progress(src) if progress is not None else contextlib.nullcontext()) as bar:
-            rgb = read_image(src)
+            rgb = read_image(src, stills.max_pixels)
             if style_rgb is None:  # read once, after the first picture (whose error comes first)
                 style_rgb = read_image(style_image)
             out = optimize_image(rgb, style_rgb, steps=steps, loss_net=loss_net, device=device,

@@ -10,6 +10,8 @@ here, the same for every engine.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,27 @@ from .models.files import StyleModel
 from .options import PaintOptions
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
+# Memory a CPU painting takes, beyond the model: per pixel painted (the network's activations; measured with the
+# bundled network on OpenVINO, 1024x1024 to 2048x2048 frames: about 250 B) and per pixel of the frame (its float
+# copies on the way in and out). A painting that would take more than FREE_SHARE of the free memory is refused.
+BYTES_PER_PAINTED_PIXEL = 320
+BYTES_PER_FRAME_PIXEL = 40
+FREE_SHARE = 0.8
+
+
+def free_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -155,6 +178,7 @@ class Stylizer:
         self.precision = self.engine.precision  # "fp32", "bf16" or "fp16"
         self.half = self.engine.dtype is not None
         self.net = model.net
+        self._fits: set[tuple[int, int, int]] = set()  # (n, h, w) batches known to fit in memory
 
     @property
     def name(self) -> str:
@@ -237,6 +261,7 @@ class Stylizer:
             stabilizer.device = self.device  # RAFT runs where the painter does
         if begin is not None and getattr(stabilizer, "max_side", None) is None:
             stabilizer.max_side = max(self.work_size(*frames.shape[1:3]))  # RAFT's flow at the painting size
+        self.check_fits(*frames.shape[:3])
         pending = begin(frames) if begin is not None else None
         with torch.inference_mode():
             x = self.upload(frames)
@@ -275,6 +300,20 @@ class Stylizer:
             return np.zeros((0, *frames.shape[1:]), np.uint8)
         with torch.inference_mode():
             return self.download(self.finish(self.paint_frames(frames)))
+
+    def check_fits(self, n: int, h: int, w: int) -> None:
+        """A one-line VidstyleError, before anything is allocated, when painting ``n`` (h, w) frames on the CPU
+        would take more memory than this machine has free (``--max-side 8000`` on a large picture)."""
+        if self.cuda or (n, h, w) in self._fits:
+            return
+        hh, ww = self.work_size(h, w)
+        need = n * (hh * ww * BYTES_PER_PAINTED_PIXEL + h * w * BYTES_PER_FRAME_PIXEL)
+        free = free_memory()
+        if free is not None and need > FREE_SHARE * free:
+            what = "lower --max-side" if self.max_side else "raise --brush"
+            raise VidstyleError(f"painting {w}x{h} at {ww}x{hh} needs about {need / 1e9:.1f} GB of memory and "
+                                f"{free / 1e9:.1f} GB are free; {what}, or paint a smaller picture")
+        self._fits.add((n, h, w))
 
     def auto_batch(self, h: int, w: int) -> int:
         """A batch size that keeps the device busy without running out of memory."""

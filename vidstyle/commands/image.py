@@ -18,6 +18,8 @@ def image(
     steps: int = typer.Option(300, "--steps", min=1, help="L-BFGS steps for --optimize."),
     style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for --optimize."),
     loss_net: str = typer.Option("auto", "--loss-net", help="For --optimize: auto, torchvision, hed or a .safetensors path."),
+    max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="The largest picture read, in pixels "
+                                   "(checked from its header before it is decoded): 100 megapixels by default."),
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace existing output images (else an existing one stops the run before anything is painted). Never an input."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     **options,
@@ -31,11 +33,11 @@ def image(
 
     say = None if quiet else (lambda path: typer.echo(str(path), err=True))
     with user_errors():
-        stills = find_stills(inputs, output_arg)  # inputs and -o checked before any style is loaded
+        # inputs, -o and the pictures' sizes checked before any style is loaded
+        stills = find_stills(inputs, output_arg, max_pixels=max_pixels)
         if optimize:
-            paint = PaintOptions.pick(options)  # checked; Gatys uses its device and size (512 px by default)
-            optimize_images(stills, style_image, steps=steps, loss_net=loss_net, device=getattr(options["device"], "value", options["device"]),
-                            max_side=paint.max_side, overwrite=overwrite, on_written=say,
+            optimize_images(stills, style_image, steps=steps, loss_net=loss_net, device=options["device"],
+                            max_side=options["max_side"], overwrite=overwrite, on_written=say,
                             progress=lambda f: Progress(quiet, f"optimising {f.name}"))
         else:
             paint_images(stills, PaintOptions.pick(options), overwrite=overwrite, on_written=say)
