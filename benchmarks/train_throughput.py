@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vidstyle.models.transformer import TransformerNet, arch_config  # noqa: E402
 from vidstyle.train import losses as L  # noqa: E402
-from vidstyle.train.loop import TrainConfig, Trainer  # noqa: E402
+from vidstyle.train.config import TrainConfig  # noqa: E402
+from vidstyle.train.loop import Trainer  # noqa: E402
 
 
 def sync(device) -> None:

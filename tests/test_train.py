@@ -40,7 +40,7 @@ def style_picture(path: Path) -> Path:
 
 
 def config(tmp_path, **kw):
-    from vidstyle.train.loop import TrainConfig
+    from vidstyle.train.config import TrainConfig
     base = dict(styles=[str(style_picture(tmp_path / "style.png"))], data=str(write_images(tmp_path / "photos", 8)),
                 arch="lite", size=64, style_size=96, batch_size=2, steps=30, lr=3e-3, loss_net="hed", device="cpu",
                 run_dir=str(tmp_path / "run"), output=str(tmp_path / "m.safetensors"), checkpoint_every=0,
@@ -357,7 +357,7 @@ def test_cli_defaults_are_the_recipe():
     import inspect
 
     from vidstyle.commands.train import train
-    from vidstyle.train.loop import TrainConfig
+    from vidstyle.train.config import TrainConfig
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     cli = {n: p.default.default for n, p in inspect.signature(train).parameters.items()}
     renamed = {"temporal_loss": "temporal"}
@@ -485,7 +485,8 @@ def test_norm_only_trains_one_style_and_keeps_the_others_exactly(tmp_path):
     """--norm-only: only the trained styles' norm rows move; the --init file's other styles, its convolutions,
     pictures and recorded strengths are written back unchanged; the loss of the trained style goes down."""
     from vidstyle.models.files import load_model, with_temporal_strengths
-    from vidstyle.train.loop import Trainer, model_from_checkpoint
+    from vidstyle.train.checkpoint import model_from_checkpoint
+    from vidstyle.train.loop import Trainer
     pic_b, pic_c = tmp_path / "b.png", tmp_path / "c.png"
     style = cv2.imread(str(style_picture(tmp_path / "a.png")))
     cv2.imwrite(str(pic_b), style[:, ::-1])
@@ -719,7 +720,8 @@ def test_layout_weight_adds_its_term_and_old_checkpoints_resume_without_it(tmp_p
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from vidstyle.train.loop import Trainer, read_checkpoint
+    from vidstyle.train.checkpoint import read_checkpoint
+    from vidstyle.train.loop import Trainer
     on = Trainer(config(tmp_path, run_dir=str(tmp_path / "a")))
     off = Trainer(config(tmp_path, run_dir=str(tmp_path / "b"), layout_weight=0.0))
     with torch.no_grad():
@@ -880,7 +882,7 @@ def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
 
 @needs_hed
 def test_a_fresh_run_never_replaces_an_earlier_run_in_its_run_dir(tmp_path):
-    from vidstyle.train.loop import _run_id
+    from vidstyle.train.checkpoint import run_id
     rd = tmp_path / "rd"
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "a.safetensors")
     assert res.exit_code == 0, res.output
@@ -905,7 +907,7 @@ def test_a_fresh_run_never_replaces_an_earlier_run_in_its_run_dir(tmp_path):
     backup.write_bytes((rd / "checkpoint.safetensors").read_bytes())
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b0.safetensors", "--resume", backup, "--steps", "3")
     assert res.exit_code == 0, res.output
-    assert _run_id(rd / "checkpoint.safetensors") == _run_id(backup) != _run_id(tmp_path / "rd2" / "checkpoint.safetensors")
+    assert run_id(rd / "checkpoint.safetensors") == run_id(backup) != run_id(tmp_path / "rd2" / "checkpoint.safetensors")
     res = tiny_train(tmp_path, "--run-dir", rd, "-o", tmp_path / "b.safetensors", "--resume", rd / "checkpoint.safetensors",
                      "--steps", "4")
     assert res.exit_code == 0, res.output

@@ -27,7 +27,8 @@ def _step_of(path: Path) -> str:
 def test_resume_refuses_other_data_loss_and_process_options(tmp_path):
     from safetensors.torch import save_file
 
-    from vidstyle.train.loop import Trainer, read_checkpoint
+    from vidstyle.train.checkpoint import read_checkpoint
+    from vidstyle.train.loop import Trainer
     t = Trainer(config(tmp_path, run_dir=str(tmp_path / "a")))
     t.train_step()
     ck = t.save_checkpoint()
@@ -118,7 +119,7 @@ def _sigterm_during_a_step(tmp_path, Trainer):
 # ---------------------------------------------------------------- what a run must not lose or mix
 @needs_hed
 def test_a_style_file_moved_during_the_run_and_a_full_disk(tmp_path, monkeypatch):
-    from vidstyle.train import loop
+    from vidstyle.train import checkpoint, loop
     t = loop.Trainer(config(tmp_path))
     t.train_step()
     Path(t.cfg.styles[0]).unlink()  # hashed when the run started: the checkpoint does not need it now
@@ -129,7 +130,7 @@ def test_a_style_file_moved_during_the_run_and_a_full_disk(tmp_path, monkeypatch
     def full(*a, **kw):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(loop, "save_file", full)
+    monkeypatch.setattr(checkpoint, "save_file", full)
     with pytest.raises(VidstyleError, match=f"step 2 .*No space left.*the last one is kept: {ck}"):
         t.save_checkpoint()
     assert _step_of(ck) == "1" and not [p for p in ck.parent.iterdir() if ".partial" in p.name]
@@ -138,7 +139,8 @@ def test_a_style_file_moved_during_the_run_and_a_full_disk(tmp_path, monkeypatch
 @needs_hed
 def test_resume_refuses_another_loss_network_or_ema_and_says_when_the_file_is_missing(tmp_path):
     from safetensors.torch import save_file
-    from vidstyle.train.loop import Trainer, read_checkpoint
+    from vidstyle.train.checkpoint import read_checkpoint
+    from vidstyle.train.loop import Trainer
     t = Trainer(config(tmp_path, ema=0.9))
     t.train_step()
     ck = t.save_checkpoint()
@@ -282,7 +284,8 @@ def test_every_style_gets_both_photos_and_frame_pairs(tmp_path):
 @needs_hed
 def test_ema_is_the_moving_average_kept_across_resume_and_written_as_the_model(tmp_path):
     from vidstyle.models.files import load_model
-    from vidstyle.train.loop import Trainer, model_from_checkpoint, read_checkpoint
+    from vidstyle.train.checkpoint import model_from_checkpoint, read_checkpoint
+    from vidstyle.train.loop import Trainer
 
     def weights(net):
         return {k: v.detach().clone().float() for k, v in net.state_dict().items()}

@@ -107,7 +107,7 @@ def test_targets_alone_teach_the_painting_without_the_loss_network(tmp_path, mon
     assert again.step == 40
     # the model exported from that checkpoint says which loss network it learnt with: none
     from vidstyle.models.files import read_metadata
-    from vidstyle.train.loop import model_from_checkpoint
+    from vidstyle.train.checkpoint import model_from_checkpoint
 
     out = tmp_path / "exported.safetensors"
     model_from_checkpoint(t.run_dir / "checkpoint.safetensors", out)

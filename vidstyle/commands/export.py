@@ -44,7 +44,7 @@ def export(
     with user_errors():
         if output.suffix.lower() == ".safetensors":
             from ..models.files import FORMAT, read_metadata, with_temporal_strengths
-            from ..train.loop import model_from_checkpoint
+            from ..train.checkpoint import model_from_checkpoint
 
             if style is None or not Path(style).is_file():
                 raise VidstyleError("a .safetensors output is a model made from a training checkpoint "

@@ -67,7 +67,8 @@ def train(
 
     Example: vidstyle train starry_night.jpg --data photos/ --steps 2000 --size 256
     """
-    from ..train.loop import TrainConfig, Trainer
+    from ..train.config import TrainConfig
+    from ..train.loop import Trainer
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_torchrun(nproc))
