@@ -18,12 +18,13 @@ import importlib.util
 import logging
 import os
 import re
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Sequence
 
 from .errors import VidstyleError, error_line
-from .signals import sigint_ignored
+from .signals import as_received, handlers_kept, sigint_ignored, stop_signals
 
 log = logging.getLogger("vidstyle")
 
@@ -129,9 +130,25 @@ def run_tasks(executor: str, fn: Callable, shared, tasks: Sequence[Task], *,
 _worker_state: dict = {}  # in a pool process: the progress queue and the shared object, set at its start
 
 
-def _pool_init(queue, shared) -> None:
-    """ProcessPoolExecutor initializer: the queue and the shared job travel once per process, at its start."""
+def _pool_init(queue, shared, parent: int) -> None:
+    """ProcessPoolExecutor initializer: the queue and the shared job travel once per process, at its start.
+    The worker dies with its parent (``die_with_parent``), so that ``kill -9`` of a run leaves nothing running."""
+    die_with_parent(parent)
     _worker_state.update(queue=queue, shared=shared)
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when the one that started it (``parent``, its PID) dies; where there is
+    no such request (not Linux), nothing. A parent gone already means now."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
 
 
 def _pool_call(fn: Callable, tag: int, args: tuple):
@@ -162,7 +179,7 @@ def _run_pool(fn, shared, tasks, workers, on_progress, on_result) -> None:
             on_progress(*queue.get_nowait())
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                             initargs=(queue, shared)) as pool:
+                             initargs=(queue, shared, os.getpid())) as pool:
         pending: set = set()
         try:
             with sigint_ignored():  # the workers start in submit: Ctrl-C reaches this process only
@@ -191,9 +208,11 @@ def connect_ray(executor: str, init_kwargs: dict | None = None):
         kwargs["address"] = executor
     elif not os.environ.get("RAY_ADDRESS"):
         kwargs.setdefault("include_dashboard", False)
+    kwargs.setdefault("logging_level", logging.WARNING)  # not Ray's start-up lines on a user's terminal
     where = kwargs.get("address") or os.environ.get("RAY_ADDRESS") or "a new local instance"
     try:
-        ray.init(**kwargs)
+        with handlers_kept():  # Ray's own SIGTERM handler dumps a C++ stack and leaves partial files
+            ray.init(**kwargs)
     except Exception as e:  # noqa: BLE001 - ConnectionError, TimeoutError, ValueError for a missing client ...
         if "ray[client]" in str(e):
             raise VidstyleError(f"ray:// addresses need the Ray client: {INSTALL_HINT}") from None
@@ -247,7 +266,7 @@ def wait_ray_tasks(ray, refs: Iterable, sink, on_progress: Callable[[int, int, i
 
     Twice a second what the tasks reported to ``sink`` (a ``ProgressSink``) goes to ``on_progress(tag, n, total)``
     (best effort: its errors are ignored); each finished task's ref goes to ``on_ready(ref)``, which may raise.
-    ``cancel_on_error``: when anything raises here (``on_ready``, Ctrl-C), the tasks not finished are cancelled.
+    The tasks not finished are cancelled on Ctrl-C or a signal, and with ``cancel_on_error`` when anything raises.
     """
     pending = list(refs)
     try:
@@ -260,10 +279,15 @@ def wait_ray_tasks(ray, refs: Iterable, sink, on_progress: Callable[[int, int, i
                 pass
             for ref in ready:
                 on_ready(ref)
-    except BaseException:
-        if cancel_on_error:
+    except BaseException as e:
+        if cancel_on_error or isinstance(e, KeyboardInterrupt):  # Ctrl-C or a signal stops every task
             for ref in pending:
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - finished meanwhile, or Ray going down
+                    pass
+        if isinstance(e, KeyboardInterrupt):
+            raise as_received(e) from None
         raise
 
 
@@ -271,33 +295,42 @@ def _run_ray(executor, fn, shared, tasks, on_progress, on_result, on_error, cpus
              max_retries, ray_init, cancel_on_error) -> None:
     ray, started = connect_ray(executor, ray_init)
     try:
-        call, ProgressSink = ray_definitions(ray)
-        sink = ProgressSink.remote()
-        shared_ref = ray.put(shared)  # the job (and its model) travels once, not once per task
-        opts = task_resources(ray, cpus_per_task, gpus_per_task)
-        log.info("ray: %d tasks, %s each", len(tasks), opts)
-        refs = {call.options(max_retries=max_retries, retry_exceptions=False, **opts).remote(
-            fn, shared_ref, args, sink, tag): tag for tag, args in tasks}
-
-        def on_ready(ref) -> None:
-            tag = refs[ref]
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:  # the task raised: its own error, as in this process
-                cause = getattr(e, "cause", None)
-                if isinstance(cause, VidstyleError):
-                    raise cause from None
-                _failed(tag, e, on_error)
-                return
-            except ray.exceptions.RayError as e:  # the worker died more than max_retries times
-                _failed(tag, e, on_error)
-                return
-            on_result(tag, result)
-
-        wait_ray_tasks(ray, refs, sink, on_progress, on_ready, cancel_on_error=cancel_on_error)
+        with stop_signals():  # SIGTERM and SIGHUP stop the tasks, as Ctrl-C does
+            _run_ray_tasks(ray, fn, shared, tasks, on_progress, on_result, on_error, cpus_per_task, gpus_per_task,
+                           max_retries, cancel_on_error)
     finally:
         if started:
-            ray.shutdown()
+            ray.shutdown()  # its workers go with it
+
+
+def _run_ray_tasks(ray, fn, shared, tasks, on_progress, on_result, on_error, cpus_per_task, gpus_per_task,
+                   max_retries, cancel_on_error) -> None:
+    call, ProgressSink = ray_definitions(ray)
+    sink = ProgressSink.remote()
+    shared_ref = ray.put(shared)  # the job (and its model) travels once, not once per task
+    opts = task_resources(ray, cpus_per_task, gpus_per_task)
+    log.info("ray: %d tasks, %s each", len(tasks), opts)
+    refs = {call.options(max_retries=max_retries, retry_exceptions=False, **opts).remote(
+        fn, shared_ref, args, sink, tag): tag for tag, args in tasks}
+
+    def on_ready(ref) -> None:
+        tag = refs[ref]
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:  # the task raised: its own error, as in this process
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, VidstyleError):
+                raise cause from None
+            _failed(tag, e, on_error)
+            return
+        except ray.exceptions.RayError as e:  # the worker died more than max_retries times
+            _failed(tag, e, on_error)
+            return
+        on_result(tag, result)
+
+    wait_ray_tasks(ray, refs, sink, on_progress, on_ready, cancel_on_error=cancel_on_error)
+
+
 
 
 def _failed(tag: int, error: BaseException, on_error) -> None:

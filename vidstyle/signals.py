@@ -4,7 +4,8 @@
   blocks remove partial files (a writer is open, a batch or segments run is going on);
 * ``signals_held()``: inside, Ctrl-C, SIGTERM and SIGHUP are recorded, not raised, and ``raise_held`` raises
   the first afterwards: a training step, or a recording being finalised, is never cut in half;
-* ``sigint_ignored()``: processes started inside ignore Ctrl-C, so that only the parent handles it and stops them.
+* ``sigint_ignored()``: processes started inside ignore Ctrl-C, so that only the parent handles it and stops them;
+* ``handlers_kept()``: the handlers as they were before the block (``ray.init`` installs its own).
 
 Each changes handlers only in the main thread, and only those that would otherwise kill the process or raise
 (an ignored signal, under ``nohup``, and a program's own handler stay as they are).
@@ -25,8 +26,20 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+_received: list[int] = []  # the stop signals that came: a library that swallows Terminated loses its number
+
+
 def _raise_terminated(signum, _frame):
+    _received.append(signum)
     raise Terminated(signum)
+
+
+def as_received(e: KeyboardInterrupt) -> KeyboardInterrupt:
+    """``e``, or the ``Terminated`` it stands for: code that checks for signals in C (Ray's waits) turns the
+    exception a handler raised into a plain KeyboardInterrupt."""
+    if not isinstance(e, Terminated) and _received:
+        return Terminated(_received[-1])
+    return e
 
 
 def raises_terminated(handler) -> bool:
@@ -46,6 +59,7 @@ class _StopSignals:
         if not _main_thread():
             return False
         if self.users == 0:
+            _received.clear()
             self.saved = {s: signal.signal(s, _raise_terminated) for s in _STOP if signal.getsignal(s) is signal.SIG_DFL}
         self.users += 1
         return True
@@ -133,3 +147,19 @@ def sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+@contextlib.contextmanager
+def handlers_kept():
+    """The SIGINT, SIGTERM and SIGHUP handlers as they were before the block (main thread only)."""
+    if not _main_thread():
+        yield
+        return
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    saved = {getattr(signal, n): signal.getsignal(getattr(signal, n)) for n in names}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            if handler is not None:
+                signal.signal(s, handler)

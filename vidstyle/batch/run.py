@@ -289,6 +289,12 @@ def _paint(todo: list[dict], paint_one: Callable, notify: Callable, frames_cb: C
                       "notes": []})
 
     tasks = [(i, (t["input"], t["output_path"], t["overwrite"])) for i, t in enumerate(todo)]
-    run_tasks(executor, paint_item, paint_one, tasks, on_progress=on_progress, on_result=on_result,
-              on_start=begin, on_error=on_error, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
-              max_retries=max_retries, ray_init=ray_init)
+    try:
+        run_tasks(executor, paint_item, paint_one, tasks, on_progress=on_progress, on_result=on_result,
+                  on_start=begin, on_error=on_error, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
+                  max_retries=max_retries, ray_init=ray_init)
+    except KeyboardInterrupt:  # the Ray workers' partial files, once their cancelled tasks are gone
+        if executor != "local":
+            for t in todo:
+                remove_stale_partials(Path(t["output_path"]), wait=5.0)
+        raise

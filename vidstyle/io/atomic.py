@@ -120,25 +120,35 @@ def _is_stale(path: Path, pid: int) -> bool:
     return locked is False and old
 
 
-def remove_stale_partials(dst: Path) -> list[Path]:
+def remove_stale_partials(dst: Path, wait: float = 0.0) -> list[Path]:
     """Delete the partial files that killed runs left for ``dst``; returns the paths removed.
 
     Only hidden files named exactly like this module's partial files for this very target
     (``.NAME.partial-PID-XXXXXXXX.SUFFIX``) are considered, and only stale ones are removed.
+    ``wait``: seconds to wait for writers that are being stopped (a cancelled Ray task) to be gone.
     """
     dst = Path(dst)
     name = re.compile(re.escape(_partial_prefix(dst)) + r"(\d+)-[a-z0-9_]{8}" + re.escape(dst.suffix))
     removed = []
-    for p in dst.parent.glob(glob.escape(_partial_prefix(dst)) + "*"):
-        m = name.fullmatch(p.name)
-        if m and p.is_file() and not p.is_symlink() and _is_stale(p, int(m.group(1))):
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        for p in dst.parent.glob(glob.escape(_partial_prefix(dst)) + "*"):
+            m = name.fullmatch(p.name)
+            if not (m and p.is_file() and not p.is_symlink()):
+                continue
+            if not _is_stale(p, int(m.group(1))):
+                left.append(p)
+                continue
             try:
                 p.unlink()
             except OSError:
                 continue
             removed.append(p)
             log.info("removed %s, left by a run that was killed", p)
-    return removed
+        if not left or time.monotonic() >= deadline:
+            return removed
+        time.sleep(0.1)
 
 
 def _drop(tmp: Path, fd: int) -> None:
