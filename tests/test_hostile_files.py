@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -145,3 +146,64 @@ def test_a_painting_larger_than_the_free_memory_is_one_line(monkeypatch, model_f
         st(np.zeros((1, 800, 1000, 3), np.uint8))  # the frames' float copies alone are 32 MB
     monkeypatch.setattr(stylizer_module, "free_memory", lambda: None)  # where it cannot be told: painted
     assert st(np.zeros((1, 800, 1000, 3), np.uint8)).shape == (1, 800, 1000, 3)
+
+
+def test_a_run_killed_between_its_rename_and_its_manifest_is_painted_again(tmp_path, model_file):
+    """The output is complete, but the manifest still says pending: the next run must not refuse it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", w=32, h=24, n=4, audio=None)
+    code = (f"import os, signal\nfrom vidstyle.batch import StylizeJob, run_batch\n"
+            f"job = StylizeJob({str(model_file)!r}, device='cpu')\n"
+            "def paint_then_die(input, output, *, overwrite=False, progress=None):\n"
+            "    job(input, output, overwrite=overwrite)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)  # after the rename, before the manifest says done\n"
+            f"paint_then_die.label, paint_then_die.options = job.label, job.options\n"
+            f"run_batch([{str(folder)!r}], {str(tmp_path / 'out')!r}, paint_then_die)\n")
+    died = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    out = tmp_path / "out" / "a.random_lite.mp4"
+    assert out.is_file()
+    res = runner.invoke(app, ["run", str(folder), "-o", str(tmp_path / "out"), "--style", str(model_file),
+                              "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output  # was: "exists; pass --overwrite to replace it", exit 1
+    assert json.loads((tmp_path / "out" / "vidstyle-manifest.json").read_text())["items"][0]["status"] == "done"
+
+
+def _manifest(folder: Path, items: list, version=1) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "vidstyle-manifest.json").write_text(json.dumps({"version": version, "items": items}))
+
+
+@pytest.mark.parametrize("case", ["link out", "two on one", "version", "options", "nan seconds", "frames text"])
+def test_a_manifest_is_checked_before_it_is_trusted(tmp_path, case):
+    from vidstyle.batch import Manifest
+
+    out = tmp_path / "out"
+    out.mkdir()
+    item = {"input": str(tmp_path / "a.mp4"), "output": "a.x.mp4", "status": "done", "frames": 3, "seconds": 1.0}
+    items, version = [item], 1
+    if case == "link out":  # OUT/link -> ../elsewhere: an output there would replace a file outside OUT
+        (tmp_path / "elsewhere").mkdir()
+        (out / "link").symlink_to(tmp_path / "elsewhere")
+        items = [{**item, "output": "link/a.x.mp4"}]
+    elif case == "two on one":
+        items = [item, {**item, "input": str(tmp_path / "b.mp4")}]
+    elif case == "version":
+        version = 7
+    elif case == "options":
+        items = [{**item, "options": "xx"}]
+    elif case == "nan seconds":
+        items = [{**item, "seconds": float("nan")}]
+    else:
+        items = [{**item, "frames": "3"}]
+    _manifest(out, items, version)
+    with pytest.raises(VidstyleError, match="is not a readable vidstyle manifest"):
+        Manifest(out)
+
+
+def test_a_mix_that_names_a_style_twice_is_refused():
+    from vidstyle.models.registry import parse_mix
+
+    with pytest.raises(VidstyleError, match="names a twice"):
+        parse_mix("a:1,a:1")

@@ -9,6 +9,7 @@ dies never leaves it wrong. ``changed`` says what differs between an output on d
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from datetime import datetime, timezone
@@ -45,19 +46,46 @@ class Manifest:
         self.items: list[dict] = []
         if self.path.exists():
             try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                items = data["items"]
-                if not isinstance(items, list) or not all(
-                        isinstance(i, dict) and isinstance(i.get("input"), str) and isinstance(i.get("output"), str)
-                        and not Path(i["output"]).is_absolute() and ".." not in Path(i["output"]).parts
-                        and i.get("status", "pending") in ("pending", "done", "failed") for i in items):
-                    raise ValueError("items is not a list of objects with an input, an output inside the folder "
-                                     "and a status")
+                self.items = self._checked(json.loads(self.path.read_text(encoding="utf-8")))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise VidstyleError(f"{self.path} is not a readable vidstyle manifest ({e}); "
                                     "move it away to start afresh") from None
-            self.items = items
         self._lock = threading.Lock()
+
+    def _checked(self, data) -> list[dict]:
+        """The items of a manifest read back, checked as a schema: a ValueError says what is wrong. A manifest
+        is trusted to name outputs to replace, so each must lie inside this folder (links followed), and no
+        two items may name one output."""
+        if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"version {data.get('version') if isinstance(data, dict) else None!r} is not "
+                             f"{MANIFEST_VERSION}")
+        items = data["items"]
+        if not isinstance(items, list):
+            raise ValueError("items is not a list")
+        root = os.path.realpath(self.folder)
+        seen: set[str] = set()
+        for n, i in enumerate(items):
+            if not (isinstance(i, dict) and isinstance(i.get("input"), str) and isinstance(i.get("output"), str)):
+                raise ValueError(f"item {n} has no input and output names")
+            out = i["output"]
+            real = os.path.realpath(self.folder / out)
+            if Path(out).is_absolute() or ".." in Path(out).parts or os.path.commonpath([root, real]) != root:
+                raise ValueError(f"item {n}'s output {out} is not inside the folder")
+            if real in seen:
+                raise ValueError(f"two items name the output {out}")
+            seen.add(real)
+            if i.get("status", "pending") not in ("pending", "done", "failed"):
+                raise ValueError(f"item {n}'s status is {i.get('status')!r}")
+            for key in ("frames", "attempts"):
+                v = i.get(key, 0)
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"item {n}'s {key} is {v!r}")
+            v = i.get("seconds", 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"item {n}'s seconds is {v!r}")
+            if not isinstance(i.get("options", {}) or {}, dict):
+                raise ValueError(f"item {n}'s options is not an object")
+        return items
 
     def get(self, input_key: str, style: str | None, suffix: str | None = None) -> dict | None:
         """The item for this input and style (and output suffix, when given), or None."""

@@ -156,6 +156,8 @@ def _run_batch(sources: list[Source], out: Path, paint_one, label, executor, suf
         skip = item.get("status") == "done" and on_disk and not changed
         if not skip and not (changed and not overwrite):  # a refused output keeps its status: it is still done
             item["status"], item["error"] = "pending", None
+        if not skip and not on_disk:  # claimed before it is painted: a file there later is ours (a run killed
+            item["written"] = True    # between its rename and its manifest) and is painted again, not refused
         plan.append((item, skip, changed, stat, on_disk))
     manifest.save()
 

@@ -205,6 +205,8 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
         if not name:
             raise VidstyleError(f"--mix wants NAME:WEIGHT pairs (e.g. udnie:0.7,the_scream:0.3), "
                                 f"and {text!r} has an empty style name")
+        if name in out:
+            raise VidstyleError(f"--mix names {name} twice ({text!r}); give each style once")
         try:
             out[name] = float(w)
         except ValueError:
