@@ -209,3 +209,40 @@ def test_a_mix_that_names_a_style_twice_is_refused():
 
     with pytest.raises(VidstyleError, match="names a twice"):
         parse_mix("a:1,a:1")
+
+
+def _three_styles(path: Path, training: dict | None = None) -> Path:
+    """A lite network with three styles a, b, c whose norm rows differ (they paint differently)."""
+    from vidstyle.models import TransformerNet, arch_config, save_model
+
+    torch_ = pytest.importorskip("torch")
+    torch_.manual_seed(1)
+    net = TransformerNet(arch_config("lite", n_styles=3))
+    with torch_.no_grad():
+        for name, p in net.named_parameters():
+            if ".norm." in name:
+                p.add_(torch_.randn_like(p))
+    return save_model(path, net, ["a", "b", "c"], training=training)
+
+
+def test_a_multi_style_file_named_without_a_style_paints_its_own_or_says_which_it_holds(tmp_path):
+    import numpy as np
+
+    from vidstyle.api import make_stylizer
+
+    frame = (np.random.default_rng(2).random((1, 40, 48, 3)) * 255).astype(np.uint8)
+    paint = lambda spec: make_stylizer(spec, device="cpu", engine="torch")  # noqa: E731
+    plain = _three_styles(tmp_path / "set.safetensors")
+    with pytest.raises(VidstyleError, match=r"holds 3 styles \(a, b, c\); name one as --style .*:STYLE"):
+        paint(str(plain))  # it painted a, labelled "set", before
+    named = _three_styles(tmp_path / "b.safetensors")
+    st = paint(str(named))
+    assert st.model.label == "b" and np.array_equal(st(frame), paint(f"{named}:b")(frame))
+    assert not np.array_equal(st(frame), paint(f"{named}:a")(frame))  # the styles do paint differently
+    trained = _three_styles(tmp_path / "mine.safetensors", training={"trained_styles": ["c"]})
+    st = paint(str(trained))
+    assert st.model.label == "c" and np.array_equal(st(frame), paint(f"{trained}:c")(frame))
+    clip = make_clip(tmp_path / "v.mp4", w=32, h=24, n=2, audio=None)
+    res = runner.invoke(app, ["run", str(clip), "-o", str(tmp_path / "o.mp4"), "--style", str(trained), "--json",
+                              "-q", "--device", "cpu"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["style"] == "c", res.output

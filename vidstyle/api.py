@@ -48,6 +48,19 @@ def load_model(style: str | Path | files.StyleModel | None = None, device: str =
     return model
 
 
+def painting_model(style=None, mix: str | dict | None = None, device: str = "cpu"):
+    """``load_model`` for painting: a multi-style file named without a style paints its own (``own_style``), or
+    is a VidstyleError that lists its styles. It painted its first style before, under the file's name."""
+    model = load_model(style, device=device, mix=mix)
+    if model.inner is None and mix is None and len(model.styles) > 1 and not isinstance(style, files.StyleModel):
+        own = model.own_style()
+        if own is None:
+            raise VidstyleError(f"{model.path} holds {len(model.styles)} styles ({', '.join(model.styles)}); name one "
+                                f"as --style {model.path}:STYLE, or blend them with --mix")
+        model.label, model.inner = model.select(own), own
+    return model
+
+
 def paint_options(style=None, paint: PaintOptions | None = None, options: dict | None = None) -> PaintOptions:
     """``paint`` (or defaults) with ``style`` and the PaintOptions fields found in ``options`` (taken out of it)."""
     options = {} if options is None else options
@@ -62,7 +75,7 @@ def make_stylizer(style=None, *, paint: PaintOptions | None = None, realtime: bo
     paint = paint_options(style, paint, options)
     if options:
         raise TypeError(f"make_stylizer() got unexpected options: {', '.join(sorted(options))}")
-    model = load_model(paint.style, mix=paint.mix)
+    model = painting_model(paint.style, mix=paint.mix)
     return Stylizer(model, options=paint, realtime=realtime)
 
 

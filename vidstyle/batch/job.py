@@ -41,7 +41,7 @@ class StylizeJob:
     def __init__(self, style: str | None = None, *, paint: PaintOptions | None = None,
                  encode: EncodeOptions | None = None, read: ReadOptions | None = None,
                  temporal: TemporalOptions | bool | None = None, batch_size: int | None = None, **options):
-        from ..api import load_model
+        from ..api import painting_model
 
         if isinstance(temporal, bool):
             options["temporal"] = temporal
@@ -55,7 +55,7 @@ class StylizeJob:
         if options:
             raise TypeError(f"StylizeJob() got unexpected options: {', '.join(sorted(options))}")
         self.batch_size = batch_size
-        model = load_model(self.paint.style, mix=self.paint.mix)  # validates the file; the label names the outputs
+        model = painting_model(self.paint.style, mix=self.paint.mix)  # checks the file; its label names outputs
         self.label: str = model.label
         self._model = model  # this process's copy, not pickled: the Stylizer built here starts from it
         data = Path(model.path).read_bytes()

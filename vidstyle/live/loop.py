@@ -117,9 +117,9 @@ class StyleBank:
 
     def __getitem__(self, i: int) -> Stylizer:
         if i not in self._cache:
-            from ..api import load_model
+            from ..api import painting_model
             spec, mix = self.specs[i]
-            model = load_model(spec, mix=mix)
+            model = painting_model(spec, mix=mix)
             self._cache[i] = Stylizer(model, self.device, options=self.options, realtime=self.realtime)
         return self._cache[i]
 

@@ -62,6 +62,15 @@ class StyleModel:
             return style
         return self.name
 
+    def own_style(self) -> str | None:
+        """The style a multi-style file stands for when none is named: the one it is named after (``udnie.safetensors``
+        holding udnie), else the only style its training added (``vidstyle train --init ... --norm-only``);
+        None when neither tells."""
+        if self.path is not None and self.path.stem in self.styles:
+            return self.path.stem
+        trained = [s for s in (self.training.get("trained_styles") or []) if s in self.styles]
+        return trained[0] if len(trained) == 1 else None
+
     def temporal_strength(self) -> float | None:
         """The stabiliser strength recorded for the style(s) selected now; None when the file has none.
 
