@@ -733,3 +733,21 @@ def test_a_source_that_ends_before_frames_says_so(tmp_path, model_file):
                                   record=out), notify=messages.append)
     assert 1 <= r.frames <= 2 and len(frames_rgb(out)) == r.frames
     assert any(f"source ended after {r.frames} painted frames, before --frames 5" in m for m in messages), messages
+
+
+def test_the_network_feed_sends_a_keyframe_every_second_of_output_whatever_the_painting_rate():
+    """A receiver joining mid-stream waits for a keyframe: they come by the output's clock, not every fps frames
+    (a 30 fps camera painted at 8 fps spread them 3.75 s apart)."""
+    from vidstyle.live.sinks import NetworkFeed
+
+    feed = NetworkFeed("udp://127.0.0.1:9?pkt_size=1316", (64, 48), 30.0)
+    real, sent = feed.container, []
+    feed.container = type("Tap", (), {"mux": lambda self, packets: sent.extend(
+        (p.pts, p.is_keyframe) for p in packets), "close": lambda self: None})()
+    rng = np.random.default_rng(0)
+    for i in range(40):  # 5 s at 8 fps
+        feed.send((rng.random((48, 64, 3)) * 255).astype(np.uint8), 100.0 + i / 8)
+    feed.close()
+    real.close()
+    keys = [pts for pts, key in sent if key]
+    assert keys == [0, 1000, 2000, 3000, 4000], sent

@@ -19,6 +19,7 @@ from ..io.reader import VideoInfo
 from ..io.writer import VideoWriter
 
 MS = Fraction(1, 1000)
+KEYFRAME_EVERY = 1.0  # seconds of output between the network feed's keyframes: where a receiver can join
 
 
 def _even(rgb: np.ndarray) -> np.ndarray:
@@ -96,16 +97,21 @@ class NetworkFeed:
         s = self.container.add_stream("libx264", rate=rate)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.time_base = s.codec_context.time_base = MS
-        gop = max(1, round(float(fps)))
-        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0",
-                     "x264-params": "repeat-headers=1"}
+        # keyframes by the output's clock (send), not every fps frames: the painter may deliver fewer frames
+        # than the source's rate, which spread them 2 s apart (a receiver joining waited that long for a picture)
+        s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(max(1, round(10 * float(fps)))),
+                     "bf": "0", "forced-idr": "1", "x264-params": "repeat-headers=1"}
         self.stream = s
         self.clock = _Clock()
         self.frames = 0
+        self.last_key: float | None = None
 
     def send(self, rgb: np.ndarray, t: float) -> None:
         f = av.VideoFrame.from_ndarray(np.ascontiguousarray(_even(rgb)), format="rgb24")
         f.pts, f.time_base = self.clock(t), MS
+        if self.last_key is None or t - self.last_key >= KEYFRAME_EVERY:
+            f.pict_type = av.video.frame.PictureType.I
+            self.last_key = t
         try:
             self.container.mux(self.stream.encode(f))
         except av.error.FFmpegError as e:
