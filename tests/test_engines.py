@@ -487,7 +487,8 @@ def test_two_processes_filling_the_cache_at_once(tmp_path):
 
 # -- brush scale: strokes as large as in training, whatever the resolution ------------------------------
 def test_working_size_follows_the_model_scale():
-    from vidstyle.stylizer import model_scale, working_size
+    from vidstyle.models.files import model_scale
+    from vidstyle.stylizer import working_size
     assert working_size(1080, 1920, scale=256) == (256, 455)
     assert working_size(360, 640, scale=256) == (256, 455)
     assert working_size(2160, 3840, scale=256) == (256, 455)  # 4K: the same strokes relative to the frame

@@ -85,6 +85,19 @@ def test_an_onnx_export_gets_the_permissions_of_a_new_file(tmp_path, model_file)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # it was 0600, unlike every other output
 
 
+def test_an_onnx_export_records_the_size_the_network_paints_at(tmp_path):
+    """Fed a full-size frame the look changes: the file says the short side vidstyle paints at."""
+    onnx = pytest.importorskip("onnx", reason="onnx comes with the openvino extra (make install adds it)")
+    from vidstyle.models import TransformerNet, arch_config, save_model
+
+    model = save_model(tmp_path / "scaled.safetensors", TransformerNet(arch_config("lite")), ["scaled"],
+                       training={"scale": 288})
+    res = runner.invoke(app, ["export", str(model), "-o", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["vidstyle.scale"] == "288" and "short side is vidstyle.scale" in meta["vidstyle.io"]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
 def test_a_fifo_named_like_a_video_is_not_a_batch_input(tmp_path):
     from vidstyle.batch import find_inputs

@@ -275,7 +275,7 @@ def test_metadata_of_the_wrong_json_type_is_one_line(tmp_path, duo_file, changes
 def test_odd_but_usable_metadata_loads(tmp_path, duo_file):
     """Numbers as style names are names; a scale that is not a number is no scale (the picture's own size)."""
     from vidstyle.models.files import load_model
-    from vidstyle.stylizer import model_scale
+    from vidstyle.models.files import model_scale
     m = load_model(_with_meta(duo_file, tmp_path / "odd.safetensors", styles="[1, 2]", training='{"scale": "big"}'))
     assert m.styles == ["1", "2"] and model_scale(m.training) is None
     assert model_scale({"scale": 0, "size": 128}) == 147 and model_scale({"scale": "256"}) == 256

@@ -35,6 +35,7 @@ from torch import nn
 
 from .errors import VidstyleError
 from .io.atomic import AtomicPath, check_target
+from .models.files import model_scale
 
 log = logging.getLogger("vidstyle")
 
@@ -47,7 +48,9 @@ ONNX_OPSET = 17
 
 IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
           "mix float32 (S,) style weights summing to 1, one per style (vidstyle.mix: the style exported). "
-          "output: stylized float32 (N,3,H,W) RGB roughly in [0,1], not clamped.")
+          "output: stylized float32 (N,3,H,W) RGB roughly in [0,1], not clamped. "
+          "For the look vidstyle gives, resize frames so their short side is vidstyle.scale px first, "
+          "then the output back (full-size frames get strokes too small).")
 
 
 class StyleGraph(nn.Module):
@@ -160,6 +163,8 @@ def _describe(model) -> dict[str, str]:
         "vidstyle.styles": json.dumps(list(model.styles)),
         "vidstyle.mix": json.dumps([round(w, 6) for w in net.mix.detach().float().cpu().tolist()]),
         "vidstyle.name": model.name,
+        # the short side the network learnt at, which vidstyle paints at (--brush 1): 0 when the file does not say
+        "vidstyle.scale": str(model_scale(model.training) or 0),
         "vidstyle.io": IO_DOC,
     }
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import engines
 from .errors import VidstyleError
-from .models.files import StyleModel
+from .models.files import StyleModel, model_scale
 from .options import PaintOptions
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -104,18 +104,6 @@ def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | No
     if min(h, w) <= short:
         return h, w
     return _shrunk(h, w, short / min(h, w))
-
-
-def model_scale(training: dict) -> int | None:
-    """The short side a model was trained at (its file's ``training.scale``; older files: 1.15 x the crop)."""
-    for key, factor in (("scale", 1.0), ("size", 1.15)):
-        try:
-            value = round(float(training.get(key) or 0) * factor)
-        except (TypeError, ValueError):  # a hand-edited file: no scale rather than a traceback
-            continue
-        if value > 0:
-            return int(value)
-    return None
 
 
 def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:

@@ -85,6 +85,18 @@ class StyleModel:
         return sum(w * v for w, v in used) / sum(w for w, _ in used)
 
 
+def model_scale(training: dict) -> int | None:
+    """The short side a model was trained at (its file's ``training.scale``; older files: 1.15 x the crop)."""
+    for key, factor in (("scale", 1.0), ("size", 1.15)):
+        try:
+            value = round(float(training.get(key) or 0) * factor)
+        except (TypeError, ValueError):  # a hand-edited file: no scale rather than a traceback
+            continue
+        if value > 0:
+            return int(value)
+    return None
+
+
 def check_temporal_strengths(values: dict, styles: list[str], where: str) -> dict[str, float]:
     """{style: strength} from a file or the command line -> the same, checked (VidstyleError otherwise)."""
     if not isinstance(values, dict):
