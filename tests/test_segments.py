@@ -3,6 +3,7 @@ same file as one process: frame count, timestamps, audio packets, metadata, and 
 from __future__ import annotations
 
 import io
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -211,6 +212,8 @@ def test_segments_in_parallel_processes(tmp_path, clip, job, reference):
     assert r.frames == 90
     assert video_pts(dst) == video_pts(reference) and audio_hashes(dst) == audio_hashes(reference)
     assert max(_mean_diffs(frames_rgb(dst), frames_rgb(reference))) <= 0.5
+    more_parts_than_cores = 3 > (os.cpu_count() or 1)
+    assert any("parts on" in n and "CPU cores take turns" in n for n in r.notes) == more_parts_than_cores
 
 
 def test_segment_workers_start_with_sigint_ignored():
