@@ -367,3 +367,19 @@ def test_pairs_without_flo_files_are_reported_once(tmp_path, caplog):
         bank.report()
     notes = [r for r in caplog.records if "--flo-dir" in r.getMessage()]
     assert len(notes) == 1 and "2 flow file(s)" in notes[0].getMessage() and "DIS" in notes[0].getMessage()
+
+
+def test_eval_reports_its_progress_over_every_row(tmp_path, model_file, monkeypatch):
+    """``vidstyle eval`` ran 12 minutes without a word: the frames of every row go to a progress bar."""
+    from vidstyle import evaluate as ev
+    from vidstyle.options import PaintOptions, TemporalOptions
+
+    monkeypatch.setattr(ev, "perceptual", lambda outs, frames, style_rgb, loss_net: (None, 0.0))  # no loss network
+    frames, _, _ = panning_frames(n=6, h=48, w=64)
+    seen = []
+    rows = ev.evaluate_styles(frames, [str(model_file)], PaintOptions(device="cpu", engine="torch"),
+                              TemporalOptions(), compare=True, bank=ev.FlowBank(frames),
+                              progress=lambda done, total: seen.append((done, total)))
+    assert [r.label for r in rows] == ["random_lite", "random_lite+temporal"]
+    assert seen[-1] == (12, 12) and all(b >= a for a, b in zip([d for d, _ in seen], [d for d, _ in seen][1:]))
+    assert (6, 12) in seen  # the first row's frames, then the second's

@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -203,21 +204,25 @@ def colour_distance(rgb: np.ndarray, painting: np.ndarray) -> float:
     return float(np.abs(lab_stats(rgb) - lab_stats(painting)).mean())
 
 
-def stylize_frames(frames: list[np.ndarray], stylizer, stabilizer=None, batch_size: int = 4) -> tuple[list, float]:
-    """Outputs and seconds per frame."""
+def stylize_frames(frames: list[np.ndarray], stylizer, stabilizer=None, batch_size: int = 4,
+                   progress: Callable[[int], None] | None = None) -> tuple[list, float]:
+    """Outputs and seconds per frame; ``progress(n)`` after each batch, n frames painted."""
     outs = []
     t0 = time.perf_counter()
     for i in range(0, len(frames), batch_size):
         outs += list(stylizer.download(stylizer.paint_frames(np.stack(frames[i:i + batch_size]), stabilizer)))
+        if progress is not None:
+            progress(len(outs))
     return outs, (time.perf_counter() - t0) / len(frames)
 
 
 def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None, bank: FlowBank,
              long_k: int = 5, loss_net: str = "auto", style_rgb: np.ndarray | None = None,
-             outputs: list | None = None) -> EvalResult:
+             outputs: list | None = None, progress: Callable[[int], None] | None = None) -> EvalResult:
+    """One row of figures; ``progress(n)`` as its frames are painted."""
     if outputs is not None and len(outputs) != len(frames):
         raise VidstyleError(f"{label}: {len(outputs)} painted frames for {len(frames)} input frames")
-    outs, spf = stylize_frames(frames, stylizer, stabilizer) if outputs is None else (outputs, 0.0)
+    outs, spf = stylize_frames(frames, stylizer, stabilizer, progress=progress) if outputs is None else (outputs, 0.0)
     short = warping_errors(outs, bank, 1)
     long = warping_errors(outs, bank, long_k) if len(outs) > long_k else []
     bank.report()
@@ -228,14 +233,18 @@ def evaluate(frames: list[np.ndarray], stylizer, *, label: str, stabilizer=None,
 
 def evaluate_styles(frames: list[np.ndarray], styles: list[str | None], paint: PaintOptions,
                     temporal: TemporalOptions, *, compare: bool = False, bank: FlowBank, long_k: int = 5,
-                    loss_net: str = "auto", style_image: Path | None = None) -> list[EvalResult]:
+                    loss_net: str = "auto", style_image: Path | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> list[EvalResult]:
     """What ``vidstyle eval`` measures: one row per style of ``styles`` (None: the default) painted with
     ``paint``, with the stabiliser as ``temporal`` says, or both ways with ``compare``. The style loss is
-    measured against ``style_image``, else the picture stored in the model for the style painted."""
+    measured against ``style_image``, else the picture stored in the model for the style painted.
+    ``progress(done, total)``: frames painted over every row (each row's figures follow its frames)."""
     from .api import make_stylizer
 
     rows = []
     pic_given = read_image(style_image) if style_image else None
+    settings = [False, True] if compare else [temporal.temporal]
+    total = len(frames) * len(settings) * len(styles or [None])
     for spec in styles or [None]:
         stylizer = make_stylizer(spec, paint=paint)
         label = getattr(stylizer.model, "label", stylizer.name)
@@ -243,10 +252,12 @@ def evaluate_styles(frames: list[np.ndarray], styles: list[str | None], paint: P
         if pic is None and stylizer.model.style_images:
             pic = stylizer.model.style_images.get(label.split("+")[0].split(":")[0])
             pic = pic.numpy() if pic is not None else next(iter(stylizer.model.style_images.values())).numpy()
-        for on in ([False, True] if compare else [temporal.temporal]):
+        for on in settings:
+            done = len(rows) * len(frames)
+            tick = None if progress is None else (lambda n, done=done: progress(done + n, total))
             rows.append(evaluate(frames, stylizer, label=label + ("+temporal" if on else ""),
                                  stabilizer=temporal.replace(temporal=on).stabilizer(), bank=bank, long_k=long_k,
-                                 loss_net=loss_net, style_rgb=pic))
+                                 loss_net=loss_net, style_rgb=pic, progress=tick))
     return rows
 
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import VidstyleError
-from .common import PAINT_OPTIONS, TEMPORAL_OPTIONS, user_errors, with_options
+from .common import PAINT_OPTIONS, TEMPORAL_OPTIONS, Progress, user_errors, with_options
 
 
 @with_options(PAINT_OPTIONS, TEMPORAL_OPTIONS, after="input", skip=("style", "max_side"))
@@ -53,8 +53,10 @@ def eval_cmd(
             more = " or raise --max-frames" if max_frames and max_frames <= long_k else ""
             typer.echo(f"note: the k={long_k} warping error is not measured: {len(frames)} frames, it needs more "
                        f"than {long_k} (lower --long-k{more})", err=True)
-        rows = evaluate_styles(frames, style or [None], paint, stab, compare=compare, bank=FlowBank(frames, flo_dir),
-                               long_k=long_k, loss_net=loss_net, style_image=style_image)
+        with Progress(json_out, "measuring") as bar:  # painting, then the flow and loss figures of each row
+            rows = evaluate_styles(frames, style or [None], paint, stab, compare=compare,
+                                   bank=FlowBank(frames, flo_dir), long_k=long_k, loss_net=loss_net,
+                                   style_image=style_image, progress=bar)
         if json_out:
             data = [r.to_dict() for r in rows]
             typer.echo(json.dumps(data if compare or len(data) > 1 else data[0]))
