@@ -754,3 +754,18 @@ def test_the_network_feed_sends_a_keyframe_every_second_of_output_whatever_the_p
     real.close()
     keys = [pts for pts, key in sent if key]
     assert keys == [0, 1000, 2000, 3000, 4000], sent
+
+
+def test_a_feed_url_that_cannot_work_is_one_line_before_serving_starts():
+    from vidstyle.errors import VidstyleError
+    from vidstyle.live.sinks import NetworkFeed
+
+    for url, words in [("udp://127.0.0.1", "give the receiver's host and port"),
+                       ("udp://127.0.0.1:99999", "give the receiver's host and port"),
+                       ("http://127.0.0.1:5000", "--serve wants udp://HOST:PORT")]:
+        with pytest.raises(VidstyleError, match=words):
+            NetworkFeed(url, (64, 48), 30.0)
+    try:
+        NetworkFeed("srt://127.0.0.1:9", (64, 48), 30.0).close()  # an FFmpeg with SRT: it opens (a caller)
+    except VidstyleError as e:  # PyAV's wheels: the build has no SRT, said before "serving ..."
+        assert "has no srt protocol" in str(e) or "cannot open --serve" in str(e), e

@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 import cv2
@@ -81,9 +82,16 @@ class NetworkFeed:
     """
 
     def __init__(self, url: str, size: tuple[int, int], fps: float):
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme not in ("udp", "srt", "tcp", "rtp"):
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("udp", "srt", "tcp", "rtp") or "://" not in url:
             raise VidstyleError(f"--serve wants udp://HOST:PORT or srt://HOST:PORT, not {url!r}")
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = None
+        if not parts.hostname or not port:
+            raise VidstyleError(f"--serve {url}: give the receiver's host and port, e.g. {scheme}://127.0.0.1:5000")
         if scheme == "udp" and "pkt_size" not in url:
             url += ("&" if "?" in url else "?") + "pkt_size=1316"  # 7 TS packets: no IP fragmentation
         self.url = url
@@ -102,6 +110,14 @@ class NetworkFeed:
         s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(max(1, round(10 * float(fps)))),
                      "bf": "0", "forced-idr": "1", "x264-params": "repeat-headers=1"}
         self.stream = s
+        try:  # opens the connection now: an FFmpeg without the protocol says so before "serving ..."
+            self.container.start_encoding()
+        except (av.error.FFmpegError, OSError) as e:
+            self.container.close()
+            if isinstance(e, av.error.ProtocolNotFoundError):
+                raise VidstyleError(f"cannot serve {url}: this FFmpeg build has no {scheme} protocol (PyAV's own "
+                                    "wheels have no SRT); use udp://HOST:PORT") from None
+            raise VidstyleError(f"cannot open --serve {url}: {e}") from None
         self.clock = _Clock()
         self.frames = 0
         self.last_key: float | None = None
