@@ -101,3 +101,24 @@ def test_listing_styles_does_not_import_torch():
     code = ("import sys, json; from vidstyle.commands.styles import styles; from vidstyle.models import registry; "
             "rows = registry.list_styles(); sys.exit(1 if 'torch' in sys.modules or not rows else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_help_reads_at_80_columns_with_every_option_explained():
+    """Plain wrapped help: no option name or example cut with '…', no '<bool>' for flags, a text for every option."""
+    import os
+
+    from typer.main import get_command
+
+    from vidstyle.cli import app
+
+    env = {**os.environ, "COLUMNS": "80"}
+    for cmd in COMMANDS:
+        out = subprocess.run([sys.executable, "-m", "vidstyle", cmd, "--help"], capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "…" not in out.stdout and "<bool>" not in out.stdout, (cmd, out.stdout)
+        assert max(len(line) for line in out.stdout.splitlines()) <= 80, cmd
+    group = get_command(app)
+    for name, sub in group.commands.items():
+        silent = [p.opts[0] for p in sub.params if p.opts[0].startswith("-") and not getattr(p, "help", None)]
+        assert not silent, (name, silent)

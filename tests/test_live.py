@@ -24,6 +24,7 @@ from vidstyle.cli import app
 from vidstyle.live.capture import Capture, Latest
 from vidstyle.live.keys import LiveState, handle_key
 from vidstyle.live.loop import LiveOptions, run_live
+from vidstyle.options import PaintOptions
 from vidstyle.live.sinks import missing_backend_message
 
 runner = CliRunner()
@@ -645,7 +646,7 @@ def test_live_does_not_import_the_benchmarks(model_file):
             if bad:
                 offenders[path.name] = bad
     assert not offenders, offenders
-    res = bench_live((64, 48), frames=4, style=str(model_file), device="cpu", source_fps=30)
+    res = bench_live((64, 48), frames=4, paint=PaintOptions(style=str(model_file), device="cpu"), source_fps=30)
     assert res["frames"] == 4 and res["resolution"] == "64x48" and res["mode"] == "live"
 
 

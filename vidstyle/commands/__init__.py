@@ -14,7 +14,8 @@ app = typer.Typer(
     help="Turn videos and webcam feeds into moving paintings.\n\n"
          "Start with `vidstyle styles` to see the styles, then `vidstyle run VIDEO`.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Click's plain help: it wraps at any width (rich's tables cut option names and examples at 80 columns)
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

@@ -19,10 +19,12 @@ def eval_cmd(
     compare: bool = typer.Option(False, "--compare", help="Rows for per-frame and --temporal of every --style, side by side."),
     long_k: int = typer.Option(5, "--long-k", min=1, help="Frame distance of the long-term warping error (not "
                                "measured, and null in --json, when there are k frames or fewer)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=2),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=2, help="Measure the first N frames only "
+                                             "(the loss network is slow on a CPU)."),
     flo_dir: Optional[Path] = typer.Option(None, "--flo-dir", help="Ground-truth flows (backward_T_S.flo) instead of DIS."),
     style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for the style loss (default: the one stored in the model)."),
-    loss_net: str = typer.Option("auto", "--loss-net"),
+    loss_net: str = typer.Option("auto", "--loss-net", help="The network of the style and content losses: auto, "
+                                 "torchvision, hed or a .safetensors path."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Draw the per-frame warping error of each row (needs matplotlib)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object (a list with --compare) on stdout."),
     **options,

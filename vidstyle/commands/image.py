@@ -21,7 +21,7 @@ def image(
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="The largest picture read, in pixels "
                                    "(checked from its header before it is decoded): 100 megapixels by default."),
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace existing output images (else an existing one stops the run before anything is painted). Never an input."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors (not the paths written)."),
     **options,
 ):
     """Stylize still images (files or folders) with the same options as `run`.

@@ -453,18 +453,16 @@ def _bench_clip(path: Path, w: int, h: int, n: int, fps: int) -> Path:
     return path
 
 
-def bench_live(size=(1280, 720), frames: int = 120, style=None, device: str = "auto", max_side=None,
-               source_fps: int = 60, *, engine: str = "auto", precision: str = "auto", brush: float = 1.0) -> dict:
-    """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window: fps and latency."""
+def bench_live(size=(1280, 720), frames: int = 120, paint: PaintOptions | None = None, source_fps: int = 60) -> dict:
+    """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window, painting with ``paint``:
+    fps and latency."""
     import torch
 
     w, h = size
     warmup = min(10, max(1, frames // 5))
     with tempfile.TemporaryDirectory() as tmp:
         clip = _bench_clip(Path(tmp) / "live.mp4", w, h, max(30, source_fps), fps=source_fps)
-        paint = PaintOptions(style=style, device=device, max_side=max_side, brush=brush, engine=engine,
-                             precision=precision)
-        opts = LiveOptions(source=str(clip), paint=paint, preview=False, loop=True, frames=frames + warmup,
+        opts = LiveOptions(source=str(clip), paint=paint or PaintOptions(), preview=False, loop=True, frames=frames + warmup,
                            warmup=warmup)
         session = LiveSession(opts, notify=lambda m: None)
         r = session.run()
