@@ -383,3 +383,33 @@ def test_eval_reports_its_progress_over_every_row(tmp_path, model_file, monkeypa
     assert [r.label for r in rows] == ["random_lite", "random_lite+temporal"]
     assert seen[-1] == (12, 12) and all(b >= a for a, b in zip([d for d, _ in seen], [d for d, _ in seen][1:]))
     assert (6, 12) in seen  # the first row's frames, then the second's
+
+
+def test_the_stabiliser_blends_the_previous_output_where_it_is_seen_and_nowhere_else():
+    """The maths on pixels, against an independent computation: a texture panning 4 px a frame, painted as
+    itself with a flicker of +-0.04. Inside, the output is (1 - s) * this painting + s * the previous output
+    moved by the pan (np.roll, not the code's warp); the columns that enter the frame have no previous output
+    and keep this painting. Catches a flow taken the wrong way, a fixed blend weight and an ignored mask."""
+    shift, s, h, w = 4, 0.3, 64, 96
+    rng = np.random.default_rng(3)  # features of about 16 px: a pan, not a scene cut (the colours stay near)
+    big = cv2.resize(rng.integers(40, 215, (h // 16 + 1, (w + 3 * shift) // 16 + 1, 3), dtype=np.uint8),
+                     (w + 3 * shift, h), interpolation=cv2.INTER_CUBIC)
+    frames = [np.ascontiguousarray(big[:, t * shift:t * shift + w]) for t in range(3)]
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    flicker = torch.tensor([0.04, -0.04, 0.04])[:, None, None, None]
+    y = (x + flicker).clamp(0, 1)
+    stab = Stabilizer(strength=s, flow="dis", keep_detail=False)
+    out = stab(x, y)
+    assert stab.cuts == 0 and torch.equal(out[0], y[0])  # no history yet
+    prev = out[0].numpy()
+    for t in (1, 2):
+        moved = np.roll(prev, -shift, axis=2)  # frame t's pixel x was frame t-1's pixel x + shift
+        expected = (1 - s) * y[t].numpy() + s * moved
+        inner = (slice(None), slice(8, -8), slice(8, -8 - shift))
+        err = np.abs(out[t].numpy()[inner] - expected[inner]).mean()
+        assert err < 0.01, (t, err)  # a flow taken the wrong way misplaces the texture: about 0.1
+        flat = np.abs(out[t].numpy()[inner] - ((1 - 0.9) * y[t].numpy() + 0.9 * moved)[inner]).mean()
+        assert flat > 3 * err  # the weight asked for, not another
+        entering = (slice(None), slice(8, -8), slice(-2, None))  # came from outside the previous frame
+        assert np.abs(out[t].numpy()[entering] - y[t].numpy()[entering]).max() < 1e-5
+        prev = out[t].numpy()
