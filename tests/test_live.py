@@ -444,7 +444,9 @@ def test_camera_that_disappears_is_reopened(monkeypatch, caplog):
             self.n += 1
             if len(opened) == 1 and self.n > 3:  # unplugged after 3 frames
                 return False, None
-            return True, np.full((6, 8, 3), len(opened) * 10, np.uint8)
+            bgr = np.empty((6, 8, 3), np.uint8)
+            bgr[...] = (len(opened) * 10, 1, 2)  # blue, green, red as OpenCV gives them: not grey
+            return True, bgr
 
         def release(self):
             pass
@@ -458,10 +460,11 @@ def test_camera_that_disappears_is_reopened(monkeypatch, caplog):
     got = []
     with caplog.at_level("WARNING", logger="vidstyle"):
         for rgb in cam(stop):
-            got.append(int(rgb[0, 0, 0]))
+            got.append(tuple(int(v) for v in rgb[0, 0]))
             if len(got) == 6:
                 stop.set()
-    assert got[:3] == [10, 10, 10] and got[3:] == [30, 30, 30]  # back on the third camera object
+    # RGB out of OpenCV's BGR, and back on the third camera object
+    assert got[:3] == [(2, 1, 10)] * 3 and got[3:] == [(2, 1, 30)] * 3
     assert cam.retries == 2 and len(opened) == 3
     assert "retrying in 1 s" in caplog.text and "retrying in 2 s" in caplog.text and "is back" in caplog.text
 
