@@ -337,20 +337,29 @@ def test_int8_probe_agrees_with_the_cpu_flags():
     assert cpu_runs_int8() == (" avx2 " in cpuinfo.read_text().replace("\n", " "))
 
 
-def test_auto_choice_and_half(bundled, monkeypatch):
-    from vidstyle.precision import cpu_has_bf16
+@pytest.mark.parametrize("bf16", [False, True])
+def test_auto_choice_and_half(bundled, monkeypatch, bf16):
+    """What auto picks, for a CPU with and without bf16 maths and with int8 paying or not: set here, not read
+    from the machine, so every branch is checked on any CPU."""
+    from vidstyle import precision
 
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: bf16)
+    half = "bf16" if bf16 else "fp32"
     st = Stylizer(bundled, "cpu")
     assert st.engine.name == ("openvino" if engines.openvino_available() else "torch")
-    assert st.precision == ("bf16" if cpu_has_bf16() else "fp32")  # files: full quality
-    int8 = engines.openvino_available() and engines.int8_pays()
-    live = Stylizer(bundled, "cpu", realtime=True)  # live: the frame rate first
-    assert live.precision == ("int8" if int8 else "bf16" if cpu_has_bf16() else "fp32")
-    assert Stylizer(bundled, "cpu", engine="torch", realtime=True).precision == ("bf16" if cpu_has_bf16() else "fp32")
+    assert st.precision == half  # files: full quality, int8 or not
+    from vidstyle import quantize
+
+    for avx2 in (False, True):  # int8 pays on x86 CPUs with AVX2, when NNCF is installed
+        monkeypatch.setattr(precision, "cpu_runs_int8", lambda avx2=avx2: avx2)
+        int8 = avx2 and engines.openvino_available() and quantize.installed()
+        live = Stylizer(bundled, "cpu", realtime=True)  # live: the frame rate first
+        assert live.precision == ("int8" if int8 else half), avx2
+        assert Stylizer(bundled, "cpu", engine="torch", realtime=True).precision == half  # int8 is OpenVINO's
     assert Stylizer(bundled, "cpu", engine="torch", half=False).precision == "fp32"
     assert Stylizer(bundled, "cpu", engine="torch", half=True).precision == "bf16"
-    monkeypatch.setenv("VIDSTYLE_INT8", "0")  # the switch for int8 under live's --precision auto
-    assert Stylizer(bundled, "cpu", realtime=True).precision == ("bf16" if cpu_has_bf16() else "fp32")
+    monkeypatch.setenv("VIDSTYLE_INT8", "0")  # the switch for int8 under live's --precision auto (AVX2 here)
+    assert Stylizer(bundled, "cpu", realtime=True).precision == half
 
 
 # ------------------------------------------------------------------ smallest sizes (issue 13)
