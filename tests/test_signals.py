@@ -51,8 +51,8 @@ def _gone(proc: subprocess.Popen) -> bool:
     return True
 
 
-def _partials(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob(".*") if ".partial-" in p.name]
+def _partials(folder: Path, suffix: str = "") -> list[Path]:
+    return [p for p in folder.rglob(".*") if ".partial-" in p.name and p.name.endswith(suffix)]
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_sigterm_to_a_ray_batch_is_one_line_and_leaves_no_partial_file(tmp_path,
     out = tmp_path / "out"
     proc = _start(["run", str(folder), "-o", f"{out}/", "--cluster", "ray", "--style", str(model_file),
                    "--device", "cpu", "--temporal", "-q"], tmp_path)
-    _wait_for(lambda: out.is_dir() and _partials(out), proc)  # a Ray worker is writing a video
+    _wait_for(lambda: out.is_dir() and _partials(out, ".mp4"), proc)  # a Ray worker is writing a video
     proc.send_signal(signal.SIGTERM)
     try:
         err = proc.communicate(timeout=90)[1]

@@ -23,6 +23,7 @@ from ..errors import BatchInterrupted, VidstyleError, error_line
 from ..executors import run_tasks
 from ..io.atomic import remove_stale_partials
 from ..naming import Source, dedupe, output_name
+from ..signals import stop_signals
 from .inputs import find_inputs, probe_frames
 from .job import paint_item
 from .manifest import (MANIFEST_NAME, Manifest, earlier_outputs, input_stat, inputs_inside, lock_folder, now,
@@ -119,8 +120,9 @@ def run_batch(inputs: Sequence[str | os.PathLike | Source], out_dir: str | os.Pa
     label = label or getattr(paint_one, "label", None) or "stylized"
     lock = lock_folder(out)
     try:
-        result = _run_batch(sources, out, paint_one, label, executor, suffix, overwrite, progress, cpus_per_task,
-                            gpus_per_task, max_retries, ray_init, probe, t_start)
+        with stop_signals():  # SIGTERM and SIGHUP end the batch as Ctrl-C does, whatever it is doing then
+            result = _run_batch(sources, out, paint_one, label, executor, suffix, overwrite, progress,
+                                cpus_per_task, gpus_per_task, max_retries, ray_init, probe, t_start)
         result.ignored = ignored
         return result
     finally:
