@@ -67,7 +67,7 @@ def test_wheel_has_the_bundled_styles(tmp_path):
     for row in rows:
         assert row["source"] == "bundled" and row["arch"] != "unreadable", row
         assert Path(row["path"]).resolve().is_relative_to(site.resolve()), row
-    assert [row["name"] for row in rows if row["default"]] == ["starry_night"]
+    assert [row["name"] for row in rows if row["default"]] == ["vangogh_night_cafe"]
     # every listed style loads, by its name, from the installed copy, and is the style the row says
     names = [row["name"] for row in rows]
     wanted = [f"{row['name']}={row['style'] or row['styles'][0]}" for row in rows]

@@ -121,15 +121,17 @@ def test_unknown_name_lists_the_known_names(user_models):
         assert name in msg
 
 
-def test_default_style_stays_starry_night(user_models):
-    assert registry.DEFAULT_STYLE == "starry_night"
-    assert registry.default_style() == "starry_night"
-    assert registry.list_styles()[0].name == "starry_night"
+def test_the_default_style_is_the_night_cafe(user_models):
+    """The best-looking style (the one make demo shows), not starry_night, one of the four 'nearly' ones."""
+    assert registry.DEFAULT_STYLE == "vangogh_night_cafe"
+    assert registry.default_style() == "vangogh_night_cafe"
+    assert registry.list_styles()[0].name == "vangogh_night_cafe"
     # a style inside the bundled multi-style model
-    assert registry.resolve(None) == (registry.BUNDLED_DIR / "paintings.safetensors", "starry_night")
+    assert registry.resolve(None) == (registry.BUNDLED_DIR / "paintings.safetensors", "vangogh_night_cafe")
     from vidstyle.api import load_model
     model = load_model(None)
-    assert model.label == "starry_night" and model.net.mix.tolist() == [1.0] + [0.0] * (len(PAINTINGS) - 1)
+    k = PAINTINGS.index("vangogh_night_cafe")
+    assert model.label == "vangogh_night_cafe" and model.net.mix.tolist() == [float(i == k) for i in range(len(PAINTINGS))]
 
 
 def test_a_user_model_hides_the_bundled_model_of_the_same_name(user_models):
@@ -138,7 +140,7 @@ def test_a_user_model_hides_the_bundled_model_of_the_same_name(user_models):
     assert [e.name for e in registry.list_styles()] == ["cubist", "paintings", "the_scream"]  # the_scream: duo's
     with pytest.raises(VidstyleError, match="unknown style 'udnie'"):
         registry.resolve("udnie")
-    assert registry.default_style() == "cubist"  # no starry_night left: the first listed style
+    assert registry.default_style() == "cubist"  # no night café left: the first listed style
 
 
 def test_styles_json_one_row_per_style(user_models):
@@ -162,18 +164,18 @@ def test_styles_json_one_row_per_style(user_models):
         name = "paintings:the_scream" if style == "the_scream" else style  # the bare name is duo's
         assert rows[name] == {"name": name, "source": "bundled", "arch": "transformer", "model": "paintings",
                               "style": style, "styles": PAINTINGS, "path": paintings,
-                              "default": style == "starry_night",
+                              "default": style == "vangogh_night_cafe",
                               "temporal_strength": recorded.get(style, 0.7)}
-    assert rows["starry_night"]["default"] and sum(r["default"] for r in rows.values()) == 1
+    assert rows["vangogh_night_cafe"]["default"] and sum(r["default"] for r in rows.values()) == 1
     assert "duo" not in rows and "paintings" not in rows  # a multi-style model is listed by its styles
     assert rows["broken"]["arch"] == "unreadable"
     res = runner.invoke(app, ["styles"])
     assert res.exit_code == 0
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("cubist "))
     assert line.split() == ["cubist", "user", "lite", "0.7", "duo.safetensors"]
-    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("starry_night "))
-    assert line.split() == ["starry_night", "bundled", "transformer", f"{recorded.get('starry_night', 0.7):g}",
-                            "paintings.safetensors", "(default)"]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("vangogh_night_cafe "))
+    assert line.split() == ["vangogh_night_cafe", "bundled", "transformer",
+                            f"{recorded.get('vangogh_night_cafe', 0.7):g}", "paintings.safetensors", "(default)"]
     assert str(user_models) in res.stdout
 
 

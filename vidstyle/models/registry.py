@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ..errors import VidstyleError
 
-DEFAULT_STYLE = "starry_night"
+DEFAULT_STYLE = "vangogh_night_cafe"  # the best-looking bundled style (docs/MODELS.md), as make demo shows
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 
