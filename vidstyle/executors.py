@@ -157,15 +157,19 @@ def _pool_call(fn: Callable, tag: int, args: tuple):
     return fn(_worker_state["shared"], *args, progress=progress)
 
 
-def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's workers (after Ctrl-C, a signal or a failed task)."""
-    stop = getattr(pool, "terminate_workers", None)  # Python 3.14
-    if stop is not None:
-        stop()
-        return
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-        if proc.is_alive():
-            proc.terminate()
+def stop_workers(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Stop the pool's workers (after Ctrl-C, a signal or a failed task): SIGTERM, then SIGKILL for any still
+    there after ``grace`` seconds. A worker that is writing a file takes SIGTERM as a stop (it removes its
+    partial file) and would then wait for its next task, and the pool's shutdown for it, forever."""
+    procs = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
+    for p in procs:
+        p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(5)
 
 
 def _run_pool(fn, shared, tasks, workers, on_progress, on_result) -> None:
