@@ -334,3 +334,25 @@ def test_frames_at_a_seam_are_encoded_near_lossless():
     print("\nPSNR per frame, plain:", np.round(plain, 1), "\nwith the seam zones:", np.round(seam, 1))
     assert seam[0] > plain[0] + 3 and seam[-1] > plain[-1] + 3, (plain, seam)
     assert seam[0] > inside + 3 and seam[-1] > inside + 3, seam
+
+
+def _ignore_sigterm() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *a: None)  # as a worker whose writer holds SIGTERM does
+
+
+def test_stopping_the_workers_ends_one_that_takes_sigterm():
+    """A worker that survives SIGTERM (its writer took it as a stop) must not keep the pool's shutdown waiting."""
+    import multiprocessing as mp
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vidstyle.executors import stop_workers
+
+    t0 = time.monotonic()
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        pool.submit(_ignore_sigterm).result(timeout=120)
+        stop_workers(pool, grace=0.5)
+        assert not any(p.is_alive() for p in pool._processes.values())  # gone now, not at the next task
+    assert time.monotonic() - t0 < 110
