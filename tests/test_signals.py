@@ -115,3 +115,20 @@ def test_sigterm_to_a_ray_batch_is_one_line_and_leaves_no_partial_file(tmp_path,
     assert len(lines) == 1 and "stopped by SIGTERM" in lines[0] and "SIGTERM received" not in err, err
     assert not _partials(out)  # was left until the next run
     assert _gone(proc), _session(proc)
+
+
+def test_kill_9_of_a_ray_batch_leaves_no_ray_process(tmp_path, model_file):
+    """A local Ray instance started by the run ends with it: Ray's own agents outlived a driver killed with -9."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'vidstyle[cluster]')")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", w=160, h=120, n=240, audio=None)
+    out = tmp_path / "out"
+    proc = _start(["run", str(folder), "-o", f"{out}/", "--cluster", "ray", "--style", str(model_file),
+                   "--device", "cpu", "--temporal", "-q"], tmp_path)
+    _wait_for(lambda: out.is_dir() and _partials(out, ".mp4"), proc)
+    assert len(_session(proc)) > 3  # the driver, Ray's servers and agents, a worker
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert _gone(proc), subprocess.run(["pgrep", "-s", str(proc.pid), "-a"], capture_output=True, text=True).stdout
+

@@ -217,11 +217,52 @@ def connect_ray(executor: str, init_kwargs: dict | None = None):
     try:
         with handlers_kept():  # Ray's own SIGTERM handler dumps a C++ stack and leaves partial files
             ray.init(**kwargs)
+        if "address" not in kwargs and not os.environ.get("RAY_ADDRESS"):
+            reap_when_gone()  # the local instance started here ends with this process, even on kill -9
     except Exception as e:  # noqa: BLE001 - ConnectionError, TimeoutError, ValueError for a missing client ...
         if "ray[client]" in str(e):
             raise VidstyleError(f"ray:// addresses need the Ray client: {INSTALL_HINT}") from None
         raise VidstyleError(f"cannot start or reach Ray ({where}): {error_line(e)}") from None
     return ray, True
+
+
+# Run as its own small process: waits for its parent to go, then kills the processes it was given (by PID and
+# start time, so that a PID used again by another process is left alone).
+_REAPER = """
+import os, sys, time
+import psutil
+parent = int(sys.argv[1])
+while os.getppid() == parent:
+    time.sleep(0.25)
+for arg in sys.argv[2:]:
+    pid, started = arg.split(":")
+    try:
+        p = psutil.Process(int(pid))
+        if abs(p.create_time() - float(started)) < 0.01:
+            p.kill()
+    except psutil.Error:
+        pass
+"""
+
+
+def reap_when_gone() -> None:
+    """Have the processes this one started so far (a local Ray instance: its raylet's agents outlive a driver
+    killed with SIGKILL) killed when this process dies, however it dies: a watcher process does it."""
+    import subprocess
+    import sys
+
+    try:
+        import psutil
+    except ImportError:  # Ray brings psutil; without it there is nothing to watch with
+        return
+    procs = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            procs.append(f"{p.pid}:{p.create_time()}")
+        except psutil.Error:
+            continue
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *procs], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
 
 
 def task_resources(ray, cpus_per_task: int | None = None, gpus_per_task: float = 1) -> dict:
