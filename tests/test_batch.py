@@ -151,7 +151,7 @@ def test_existing_foreign_output_needs_overwrite(tmp_path, job):
     make_clip(tmp_path / "in/a.mp4", n=4)
     _touch(tmp_path / "out/a.rnd.mp4", "somebody else's file")
     r = run_batch([tmp_path / "in"], tmp_path / "out", job)
-    assert len(r.failed) == 1 and "--overwrite" in r.failed[0][1]
+    assert len(r.failed) == 1 and "overwrite=True" in r.failed[0][1]  # the library speaks Python; the CLI, --overwrite
     assert (tmp_path / "out/a.rnd.mp4").read_text() == "somebody else's file"
     r = run_batch([tmp_path / "in"], tmp_path / "out", job, overwrite=True)
     assert r.ok and len(video_pts(tmp_path / "out/a.rnd.mp4")) == 4

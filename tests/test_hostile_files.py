@@ -259,3 +259,21 @@ def test_a_multi_style_file_named_without_a_style_paints_its_own_or_says_which_i
     res = runner.invoke(app, ["run", str(clip), "-o", str(tmp_path / "o.mp4"), "--style", str(trained), "--json",
                               "-q", "--device", "cpu"])
     assert res.exit_code == 0 and json.loads(res.stdout)["style"] == "c", res.output
+
+
+def test_the_python_api_names_its_own_overwrite_switch(tmp_path, model_file):
+    """The API's errors say overwrite=True (its keyword), the command line's say --overwrite."""
+    import cv2
+    import numpy as np
+
+    from vidstyle.api import stylize_image
+
+    pic = tmp_path / "p.png"
+    cv2.imwrite(str(pic), np.full((24, 32, 3), 90, np.uint8))
+    out = tmp_path / "o.png"
+    out.write_bytes(b"mine")
+    with pytest.raises(VidstyleError, match=r"exists; pass overwrite=True to replace it"):
+        stylize_image(pic, out, style=str(model_file), device="cpu")
+    res = runner.invoke(app, ["image", str(pic), "-o", str(out), "--style", str(model_file), "--device", "cpu"])
+    assert res.exit_code == 2 and "exists; pass --overwrite to replace it" in res.stderr
+    assert out.read_bytes() == b"mine"

@@ -520,7 +520,7 @@ def test_stills_library_plans_and_paints_without_the_command_line(tmp_path, mode
     written = paint_images(found, PaintOptions(style=str(model_file), device="cpu"), on_written=heard.append)
     assert written == heard == [out / "a.random_lite.png", out / "sub" / "b.random_lite.png"]
     assert cv2.imread(str(written[1])).shape == (29, 41, 3)
-    with pytest.raises(VidstyleError, match=r"a.random_lite.png exists \(and 1 more\); pass --overwrite"):
+    with pytest.raises(VidstyleError, match=r"a.random_lite.png exists \(and 1 more\); pass overwrite=True"):
         paint_images([pics], output=str(out), paint=PaintOptions(style=str(model_file), device="cpu"))
     # beside the photos: a second run leaves the first run's paintings out of the inputs
     beside = paint_images(pics, PaintOptions(style=str(model_file), device="cpu"))

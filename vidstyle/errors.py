@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+from contextvars import ContextVar
 
 
 class VidstyleError(Exception):
@@ -16,6 +17,11 @@ def one_line(e: BaseException, limit: int = 300) -> str:
     """An exception as one line (OpenCV's, FFmpeg's and OpenVINO's messages can span several)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return lines[0][:limit] if lines else type(e).__name__
+
+
+# How the switch that replaces an existing output is named in error lines: the Python API's keyword by default;
+# the command line names its option while a command runs (commands.common.user_errors).
+overwrite_switch: ContextVar[str] = ContextVar("overwrite_switch", default="overwrite=True")
 
 
 def error_line(e: BaseException) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Mapping, Union
 
-from .errors import VidstyleError
+from .errors import VidstyleError, overwrite_switch
 from .io.images import check_image_suffix, check_pixels, find_images, read_alpha, read_image, write_image
 from .naming import default_image_output, names_folder, painted_images, safe_label
 from .options import PaintOptions
@@ -138,7 +138,7 @@ def plan_images(stills: Stills, label: str, *, overwrite: bool = False) -> list[
             raise VidstyleError(f"the output would overwrite the input: {dst}")
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise VidstyleError(f"{existing[0]} exists{more}; pass --overwrite to replace it")
+        raise VidstyleError(f"{existing[0]} exists{more}; pass {overwrite_switch.get()} to replace it")
     return [(f, dst) for dst, f in seen.items()]
 
 

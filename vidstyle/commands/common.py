@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import BatchInterrupted, IncompleteInput, Terminated, VidstyleError
+from ..errors import BatchInterrupted, IncompleteInput, Terminated, VidstyleError, overwrite_switch
 
 
 class Device(str, Enum):
@@ -23,10 +23,12 @@ def _err(msg: str) -> None:
 
 @contextlib.contextmanager
 def user_errors(quiet: bool = False):
-    """VidstyleError -> one line on stderr and exit 2; Ctrl-C -> exit 130. No tracebacks.
+    """VidstyleError -> one line on stderr and exit 2; Ctrl-C -> exit 130. No tracebacks. Error lines name the
+    command line's --overwrite (the library's say overwrite=True).
 
     ``quiet``: the exit codes only (a training rank other than 0, whose error rank 0 prints)."""
     say = (lambda msg: None) if quiet else _err
+    switch = overwrite_switch.set("--overwrite")
     try:
         yield
     except IncompleteInput as e:
@@ -45,6 +47,8 @@ def user_errors(quiet: bool = False):
     except KeyboardInterrupt:
         say("interrupted; nothing was written at the target")
         raise typer.Exit(130)
+    finally:
+        overwrite_switch.reset(switch)
 
 
 # Shared option declarations (typer reads the defaults as the option definitions).

@@ -20,7 +20,7 @@ import time
 import weakref
 from pathlib import Path
 
-from ..errors import VidstyleError
+from ..errors import VidstyleError, overwrite_switch
 from .protocols import is_url, local_path
 
 try:
@@ -55,7 +55,7 @@ def check_target(dst: Path, overwrite: bool, src: str | None = None) -> None:
     if not os.access(dst.parent, os.W_OK):
         raise VidstyleError(f"no permission to write in {dst.parent}")
     if dst.exists() and not overwrite:
-        raise VidstyleError(f"{dst} exists; pass --overwrite to replace it")
+        raise VidstyleError(f"{dst} exists; pass {overwrite_switch.get()} to replace it")
 
 
 # -- partial files -------------------------------------------------------------
