@@ -536,3 +536,20 @@ def test_stills_library_plans_and_paints_without_the_command_line(tmp_path, mode
     code = ("import sys, vidstyle.stills; "
             "sys.exit(any(m.startswith(('typer', 'click', 'vidstyle.commands')) for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0  # a library: no command-line layer
+
+
+def test_the_api_takes_temporal_and_options_as_values(tmp_path, model_file):
+    """stylize_video(temporal=True) stabilises (it needed an undocumented stabilizer object); options as values
+    and as keywords give the same run."""
+    from vidstyle.options import EncodeOptions, PaintOptions
+
+    src = make_clip(tmp_path / "in.mp4", n=6, audio=None)
+    r = stylize_video(src, tmp_path / "a.mp4", style=str(model_file), device="cpu", temporal=True,
+                      temporal_strength=0.4, crf=0)
+    assert r.frames == 6 and r.temporal_strength == 0.4
+    r2 = stylize_video(src, tmp_path / "b.mp4", paint=PaintOptions(style=str(model_file), device="cpu"),
+                       encode=EncodeOptions(crf=0), temporal=True, temporal_strength=0.4)
+    assert r2.temporal_strength == 0.4
+    assert [f.tobytes() for f in frames_rgb(tmp_path / "a.mp4")] == [f.tobytes() for f in frames_rgb(tmp_path / "b.mp4")]
+    with pytest.raises(TypeError, match="unexpected options: colour"):
+        stylize_video(src, tmp_path / "c.mp4", style=str(model_file), colour=True)
