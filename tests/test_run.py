@@ -550,6 +550,7 @@ def test_the_api_takes_temporal_and_options_as_values(tmp_path, model_file):
     r2 = stylize_video(src, tmp_path / "b.mp4", paint=PaintOptions(style=str(model_file), device="cpu"),
                        encode=EncodeOptions(crf=0), temporal=True, temporal_strength=0.4)
     assert r2.temporal_strength == 0.4
-    assert [f.tobytes() for f in frames_rgb(tmp_path / "a.mp4")] == [f.tobytes() for f in frames_rgb(tmp_path / "b.mp4")]
+    a, b = frames_rgb(tmp_path / "a.mp4"), frames_rgb(tmp_path / "b.mp4")
+    assert [f.tobytes() for f in a] == [f.tobytes() for f in b]
     with pytest.raises(TypeError, match="unexpected options: colour"):
         stylize_video(src, tmp_path / "c.mp4", style=str(model_file), colour=True)

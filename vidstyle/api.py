@@ -111,10 +111,11 @@ def paint_stream(frames: Iterable, writer: VideoWriter, stylizer: Stylizer, *, s
     ``stylizer`` (-> ``stabilizer``) -> ``writer``, with decoding, painting and encoding overlapped
     (``pipeline.run_stages``); returns how many frames were painted but not written.
 
-    ``out_size``: (w, h) the paintings are scaled to (None: the input's); ``batch_size``: frames per network call. ``start_pts``: frames before it are
-    painted (the stabiliser's history) but not written. ``progress(frames written, total)``. ``check(n)``
-    may raise about the count written before the file is finished. The writer is closed at the end, or
-    aborted (its partial file removed) on any error, Ctrl-C or signal.
+    ``out_size``: (w, h) the paintings are scaled to (None: the input's); ``batch_size``: frames per network
+    call. ``start_pts``: frames before it are painted (the stabiliser's history) but not written.
+    ``progress(frames written, total)``. ``check(n)`` may raise about the count written before the file is
+    finished. The writer is closed at the end, or aborted (its partial file removed) on any error, Ctrl-C or
+    signal.
     """
     def paint(batch):
         return stylizer.paint_batch([f.rgb for f in batch], stabilizer, out_size)

@@ -60,7 +60,8 @@ class _StopSignals:
             return False
         if self.users == 0:
             _received.clear()
-            self.saved = {s: signal.signal(s, _raise_terminated) for s in _STOP if signal.getsignal(s) is signal.SIG_DFL}
+            self.saved = {s: signal.signal(s, _raise_terminated) for s in _STOP
+                          if signal.getsignal(s) is signal.SIG_DFL}
         self.users += 1
         return True
 
