@@ -23,7 +23,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Sequence
 
-from .errors import VidstyleError, error_line
+from .errors import Terminated, VidstyleError, error_line
 from .signals import as_received, handlers_kept, sigint_ignored, stop_signals
 
 log = logging.getLogger("vidstyle")
@@ -214,11 +214,19 @@ def connect_ray(executor: str, init_kwargs: dict | None = None):
         kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("logging_level", logging.WARNING)  # not Ray's start-up lines on a user's terminal
     where = kwargs.get("address") or os.environ.get("RAY_ADDRESS") or "a new local instance"
+    if "address" not in kwargs and not os.environ.get("RAY_ADDRESS"):
+        reap_when_gone()  # the local instance started here ends with this process, even on kill -9
     try:
         with handlers_kept():  # Ray's own SIGTERM handler dumps a C++ stack and leaves partial files
             ray.init(**kwargs)
-        if "address" not in kwargs and not os.environ.get("RAY_ADDRESS"):
-            reap_when_gone()  # the local instance started here ends with this process, even on kill -9
+    except SystemExit as e:  # a signal while ray.init ran: its handler says sys.exit(signum)
+        _shutdown(ray)
+        if e.code in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            raise Terminated(e.code) from None
+        raise
+    except KeyboardInterrupt:
+        _shutdown(ray)
+        raise
     except Exception as e:  # noqa: BLE001 - ConnectionError, TimeoutError, ValueError for a missing client ...
         if "ray[client]" in str(e):
             raise VidstyleError(f"ray:// addresses need the Ray client: {INSTALL_HINT}") from None
@@ -226,19 +234,25 @@ def connect_ray(executor: str, init_kwargs: dict | None = None):
     return ray, True
 
 
-# Run as its own small process: waits for its parent to go, then kills the processes it was given (by PID and
-# start time, so that a PID used again by another process is left alone).
+# Run as its own small process: while its parent lives, it notes the parent's descendants (by PID and start
+# time) twice a second; once the parent is gone, it kills those still there (a PID used again by another
+# process has another start time and is left alone).
 _REAPER = """
 import os, sys, time
 import psutil
-parent = int(sys.argv[1])
+parent, me, seen = int(sys.argv[1]), os.getpid(), {}
 while os.getppid() == parent:
-    time.sleep(0.25)
-for arg in sys.argv[2:]:
-    pid, started = arg.split(":")
     try:
-        p = psutil.Process(int(pid))
-        if abs(p.create_time() - float(started)) < 0.01:
+        for p in psutil.Process(parent).children(recursive=True):
+            if p.pid != me and p.pid not in seen:
+                seen[p.pid] = p.create_time()
+    except psutil.Error:
+        pass
+    time.sleep(0.5)
+for pid, started in seen.items():
+    try:
+        p = psutil.Process(pid)
+        if abs(p.create_time() - started) < 0.01:
             p.kill()
     except psutil.Error:
         pass
@@ -246,23 +260,24 @@ for arg in sys.argv[2:]:
 
 
 def reap_when_gone() -> None:
-    """Have the processes this one started so far (a local Ray instance: its raylet's agents outlive a driver
-    killed with SIGKILL) killed when this process dies, however it dies: a watcher process does it."""
+    """Have the processes this one starts (a local Ray instance: its raylet's agents outlive a driver killed
+    with SIGKILL, and so does what ray.init started when a signal stops it) killed when this process dies,
+    however it dies: a watcher process does it."""
     import subprocess
     import sys
 
-    try:
-        import psutil
-    except ImportError:  # Ray brings psutil; without it there is nothing to watch with
+    if importlib.util.find_spec("psutil") is None:  # Ray brings psutil; without it there is nothing to watch with
         return
-    procs = []
-    for p in psutil.Process().children(recursive=True):
-        try:
-            procs.append(f"{p.pid}:{p.create_time()}")
-        except psutil.Error:
-            continue
-    subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *procs], stdin=subprocess.DEVNULL,
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+def _shutdown(ray) -> None:
+    """``ray.shutdown()`` after an interrupted ``ray.init``, whatever state it left."""
+    try:
+        ray.shutdown()
+    except Exception:  # noqa: BLE001 - half started: what is left goes with this process (reap_when_gone)
+        pass
 
 
 def task_resources(ray, cpus_per_task: int | None = None, gpus_per_task: float = 1) -> dict:
