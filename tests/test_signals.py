@@ -21,8 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BOUND = 120  # seconds any wait may take on a loaded 2-core machine before the test fails
 
 
+# The run starts with SIGINT, SIGTERM and SIGHUP at their defaults, as from a terminal: under nohup (SIGHUP
+# ignored) or a script's & (SIGINT ignored) the test runner would pass them on ignored, and an ignored signal
+# is left ignored by design.
+_DEFAULTS = ("import os, signal, sys\n"
+             "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n"
+             "    signal.signal(s, signal.SIG_DFL)\n"
+             "os.execv(sys.executable, [sys.executable, '-m', 'vidstyle', *sys.argv[1:]])\n")
+
+
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vidstyle", *args], cwd=cwd, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen([sys.executable, "-c", _DEFAULTS, *args], cwd=cwd, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
