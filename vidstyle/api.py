@@ -20,7 +20,7 @@ from .io.reader import VideoReader
 from .io.writer import VideoWriter
 from .models import files, registry
 from .naming import default_image_output, default_output
-from .options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions
+from .options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions, gather
 from .pipeline import run_stages
 from .stylizer import Stylizer, pick_device
 
@@ -61,18 +61,12 @@ def painting_model(style=None, mix: str | dict | None = None, device: str = "cpu
     return model
 
 
-def paint_options(style=None, paint: PaintOptions | None = None, options: dict | None = None) -> PaintOptions:
-    """``paint`` (or defaults) with ``style`` and the PaintOptions fields found in ``options`` (taken out of it)."""
-    options = {} if options is None else options
-    if style is not None:
-        options["style"] = style
-    return PaintOptions.split(options, paint)
-
-
 def make_stylizer(style=None, *, paint: PaintOptions | None = None, realtime: bool = False, **options) -> Stylizer:
     """A Stylizer for a style name, ``MODEL:STYLE`` or path, with ``paint`` (a PaintOptions) or its fields as
     keyword arguments (``device``, ``max_side``, ``strength``, ...)."""
-    paint = paint_options(style, paint, options)
+    if style is not None:
+        options["style"] = style
+    paint = PaintOptions.split(options, paint)
     if options:
         raise TypeError(f"make_stylizer() got unexpected options: {', '.join(sorted(options))}")
     model = painting_model(paint.style, mix=paint.mix)
@@ -155,19 +149,13 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     """
     src = str(src)
     _one_painter(stylizer, style, options)
-    if isinstance(temporal, bool):
-        options["temporal"] = temporal
-        temporal = None
-    encode = EncodeOptions.split(options, encode)
-    read = ReadOptions.split(options, read)
-    temporal = TemporalOptions.split(options, temporal)
+    paint, encode, read, temporal = gather(options, style, paint=paint, encode=encode, read=read,
+                                           temporal=temporal, caller="stylize_video")
     if stylizer is None:
-        stylizer = make_stylizer(style, paint=paint, **options)
+        stylizer = make_stylizer(paint=paint)
         out_size = stylizer.out_size
     else:
-        out_size = paint_options(None, None, options).out_size or stylizer.out_size
-        if options:
-            raise TypeError(f"stylize_video() got unexpected options: {', '.join(sorted(options))}")
+        out_size = paint.out_size or stylizer.out_size
     stabilizer = stabilizer if stabilizer is not None else temporal.stabilizer()
     label = getattr(stylizer.model, "label", stylizer.name)
     dst = Path(dst) if dst is not None else default_output(src, label)

@@ -245,3 +245,20 @@ class TemporalOptions(_Options):
             return None
         from .temporal import Stabilizer
         return Stabilizer(strength=self.temporal_strength, flow=self.flow)
+
+
+def gather(options: dict, style=None, *, paint: PaintOptions | None = None, encode: EncodeOptions | None = None,
+           read: ReadOptions | None = None, temporal: TemporalOptions | bool | None = None,
+           caller: str = "vidstyle") -> tuple[PaintOptions, EncodeOptions, ReadOptions, TemporalOptions]:
+    """The four values of a run from keyword arguments (an API call's ``**options``) by field name, each starting
+    from the value given (``temporal`` may be a bool: on or off); a TypeError names any other keyword."""
+    options = dict(options)
+    if isinstance(temporal, bool):
+        options["temporal"], temporal = temporal, None
+    if style is not None:
+        options["style"] = style
+    values = (PaintOptions.split(options, paint), EncodeOptions.split(options, encode),
+              ReadOptions.split(options, read), TemporalOptions.split(options, temporal))
+    if options:
+        raise TypeError(f"{caller}() got unexpected options: {', '.join(sorted(options))}")
+    return values

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import IncompleteInput, error_line
-from ..options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions
+from ..options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions, gather
 
 log = logging.getLogger("vidstyle")
 
@@ -43,17 +43,8 @@ class StylizeJob:
                  temporal: TemporalOptions | bool | None = None, batch_size: int | None = None, **options):
         from ..api import painting_model
 
-        if isinstance(temporal, bool):
-            options["temporal"] = temporal
-            temporal = None
-        if style is not None:
-            options["style"] = style
-        self.paint = PaintOptions.split(options, paint)
-        self.encode = EncodeOptions.split(options, encode)
-        self.read = ReadOptions.split(options, read)
-        self.temporal = TemporalOptions.split(options, temporal)
-        if options:
-            raise TypeError(f"StylizeJob() got unexpected options: {', '.join(sorted(options))}")
+        self.paint, self.encode, self.read, self.temporal = gather(
+            options, style, paint=paint, encode=encode, read=read, temporal=temporal, caller="StylizeJob")
         self.batch_size = batch_size
         model = painting_model(self.paint.style, mix=self.paint.mix)  # checks the file; its label names outputs
         self.label: str = model.label
