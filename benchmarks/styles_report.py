@@ -11,6 +11,12 @@ For each style:
 - a 512-px preview: the painting, the Gatys result, 4 photos and 2 video frames painted by the network.
 Also writes a gallery (one photo and one video frame in every style) and report.json.
 Gatys results are cached in the output folder (they take minutes each on a CPU).
+
+    python benchmarks/styles_report.py --pictures A.jpg B.jpg --out docs/pictures
+
+measures pictures as styles instead (``--style A.jpg``: Ghiasi's arbitrary-style network, ``--style-size``):
+each picture is a style named by its file stem, measured against the picture itself; report.json also gets
+the median style loss / Gatys's of the bundled styles (docs/models/report.json) to compare against.
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ PREVIEW = ["sun_hays80/abbey_sun_asztnlqhlrvirneh", "bsds500/100075", "imagenet_
 FRAMES = ["davis2016/dog/00030.jpg", "vspw_aot_demo/1001_3iEIq5HBY1s"]  # a file, or the middle of a folder
 GATYS_SIDE = 384
 BUNDLED = Path(__file__).resolve().parents[1] / "vidstyle" / "models" / "bundled" / "paintings.safetensors"
+BUNDLED_REPORT = Path(__file__).resolve().parents[1] / "docs" / "models" / "report.json"
 
 
 def training_photos(content: Path = DATA / "content") -> list[tuple[Path, str]]:
@@ -59,6 +66,30 @@ def training_photos(content: Path = DATA / "content") -> list[tuple[Path, str]]:
 def bundled_styles(model: Path = BUNDLED) -> list[str]:
     """The styles of a model file, in its order (a style picture's stem is the style's name)."""
     return json.loads(read_metadata(model)["styles"])
+
+
+def style_pictures(model: str | None, pictures: list[str] | None) -> tuple[dict[str, str], dict[str, Path]]:
+    """({style: what make_stylizer takes}, {style: its painting}) for a model file's styles (their pictures in
+    ../shared/data/style), or for pictures as styles (each one's label is its file stem; its painting, itself)."""
+    if pictures:
+        from vidstyle.models.picture_style import label_of
+
+        labels = [label_of(p) for p in pictures]
+        return dict(zip(labels, pictures)), {s: Path(p) for s, p in zip(labels, pictures)}
+    meta = read_metadata(Path(model))
+    names = json.loads(meta["styles"])
+    training = json.loads(meta.get("training", "{}"))
+    # the trained styles' pictures (a --norm-only file also holds styles trained earlier: NAME.jpg)
+    images = dict(zip(training.get("trained_styles", names), training.get("style_images", [f"{s}.jpg" for s in names])))
+    return {s: f"{model}:{s}" for s in names}, {s: DATA / "style" / images.get(s, f"{s}.jpg") for s in names}
+
+
+def median_vs_gatys(report: Path = BUNDLED_REPORT) -> float | None:
+    """The median style loss / Gatys's over the styles of a report.json (None without one)."""
+    if not report.is_file():
+        return None
+    vals = [r["style_loss_vs_gatys"] for r in json.loads(report.read_text())["styles"].values() if "style_loss_vs_gatys" in r]
+    return round(float(np.median(vals)), 2) if vals else None
 
 
 def photo(name: str) -> np.ndarray:
@@ -126,30 +157,34 @@ def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="a model file (single or multi-style)")
+    ap.add_argument("model", nargs="?", help="a model file (single or multi-style)")
+    ap.add_argument("--pictures", nargs="+", metavar="PICTURE", help="pictures as styles, instead of a model file")
+    ap.add_argument("--style-size", type=int, default=None, help="with --pictures: the vector's picture size")
     ap.add_argument("--out", default="docs/models", help="folder for previews, gallery.png and report.json")
     ap.add_argument("--styles", nargs="*", help="only these styles of the model")
     ap.add_argument("--gatys-steps", type=int, default=200)
     ap.add_argument("--loss-net", default="hed")
     ap.add_argument("--no-gatys", action="store_true", help="skip the Gatys reference (quick look)")
     args = ap.parse_args()
+    if bool(args.model) == bool(args.pictures):
+        ap.error("give either a model file or --pictures")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = read_metadata(Path(args.model))
-    names = json.loads(meta["styles"])
-    styles = args.styles or names
-    training = json.loads(meta.get("training", "{}"))
-    # the trained styles' pictures (a --norm-only file also holds styles trained earlier: NAME.jpg)
-    images = dict(zip(training.get("trained_styles", names), training.get("style_images", [f"{s}.jpg" for s in names])))
+    specs, paintings = style_pictures(args.model, args.pictures)
+    styles = args.styles or list(specs)
     photos = {n: photo(n) for n in HELD_OUT}
     frames = [frame(n) for n in FRAMES]
-    report = {"model": Path(args.model).name, "held_out": HELD_OUT, "preview_photos": PREVIEW, "frames": FRAMES,
-              "styles": {}}
+    report = {"model": Path(args.model).name if args.model else "pictures", "held_out": HELD_OUT,
+              "preview_photos": PREVIEW, "frames": FRAMES, "styles": {}}
+    if args.pictures:
+        report.update(pictures={s: str(p) for s, p in paintings.items()}, style_size=args.style_size,
+                      bundled_median_style_loss_vs_gatys=median_vs_gatys())
     gallery = [[label(tile(photos[PREVIEW[0]], 256), "photo"), label(tile(frames[0], 256), "video frame")]]
     for style in styles:
         t0 = time.perf_counter()
-        painting = read_image(DATA / "style" / images.get(style, f"{style}.jpg"))
-        st = make_stylizer(f"{args.model}:{style}", device="cpu")
+        painting = read_image(paintings[style])
+        size = {"style_size": args.style_size} if args.style_size else {}
+        st = make_stylizer(specs[style], device="cpu", **size)
         painted = {n: st(p[None])[0] for n, p in photos.items()}
         colour = float(np.mean([colour_distance(p, painting) for p in painted.values()]))
         colour_in = float(np.mean([colour_distance(p, painting) for p in photos.values()]))
@@ -196,6 +231,8 @@ def main() -> None:
         lay = r.get("style_layers")
         per = ", ".join(f"{k} {v / max(lay['gatys'][k], 1e-6):.0f}x" for k, v in lay["network"].items()) if lay else "-"
         print(f"| {s} | {r['colour_distance']} ({r['colour_distance_unstyled']}) | {r.get('style_loss_vs_gatys', '-')} | {per} |")
+    if report.get("bundled_median_style_loss_vs_gatys") is not None:
+        print(f"bundled styles' median style loss / Gatys's: {report['bundled_median_style_loss_vs_gatys']}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ The stabiliser runs at each style's own strength (the one its model file records
 rows already in temporal.json are kept.
 It also writes ``temporal_<style>.jpg``: four consecutive frames of one moving sequence, per frame above and
 with ``--temporal`` below, to look for ghosting trails. Writes temporal.json; prints a markdown table.
+
+    python benchmarks/temporal_report.py --pictures A.jpg B.jpg --max-frames 12 --out docs/pictures
+
+measures pictures as styles instead (``--style A.jpg``; each named by its file stem, its style loss measured
+against the picture itself), at the pictures' default strength; ``--strength S`` (no ``STYLE=``) tries S for
+every style.
 """
 from __future__ import annotations
 
@@ -25,39 +31,40 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.styles_report import style_pictures  # noqa: E402
 from vidstyle.api import make_stylizer  # noqa: E402
 from vidstyle.evaluate import FlowBank, evaluate, load_frames, stylize_frames  # noqa: E402
-from vidstyle.models.files import read_metadata  # noqa: E402
 from vidstyle.io.images import read_image  # noqa: E402
 from vidstyle.temporal import Stabilizer  # noqa: E402
 
 DAVIS = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "davis2016"
-STYLE_DIR = DAVIS.parents[1] / "style"
 STRIP = ("dog", 20)  # sequence and first frame of the ghosting strip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="a model file (single or multi-style)")
+    ap.add_argument("model", nargs="?", help="a model file (single or multi-style)")
+    ap.add_argument("--pictures", nargs="+", metavar="PICTURE", help="pictures as styles, instead of a model file")
+    ap.add_argument("--style-size", type=int, default=None, help="with --pictures: the vector's picture size")
     ap.add_argument("--out", default="docs/models", help="folder for temporal.json and the frame strips")
     ap.add_argument("--styles", nargs="*", help="only these styles of the model")
     ap.add_argument("--max-frames", type=int, default=40, help="frames per sequence (CPU time grows with it)")
     ap.add_argument("--max-side", type=int, default=640)
     ap.add_argument("--loss-net", default="hed")
     ap.add_argument("--strength", nargs="*", default=[], metavar="STYLE=S",
-                    help="stabiliser strength for these styles instead of the model's own")
+                    help="stabiliser strength for these styles instead of the model's own (S alone: every style)")
     args = ap.parse_args()
-    tries = {k: float(v) for k, v in (item.split("=") for item in args.strength)}
+    if bool(args.model) == bool(args.pictures):
+        ap.error("give either a model file or --pictures")
+    tries = {k: float(v) for k, v in (item.split("=") if "=" in item else ("*", item) for item in args.strength)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = read_metadata(Path(args.model))
-    names = json.loads(meta["styles"])
-    training = json.loads(meta.get("training", "{}"))  # a --norm-only file names the styles it trained
-    images = dict(zip(training.get("trained_styles", names), training.get("style_images", [f"{s}.jpg" for s in names])))
+    specs, paintings = style_pictures(args.model, args.pictures)
+    names = list(specs)
     seqs = sorted(p for p in DAVIS.iterdir() if p.is_dir())
     clips = {s.name: load_frames(s, args.max_frames, args.max_side) for s in seqs}
     banks = {n: FlowBank(f) for n, f in clips.items()}
-    report = {"model": Path(args.model).name, "max_side": args.max_side, "max_frames": args.max_frames, "styles": {}}
+    report = {"model": Path(args.model).name if args.model else "pictures", "max_side": args.max_side, "max_frames": args.max_frames, "styles": {}}
     old = out / "temporal.json"
     if args.styles and old.is_file():  # a partial run: keep the other styles' rows
         kept = json.loads(old.read_text())
@@ -65,9 +72,10 @@ def main() -> None:
             report["styles"] = {s: r for s, r in kept["styles"].items() if s in names}
     for style in args.styles or names:
         t0 = time.perf_counter()
-        st = make_stylizer(f"{args.model}:{style}", device="cpu")
-        strength = tries.get(style, st.temporal_strength)
-        painting = read_image(STYLE_DIR / images.get(style, f"{style}.jpg"))
+        size = {"style_size": args.style_size} if args.style_size else {}
+        st = make_stylizer(specs[style], device="cpu", **size)
+        strength = tries.get(style, tries.get("*", st.temporal_strength))
+        painting = read_image(paintings[style])
         rows = {}
         for name, frames in clips.items():
             plain = evaluate(frames, st, label="per frame", bank=banks[name], loss_net=args.loss_net, style_rgb=painting)

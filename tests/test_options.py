@@ -96,7 +96,7 @@ def test_every_painting_option_reaches_every_painting_command():
 
     assert set(PAINT_OPTIONS) == {f.name for f in dataclasses.fields(PaintOptions)} - {"out_size"}
     assert set(TEMPORAL_OPTIONS) == {f.name for f in dataclasses.fields(TemporalOptions)}
-    for cmd, own in [(paint.run, set()), (image.image, set()), (live.live, set()),
+    for cmd, own in [(paint.run, set()), (image.image, set()), (live.live, {"style"}),  # live: several styles
                      (evaluate.eval_cmd, {"style", "max_side"})]:
         params = inspect.signature(cmd).parameters
         for name, (_, decl) in PAINT_OPTIONS.items():

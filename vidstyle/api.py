@@ -18,7 +18,7 @@ from .io.atomic import check_target
 from .io.images import read_alpha, read_image, write_image
 from .io.reader import VideoReader
 from .io.writer import VideoWriter
-from .models import files, registry
+from .models import files, picture_style, registry
 from .naming import default_image_output, default_output
 from .options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions, gather
 from .pipeline import run_stages
@@ -28,30 +28,62 @@ log = logging.getLogger("vidstyle")
 
 
 def load_model(style: str | Path | files.StyleModel | None = None, device: str = "cpu",
-               mix: str | dict | None = None):
-    """A StyleModel from a style name, ``MODEL:STYLE``, or a path; ``mix`` blends styles of one model.
+               mix: str | dict | None = None, *, style_size: int = picture_style.STYLE_SIZE, allow_protocols=()):
+    """A StyleModel from a style name, ``MODEL:STYLE``, a path, or a picture (``my_painting.jpg``: any picture
+    is a style, ``picture_style``); ``mix`` blends styles of one model, or pictures.
 
     A StyleModel given is used as it is (``mix``, when given, selected in it). ``model.label`` names what it
-    paints; ``model.inner`` the style named by ``MODEL:STYLE`` (None otherwise)."""
+    paints; ``model.inner`` the style named by ``MODEL:STYLE`` (None otherwise). ``style_size``: the short side
+    a picture is read at for its style vector; ``allow_protocols``: what a picture's URL may use."""
+    if isinstance(mix, str):
+        mix = registry.parse_mix(mix)
+    elif mix is not None:
+        mix = registry.check_mix(mix)
+    pictures = picture_styles(style, mix)
+    if pictures is not None:
+        model = picture_style.picture_model(pictures, style_size=style_size, device=pick_device(device),
+                                            allow_protocols=allow_protocols)
+        model.inner = None
+        return model
     if isinstance(style, files.StyleModel):
         model, inner = style, getattr(style, "inner", None)
     else:
         path, inner = registry.resolve(style)
         model = files.load_model(path, device=pick_device(device))
-    if isinstance(mix, str):
-        mix = registry.parse_mix(mix)
-    elif mix is not None:
-        mix = registry.check_mix(mix)
     if inner is not None or mix is not None or not getattr(model, "label", None):
         model.label = model.select(inner, mix)
     model.inner = inner  # the style of a multi-style file that ``style`` named (MODEL:STYLE), or None
     return model
 
 
-def painting_model(style=None, mix: str | dict | None = None, device: str = "cpu"):
+def picture_styles(style, mix: dict | None) -> dict[str, float] | None:
+    """{picture: weight} when ``style`` or ``mix`` names pictures (``--style a.jpg``, ``--mix a.jpg:0.5,b.png:0.5``),
+    None when they name none; a VidstyleError when a picture and a bundled style are mixed (two networks)."""
+    if isinstance(style, files.StyleModel):
+        return None
+    if mix:
+        kinds = {name: picture_style.is_picture(name) for name in mix}
+        if any(kinds.values()) and not all(kinds.values()):
+            raise VidstyleError(f"--mix cannot blend pictures ({', '.join(n for n, k in kinds.items() if k)}) with "
+                                f"trained styles ({', '.join(n for n, k in kinds.items() if not k)}): they are painted "
+                                "by two different networks; blend pictures with pictures, or styles of one model")
+        if all(kinds.values()):
+            if style is not None and not picture_style.is_picture(style):
+                raise VidstyleError(f"--mix blends pictures, and --style {style} is a trained style: they are "
+                                    "painted by two different networks; leave out --style")
+            return dict(mix)
+        if picture_style.is_picture(style):
+            raise VidstyleError(f"--style {style} is a picture, and --mix names trained styles: they are painted "
+                                "by two different networks")
+        return None
+    return {str(style): 1.0} if picture_style.is_picture(style) else None
+
+
+def painting_model(style=None, mix: str | dict | None = None, device: str = "cpu", *,
+                   style_size: int = picture_style.STYLE_SIZE, allow_protocols=()):
     """``load_model`` for painting: a multi-style file named without a style paints its own (``own_style``), or
     is a VidstyleError that lists its styles. It painted its first style before, under the file's name."""
-    model = load_model(style, device=device, mix=mix)
+    model = load_model(style, device=device, mix=mix, style_size=style_size, allow_protocols=allow_protocols)
     if model.inner is None and mix is None and len(model.styles) > 1 and not isinstance(style, files.StyleModel):
         own = model.own_style()
         if own is None:
@@ -61,15 +93,17 @@ def painting_model(style=None, mix: str | dict | None = None, device: str = "cpu
     return model
 
 
-def make_stylizer(style=None, *, paint: PaintOptions | None = None, realtime: bool = False, **options) -> Stylizer:
-    """A Stylizer for a style name, ``MODEL:STYLE`` or path, with ``paint`` (a PaintOptions) or its fields as
-    keyword arguments (``device``, ``max_side``, ``strength``, ...)."""
+def make_stylizer(style=None, *, paint: PaintOptions | None = None, realtime: bool = False, allow_protocols=(),
+                  **options) -> Stylizer:
+    """A Stylizer for a style name, ``MODEL:STYLE``, path or picture, with ``paint`` (a PaintOptions) or its
+    fields as keyword arguments (``device``, ``max_side``, ``strength``, ...); ``allow_protocols``: what a
+    picture's URL may use."""
     if style is not None:
         options["style"] = style
     paint = PaintOptions.split(options, paint)
     if options:
         raise TypeError(f"make_stylizer() got unexpected options: {', '.join(sorted(options))}")
-    model = painting_model(paint.style, mix=paint.mix)
+    model = painting_model(paint.style, mix=paint.mix, style_size=paint.style_size, allow_protocols=allow_protocols)
     return Stylizer(model, options=paint, realtime=realtime)
 
 
@@ -152,7 +186,7 @@ def stylize_video(src: str | Path, dst: str | Path | None = None, style: str | P
     paint, encode, read, temporal = gather(options, style, paint=paint, encode=encode, read=read,
                                            temporal=temporal, caller="stylize_video")
     if stylizer is None:
-        stylizer = make_stylizer(paint=paint)
+        stylizer = make_stylizer(paint=paint, allow_protocols=read.allow_protocol)
         out_size = stylizer.out_size
     else:
         out_size = paint.out_size or stylizer.out_size

@@ -130,7 +130,8 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
     auto = engine == "auto"
     if auto:
         engine = "openvino" if device.type == "cpu" and openvino_available() else "torch"
-    if realtime and engine == "openvino" and p == "auto" and int8_pays():
+    # a picture's network is small and its int8 form would be calibrated for one picture's vector: not by default
+    if realtime and engine == "openvino" and p == "auto" and int8_pays() and not getattr(model, "is_picture", False):
         try:
             return OpenVINOEngine(model, dtype, int8=True)
         except Exception as e:  # noqa: BLE001 - auto means: the fastest that works

@@ -53,6 +53,11 @@ IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5
           "then the output back (full-size frames get strokes too small).")
 
 
+BAKED_IO_DOC = ("input: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); the style (a picture's "
+                "style vector, vidstyle.picture names it) is baked in. output: stylized float32 (N,3,H,W) RGB in "
+                "[0,1]. For the look vidstyle gives, resize frames so their short side is vidstyle.scale px first.")
+
+
 class StyleGraph(nn.Module):
     """``TransformerNet`` with the style mix as a second input, for tracing.
 
@@ -74,6 +79,18 @@ class StyleGraph(nn.Module):
         x = F.pad(image, (0, pw, 0, ph), mode="reflect")
         y = self.net.decode(self.net.encode(x, mix), mix)
         return y[:, :, :h, :w]
+
+
+class BakedGraph(nn.Module):
+    """``StyleGraph`` with its mix fixed (a picture's style vector, baked in): one input, ``image``."""
+
+    def __init__(self, net: nn.Module, mix: torch.Tensor, pad: bool = True):
+        super().__init__()
+        self.graph = StyleGraph(net, pad)
+        self.register_buffer("baked", mix.detach().float().cpu().clone())
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.graph(image, self.baked)
 
 
 def example_inputs(net: nn.Module, h: int = 64, w: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,14 +116,17 @@ def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
     return copy.deepcopy(net).float().cpu().eval()
 
 
-def to_onnx_bytes(net: nn.Module, pad: bool = True) -> bytes:
-    """The ONNX model (opset 17) of ``net``: inputs ``image`` (dynamic N, H, W) and ``mix``, output ``stylized``."""
+def to_onnx_bytes(net: nn.Module, pad: bool = True, baked: torch.Tensor | None = None) -> bytes:
+    """The ONNX model (opset 17) of ``net``: inputs ``image`` (dynamic N, H, W) and ``mix``, output ``stylized``;
+    with ``baked`` (a mix), that mix is a constant of the graph and ``image`` its only input."""
     net = _cpu_fp32_copy(net)
     dyn = {0: "batch", 2: "height", 3: "width"}
     buf = io.BytesIO()
+    graph = StyleGraph(net, pad=pad) if baked is None else BakedGraph(net, baked, pad=pad)
+    inputs = example_inputs(net) if baked is None else example_inputs(net)[:1]
     with _quiet(), torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(StyleGraph(net, pad=pad).eval(), example_inputs(net), buf, dynamo=False,
-                          opset_version=ONNX_OPSET, input_names=list(INPUTS), output_names=[OUTPUT],
+        torch.onnx.export(graph.eval(), inputs, buf, dynamo=False,
+                          opset_version=ONNX_OPSET, input_names=list(INPUTS[:len(inputs)]), output_names=[OUTPUT],
                           dynamic_axes={"image": dyn, OUTPUT: dyn})
     return buf.getvalue()
 
@@ -153,9 +173,19 @@ def require_openvino():
     return openvino
 
 
+def _baked(model) -> torch.Tensor | None:
+    """The mix an export bakes in: a picture's style vector (101 numbers no user would type); None otherwise."""
+    return model.net.mix if getattr(model, "is_picture", False) else None
+
+
 def _describe(model) -> dict[str, str]:
     """Metadata stored in an exported file: what the inputs are and which styles the mix weights."""
     net = model.net
+    if _baked(model) is not None:
+        return {"producer": "vidstyle", "vidstyle.graph_version": str(GRAPH_VERSION),
+                "vidstyle.arch": json.dumps(net.config.to_dict()), "vidstyle.styles": json.dumps(list(model.styles)),
+                "vidstyle.name": model.name, "vidstyle.picture": json.dumps(model.sources),
+                "vidstyle.scale": str(model_scale(model.training) or 0), "vidstyle.io": BAKED_IO_DOC}
     return {
         "producer": "vidstyle",
         "vidstyle.graph_version": str(GRAPH_VERSION),
@@ -223,9 +253,9 @@ def _export_onnx(model, path: Path) -> None:
         raise VidstyleError("ONNX export needs the onnx package: pip install onnx") from None
     net = model.net
     with AtomicPath(path) as atomic:  # written 0644 (as a new file would be), renamed at the end
-        proto = onnx.load_from_string(to_onnx_bytes(net, pad=True))
+        proto = onnx.load_from_string(to_onnx_bytes(net, pad=True, baked=_baked(model)))
         meta = _describe(model)
-        proto.doc_string = f"vidstyle style network {model.name!r} ({net.config.arch}); {IO_DOC}"
+        proto.doc_string = f"vidstyle style network {model.name!r} ({net.config.arch}); {meta['vidstyle.io']}"
         proto.producer_name = "vidstyle"
         del proto.metadata_props[:]
         for k, v in meta.items():
@@ -241,7 +271,9 @@ def _export_onnx(model, path: Path) -> None:
 
 def _export_openvino(model, path: Path) -> None:
     ov = require_openvino()
-    om = to_openvino(model.net, pad=True)
+    baked = _baked(model)
+    om = to_openvino(model.net, pad=True) if baked is None else ov.convert_model(
+        io.BytesIO(to_onnx_bytes(model.net, pad=True, baked=baked)))
     for k, v in _describe(model).items():
         om.set_rt_info(v, ["vidstyle", k.removeprefix("vidstyle.")])
     save_ir_atomic(ov, om, path)

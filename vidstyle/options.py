@@ -107,8 +107,10 @@ def _jsonable(v: Any) -> Any:
 class PaintOptions(_Options):
     """What changes the pixels: the style, and how the network paints it.
 
-    ``style``: a style name, ``MODEL:STYLE`` or a model path (None: the default style). ``mix``: weights of a
-    multi-style model's styles (``"a:0.5,b:0.5"`` or a dict), kept as a dict. ``brush``: stroke size relative
+    ``style``: a style name, ``MODEL:STYLE``, a model path or a picture (``my_painting.jpg``; None: the default
+    style). ``mix``: weights of a multi-style model's styles, or of pictures (``"a:0.5,b:0.5"`` or a dict), kept
+    as a dict. ``style_size``: the short side, in pixels, a picture is read at for its style vector (larger:
+    finer strokes). ``brush``: stroke size relative
     to the model's training scale; ``max_side``: paint at this longer side instead. ``out_size``: (w, h) of the
     output (``parse_size`` reads the command line's ``WxH``). ``strength``: 0 gives back the input, 1 the full painting.
     ``preserve_color``: the input's colours with the painting's luminance. ``engine``/``precision``: what runs
@@ -117,6 +119,7 @@ class PaintOptions(_Options):
 
     style: str | None = None
     mix: dict | None = None
+    style_size: int = 256
     max_side: int | None = None
     brush: float = 1.0
     out_size: tuple[int, int] | None = None
@@ -136,6 +139,10 @@ class PaintOptions(_Options):
             set_("mix", registry.parse_mix(self.mix))
         elif self.mix is not None:
             set_("mix", registry.check_mix(dict(self.mix)))
+        if self.style_size != 256:  # the default needs no check, and no import of the networks
+            from .models.picture_style import check_style_size
+
+            set_("style_size", check_style_size(self.style_size))
         if self.max_side is not None and (isinstance(self.max_side, bool) or not isinstance(self.max_side, int)
                                           or self.max_side <= 0):
             raise VidstyleError(f"max_side must be a whole number of pixels above 0, not {self.max_side!r}")

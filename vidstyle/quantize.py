@@ -23,6 +23,7 @@ import warnings
 
 import cv2
 import numpy as np
+import torch
 
 from .errors import VidstyleError
 
@@ -59,7 +60,8 @@ def _import_nncf():
 
 
 def calibration_pictures(model, samples: int = SAMPLES, side: int = SIDE, seed: int = 0) -> list[dict]:
-    """[{"image": (1, 3, side, side) float32 in [0, 1], "mix": (n_styles,) one-hot}], deterministic."""
+    """[{"image": (1, 3, side, side) float32 in [0, 1], "mix": (n_styles,) one-hot}], deterministic; for a
+    picture as the style (``PictureStyle``), "mix" is each picture's style vector (the network's input)."""
     styles = list(model.styles)
     n = len(styles)
     pictures = [model.style_images[s].numpy() for s in styles if s in model.style_images]
@@ -67,10 +69,14 @@ def calibration_pictures(model, samples: int = SAMPLES, side: int = SIDE, seed: 
     if not pictures:
         pictures = [synthetic_picture(rng, side) for _ in range(4)]
     per_style = max(1, -(-samples // n))
+    if getattr(model, "is_picture", False):
+        from .models.arbitrary import with_one
+
+        mixes = [with_one(torch.from_numpy(model.vectors[s])).numpy() for s in styles]
+    else:
+        mixes = [np.eye(n, dtype=np.float32)[i] for i in range(n)]
     out = []
-    for i in range(n):
-        mix = np.zeros(n, np.float32)
-        mix[i] = 1.0
+    for i, mix in enumerate(mixes):
         for k in range(per_style):
             p = pictures[(i + k) % len(pictures)]
             h, w = p.shape[:2]

@@ -199,16 +199,20 @@ class Stylizer:
         """(N, 3, H, W) float [0, 1] on the device -> stylized, same size, blended as asked."""
         h, w = x.shape[-2:]
         small = resize(x, self.work_size(h, w))
-        y = resize(self.run_net(small), (h, w)).clamp_(0, 1)
+        # a picture's strength moves its style vector towards the content's own (Ghiasi et al.), truer than a blend
+        by_vector = self.strength < 1.0 and getattr(self.model, "is_picture", False)
+        mix = self.model.toward_content(small[0], self.strength) if by_vector else None
+        y = resize(self.run_net(small, mix), (h, w)).clamp_(0, 1)
         if self.preserve_color:
             y = keep_colour(y, x).clamp_(0, 1)
-        if self.strength < 1.0:
+        if self.strength < 1.0 and not by_vector:
             y = torch.lerp(x, y, self.strength)
         return y
 
     @torch.inference_mode()
-    def run_net(self, x: torch.Tensor) -> torch.Tensor:
-        """The network alone on (N, 3, H, W) float [0, 1]: raw float32 output of the same size.
+    def run_net(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
+        """The network alone on (N, 3, H, W) float [0, 1]: raw float32 output of the same size; ``mix``: the
+        style weights (a picture's vector) to paint with instead of the model's own.
 
         Sizes go to the engine as multiples of 4 and at least ``engines.MIN_SIDE``: padded by
         reflection as ``TransformerNet`` does, by edge pixels where the frame is too small to
@@ -221,7 +225,7 @@ class Stylizer:
         if (th, tw) != (h, w):
             mode = "reflect" if (th - h < h and tw - w < w) else "replicate"
             x = F.pad(x, (0, tw - w, 0, th - h), mode=mode)
-        y = self.engine(x, self.model.net.mix)
+        y = self.engine(x, self.model.net.mix if mix is None else mix)
         return y[..., :h, :w]
 
     def work_size(self, h: int, w: int) -> tuple[int, int]:

@@ -46,12 +46,15 @@ class StylizeJob:
         self.paint, self.encode, self.read, self.temporal = gather(
             options, style, paint=paint, encode=encode, read=read, temporal=temporal, caller="StylizeJob")
         self.batch_size = batch_size
-        model = painting_model(self.paint.style, mix=self.paint.mix)  # checks the file; its label names outputs
+        model = painting_model(self.paint.style, mix=self.paint.mix, style_size=self.paint.style_size,
+                               allow_protocols=self.read.allow_protocol)  # checks it; its label names outputs
         self.label: str = model.label
         self._model = model  # this process's copy, not pickled: the Stylizer built here starts from it
-        data = Path(model.path).read_bytes()
-        self.model_bytes = np.frombuffer(data, dtype=np.uint8)  # zero-copy out of Ray's object store
-        self.model_name = Path(model.path).name
+        # a picture's style travels as its vector (100 numbers), a trained style as its model file's bytes
+        self.picture: dict | None = model.to_dict() if getattr(model, "is_picture", False) else None
+        data = json.dumps(self.picture, sort_keys=True).encode() if self.picture else Path(model.path).read_bytes()
+        self.model_bytes = np.frombuffer(b"" if self.picture else data, dtype=np.uint8)  # zero-copy out of Ray's store
+        self.model_name = "picture" if self.picture else Path(model.path).name
         self.inner = model.inner
         digest = hashlib.sha256(data).hexdigest()
         # what changes the output's pixels or encoding (not where or how fast it is painted), as JSON values
@@ -91,6 +94,11 @@ class StylizeJob:
 
     def _load(self):
         from ..models import files
+
+        if self.picture is not None:
+            from ..models.picture_style import PictureStyle
+
+            return PictureStyle.from_dict(self.picture)
 
         folder = Path(tempfile.mkdtemp(prefix="vidstyle-model-"))
         p = folder / self.model_name

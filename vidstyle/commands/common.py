@@ -52,9 +52,14 @@ def user_errors(quiet: bool = False):
 
 
 # Shared option declarations (typer reads the defaults as the option definitions).
-StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle styles`), MODEL:STYLE, or a "
-                        ".safetensors path. Default: the bundled default style.")
-MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. udnie:0.7,the_scream:0.3 (or udnie=0.7,...).")
+StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle styles`), MODEL:STYLE, a "
+                        ".safetensors path, or any picture (my_painting.jpg: jpg, png, webp, bmp, tiff, gif) to paint "
+                        "in its style, with no training. Default: the bundled default style.")
+MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. udnie:0.7,the_scream:0.3 (or "
+                      "udnie=0.7,...), or pictures, e.g. a.jpg:0.5,b.png:0.5 (a picture and a trained style cannot blend).")
+StyleSizeOpt = typer.Option(256, "--style-size", metavar="PX", help="With a picture as the style: the short side, in "
+                            "pixels, the picture is read at (64 to 2048). Smaller gives bolder, larger strokes and "
+                            "flatter colour; larger picks up finer texture.")
 DeviceOpt = typer.Option(Device.auto, "--device", help="Where the network runs.")
 class Engine(str, Enum):
     auto = "auto"
@@ -98,6 +103,7 @@ FlowOpt = typer.Option("auto", "--flow", help="Optical flow for --temporal: dis,
 PAINT_OPTIONS = {
     "style": (Optional[str], StyleOpt),
     "mix": (Optional[str], MixOpt),
+    "style_size": (int, StyleSizeOpt),
     "device": (Device, DeviceOpt),
     "max_side": (Optional[int], MaxSideOpt),
     "brush": (float, BrushOpt),

@@ -7,14 +7,17 @@ from typing import List, Optional
 
 import typer
 
-from .common import MixOpt, user_errors
+from .common import MixOpt, StyleSizeOpt, user_errors
 
 
 def export(
     style: Optional[str] = typer.Argument(None, help="Style name, MODEL:STYLE or .safetensors path (default: the default style)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write: FILE.onnx, FILE.xml (OpenVINO IR, with FILE.bin beside it), or FILE.safetensors (a vidstyle model, from a training checkpoint)."),
     format: Optional[str] = typer.Option(None, "--format", help="onnx or openvino (default: from the output's suffix)."),
+    style_option: Optional[str] = typer.Option(None, "--style", "-s", help="The same as STYLE; also any picture "
+                                               "(my_painting.jpg), whose style vector is then baked into the graph."),
     mix: Optional[str] = MixOpt,
+    style_size: int = StyleSizeOpt,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file (with FILE.xml, "
                                    "FILE.bin too)."),
     temporal_strength: Optional[List[str]] = typer.Option(None, "--temporal-strength", help="With a .safetensors output: "
@@ -33,7 +36,10 @@ def export(
 
     A model file exported to FILE.safetensors with --temporal-strength is a copy with those strengths recorded.
 
-    Examples: vidstyle export the_scream -o scream.onnx;
+    With a picture as the style (--style my_painting.jpg, or --mix of pictures), the picture's style vector is
+    baked into the graph: `image` is its only input.
+
+    Examples: vidstyle export the_scream -o scream.onnx; vidstyle export --style my_painting.jpg -o mine.onnx;
     vidstyle export runs/six/checkpoint.safetensors -o six.safetensors;
     vidstyle export six.safetensors -o six.safetensors --overwrite --temporal-strength udnie=0.5
     """
@@ -42,6 +48,9 @@ def export(
     from ..export import export_model
 
     with user_errors():
+        if style is not None and style_option is not None and style != style_option:
+            raise VidstyleError(f"give the style once: {style} or --style {style_option}")
+        style = style if style is not None else style_option
         if output.suffix.lower() == ".safetensors":
             from ..models.files import FORMAT, read_metadata, with_temporal_strengths
             from ..train.checkpoint import model_from_checkpoint
@@ -63,7 +72,7 @@ def export(
         if temporal_strength:
             raise VidstyleError("--temporal-strength is recorded in a .safetensors model; ONNX and OpenVINO files "
                                 "hold only the network")
-        written = export_model(load_model(style, mix=mix), output, format, overwrite=overwrite)
+        written = export_model(load_model(style, mix=mix, style_size=style_size), output, format, overwrite=overwrite)
         typer.echo(str(written))
 
 

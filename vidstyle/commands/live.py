@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -12,10 +12,15 @@ from ..errors import VidstyleError
 from ..options import PaintOptions, TemporalOptions
 
 
-@with_options(PAINT_OPTIONS, TEMPORAL_OPTIONS, after="source")
+@with_options(PAINT_OPTIONS, TEMPORAL_OPTIONS, after="style", skip=("style",))
 def live(
     source: str = typer.Option("0", "--source", help="Camera index (0, 1, ...), or a video file or URL, "
                                "played at its own frame rate."),
+    style: Optional[List[str]] = typer.Option(None, "--style", "-s", help="Style name, MODEL:STYLE, .safetensors "
+                                              "path, picture (my_painting.jpg) or folder of pictures. Repeat it "
+                                              "to cycle through several (n/p keys), the first painted at the start; "
+                                              "a picture added to a folder while live joins the cycle. The bundled "
+                                              "styles follow."),
     width: Optional[int] = typer.Option(None, "--width", min=16, help="Frame width to ask the camera for "
                                         "(other sources are scaled to it)."),
     height: Optional[int] = typer.Option(None, "--height", min=16, help="Frame height, as --width."),
@@ -52,6 +57,8 @@ def live(
 
       vidstyle live --style udnie --width 1280 --height 720
 
+      vidstyle live --style my_painting.jpg --style ~/Pictures/styles/
+
       vidstyle live --virtual-cam --no-preview
 
       vidstyle live --source clip.mp4 --loop --serve udp://127.0.0.1:5000
@@ -67,7 +74,7 @@ def live(
             raise VidstyleError(f"--snapshot-dir does not exist: {snapshot_dir}")
         if (width is None) != (height is None):
             raise VidstyleError("give both --width and --height, or neither")
-        opts = LiveOptions(source=source, paint=PaintOptions.pick(options),
+        opts = LiveOptions(source=source, paint=PaintOptions.pick(options), styles=tuple(style or ()),
                            temporal=TemporalOptions.pick(options), width=width, height=height, fps=fps,
                            side_by_side=side_by_side, preview=preview, virtual_cam=virtual_cam,
                            cam_device=cam_device, serve=serve, record=record, overwrite=overwrite, frames=frames,

@@ -11,8 +11,9 @@ from .common import user_errors
 def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON list.")):
     """List the styles, one per row, each style of a multi-style model too.
 
-    User models live in $VIDSTYLE_MODELS, or in the user data folder (see the last line). `temporal` is the
-    strength `--temporal` stabilises the style with when no --temporal-strength is given.
+    User models live in $VIDSTYLE_MODELS, or in the user data folder (see the footer). `temporal` is the
+    strength `--temporal` stabilises the style with when no --temporal-strength is given. Any picture is a
+    style too (--style my_painting.jpg): it is not listed here.
     """
     from ..models import registry
     from ..models.metadata import DEFAULT_STRENGTH
@@ -35,3 +36,6 @@ def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON lis
                        f"{r['model']}.safetensors"
                        f"{' (default)' if r['default'] else ''}")
         typer.echo(f"\nuser models folder: {registry.user_dir()}")
+        typer.echo("any picture is a style too, with no training: --style my_painting.jpg (jpg, png, webp, bmp, "
+                   "tiff, gif),\n--mix a.jpg:0.5,b.jpg:0.5 to blend pictures, --style-size PX for the stroke scale "
+                   "(default 256)")

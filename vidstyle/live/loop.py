@@ -39,6 +39,7 @@ class LiveOptions:
 
     source: str = "0"
     paint: PaintOptions = field(default_factory=PaintOptions)
+    styles: tuple[str, ...] = ()  # styles, pictures and folders of pictures to cycle through first (StyleBank)
     temporal: TemporalOptions = field(default_factory=TemporalOptions)
     width: int | None = None
     height: int | None = None
@@ -92,40 +93,133 @@ class LiveResult:
 
 
 class StyleBank:
-    """Every bundled and user style (each style of a multi-style model too), loaded on first use and kept.
+    """Every bundled and user style (each style of a multi-style model too), loaded on first use and kept, after
+    the styles and pictures asked for.
 
-    The style asked for in ``paint`` (``style`` and ``mix``) comes first when it is not one of them; every
-    style is painted with the rest of ``paint``, on its device, for live mode (``realtime``) by default.
+    ``styles`` (or ``paint.style``/``paint.mix`` when none are given) come first, in order: style names, pictures
+    (``my_painting.jpg``) and folders of pictures (each picture in it; ``rescan`` adds the ones that appear later).
+    Every style is painted with the rest of ``paint``, on its device, for live mode (``realtime``) by default.
+
+    Pictures share one network (``PictureStyle``): switching between them changes its style vector only. Their
+    vectors are computed on a background thread from the start (``ready`` says when one is), so that a key
+    never waits for one on the frame path.
     """
 
-    def __init__(self, paint: PaintOptions, *, realtime: bool = True):
+    def __init__(self, paint: PaintOptions, *, realtime: bool = True, styles: tuple[str, ...] = ()):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.options = paint.replace(style=None, mix=None)  # each style is its own; the rest the same for all
         self.device = pick_device(paint.device)
         self.realtime = realtime
+        self.style_size = paint.style_size
+        self.specs: list[tuple[str, dict | None]] = []
+        self.folders: list[Path] = []
+        self._vectors: dict[str, object] = {}  # picture path -> Future of its style vector
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-vectors")
+        self._pictures = None  # the Stylizer every picture paints with (one network), made on first use
+        asked = list(styles) or ([paint.style] if paint.style or paint.mix else [])
+        for spec in asked:
+            if Path(spec).is_dir():
+                self.folders.append(Path(spec))
+                continue
+            self._add(spec, paint.mix if len(asked) == 1 else None)
+        self.rescan()
+        if asked and not self.specs:
+            raise VidstyleError(f"no pictures in {', '.join(map(str, self.folders))} (jpg, png, webp, bmp, tiff, gif)")
         # every listed name resolves to its own style (a shadowed one is listed as MODEL:STYLE)
         names = [e.name for e in registry.list_styles() if e.error is None]
-        self.specs: list[tuple[str, dict | None]] = [(n, None) for n in names]
-        first = paint.style or (names[0] if names else registry.default_style())
-        key = (first, paint.mix)
-        if key not in self.specs:
-            self.specs.insert(0, key)
-        self.start = self.specs.index(key)
+        first = self.specs[0] if self.specs else (names[0] if names else registry.default_style(), None)
+        self.specs += [(n, None) for n in names if (n, None) not in self.specs]
+        if first not in self.specs:
+            self.specs.insert(0, first)
+        self.start = self.specs.index(first)
         self._cache: dict[int, Stylizer] = {}
+
+    def _add(self, spec: str, mix: dict | None = None) -> None:
+        from ..models.picture_style import is_picture
+
+        if (spec, mix) in self.specs:
+            return
+        self.specs.append((spec, mix))
+        if is_picture(spec) and mix is None:
+            self._vectors[spec] = self._pool.submit(self._vector, spec)
+
+    def _vector(self, spec: str):
+        from ..io.pictures import read_picture
+        from ..models.picture_style import style_vector
+
+        pic = read_picture(spec)
+        return style_vector(pic, self.style_size), pic.notes
+
+    def rescan(self) -> list[str]:
+        """Add the pictures that appeared in the folders given since the last call; returns their labels."""
+        from ..io.pictures import PICTURE_SUFFIXES
+
+        before = len(self.specs)
+        for folder in self.folders:
+            try:
+                found = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES and p.is_file())
+            except OSError:
+                continue
+            for spec in found:
+                self._add(spec)
+        return [self.label_of(i) for i in range(before, len(self.specs))]
 
     def __len__(self) -> int:
         return len(self.specs)
 
+    def ready(self, i: int) -> bool:
+        """Whether style ``i`` can be painted without waiting (a picture's vector is computed)."""
+        future = self._vectors.get(self.specs[i][0]) if self.specs[i][1] is None else None
+        return future is None or future.done()
+
     def __getitem__(self, i: int) -> Stylizer:
+        spec, mix = self.specs[i]
+        future = self._vectors.get(spec) if mix is None else None
+        if future is not None:
+            return self._picture(spec, future)
         if i not in self._cache:
             from ..api import painting_model
-            spec, mix = self.specs[i]
-            model = painting_model(spec, mix=mix)
+            model = painting_model(spec, mix=mix, style_size=self.style_size)
             self._cache[i] = Stylizer(model, self.device, options=self.options, realtime=self.realtime)
         return self._cache[i]
 
+    def _picture(self, spec: str, future) -> Stylizer:
+        """The pictures' Stylizer, painting ``spec`` (its vector from ``future``: waits if not ready)."""
+        from ..models.picture_style import label_of, new_model
+
+        vector, notes = future.result()  # a picture that cannot be read raises its one-line error here
+        label = label_of(spec)
+        if self._pictures is None:
+            model = new_model({label: vector}, {label: spec}, self.device)
+            self._pictures = Stylizer(model, self.device, options=self.options, realtime=self.realtime)
+        model = self._pictures.model
+        if label not in model.vectors:
+            for note in notes:
+                log.warning("%s", note)
+            model.vectors[label], model.sources[label] = vector, spec
+            model.styles.append(label)
+        if model.weights != {label: 1.0}:
+            model.label = model.select(label)
+            model.content_vector = None  # --strength's content vector belongs to the stream, but is cheap to redo
+        return self._pictures
+
+    def label_of(self, i: int) -> str:
+        """Style ``i``'s name, without loading it."""
+        from ..models.picture_style import label_of
+
+        spec, mix = self.specs[i]
+        return label_of(spec) if spec in self._vectors and mix is None else str(spec)
+
     def label(self, i: int) -> str:
+        spec, mix = self.specs[i]
+        if spec in self._vectors and mix is None:
+            return self.label_of(i)
         st = self[i]
         return getattr(st.model, "label", None) or st.name
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Stats:
@@ -182,7 +276,9 @@ class LiveSession:
             raise VidstyleError("--frames must be at least 1")
         if opts.preview:
             check_display()  # before anything is opened: OpenCV's Qt would abort the process
-        self.bank = StyleBank(opts.paint)
+        self.bank = StyleBank(opts.paint, styles=tuple(opts.styles))
+        self.pending: int | None = None  # a style asked for by a key, painted once it is ready (StyleBank.ready)
+        self.scanned = time.perf_counter()
         self.bank[self.bank.start]  # load (and check) the first style before opening anything
         # made even when off (t turns it on), with its flow estimator: RAFT without its weights stops here
         self.stabilizer = opts.temporal.replace(temporal=True).stabilizer()
@@ -303,9 +399,31 @@ class LiveSession:
         if out is None:  # nothing painted yet: only quitting makes sense
             new = replace(self.state, quit=new.quit)
         if new.style != self.state.style:
-            new = replace(new, style=self._loadable(self.state.style, new.style))
+            if not self.bank.ready(new.style):  # a picture's vector is still being computed: switch when it is
+                self.pending = new.style
+                self.notify(f"style {new.style + 1}/{len(self.bank)}: {self.bank.label_of(new.style)} (preparing)")
+                new = replace(new, style=self.state.style)
+            else:
+                self.pending = None
+                new = replace(new, style=self._loadable(self.state.style, new.style))
         old, self.state = self.state, new
         self._apply(old, new, out)
+
+    def _poll_styles(self, out: np.ndarray | None) -> None:
+        """Between frames: a pending style whose picture is ready now is switched to; once a second, pictures new in
+        the folders given join the cycle."""
+        now = time.perf_counter()
+        if self.bank.folders and now - self.scanned >= 1.0:
+            self.scanned = now
+            for label in self.bank.rescan():
+                self.notify(f"new picture: {label} (style {len(self.bank)})")
+            if len(self.bank) != self.state.n_styles:
+                self.state = replace(self.state, n_styles=len(self.bank))
+        if self.pending is not None and self.bank.ready(self.pending) and out is not None:
+            target, self.pending = self.pending, None
+            new = replace(self.state, style=self._loadable(self.state.style, target))
+            old, self.state = self.state, new
+            self._apply(old, new, out)
 
     def _loadable(self, old: int, new: int) -> int:
         """``new``, or when that style cannot be loaded (with a notice) the next one that can in the
@@ -333,7 +451,8 @@ class LiveSession:
 
     def _finish(self, capture: Capture, failing: bool) -> None:
         """Stop the capture, close the window, then ``_close_sinks``: each step whatever the others do."""
-        self._close_sinks(failing, first=[capture.stop] + ([self.preview.close] if self.preview is not None else []))
+        self._close_sinks(failing, first=[capture.stop, self.bank.close]
+                          + ([self.preview.close] if self.preview is not None else []))
 
     def run(self) -> LiveResult:
         o = self.opts
@@ -376,6 +495,7 @@ class LiveSession:
                 if self.size is None:  # a source that could not say its size before the first frame
                     self.size = (grab.rgb.shape[1], grab.rgb.shape[0])
                     self._open_sinks(self.size)
+                self._poll_styles(last)
                 out = self._paint(grab.rgb)
                 key = -1
                 if self.preview is not None:
