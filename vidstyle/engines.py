@@ -130,8 +130,7 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
     auto = engine == "auto"
     if auto:
         engine = "openvino" if device.type == "cpu" and openvino_available() else "torch"
-    # a picture's network is small and its int8 form would be calibrated for one picture's vector: not by default
-    if realtime and engine == "openvino" and p == "auto" and int8_pays() and not getattr(model, "is_picture", False):
+    if realtime and engine == "openvino" and p == "auto" and int8_pays():
         try:
             return OpenVINOEngine(model, dtype, int8=True)
         except Exception as e:  # noqa: BLE001 - auto means: the fastest that works
@@ -444,6 +443,14 @@ class OpenVINOEngine:
         while len(self._shapes) > SHAPES_KEPT:
             self._shapes.popitem(last=False)
         return entry
+
+    def runs_at(self) -> str | None:
+        """The precision OpenVINO infers the float layers at, as its last compiled size says ("f32" where the
+        CPU has no bf16 although bf16 was asked for); None before a frame was painted."""
+        if not self._shapes:
+            return None
+        hint = next(reversed(self._shapes.values())).compiled.get_property("INFERENCE_PRECISION_HINT")
+        return hint.to_string() if hasattr(hint, "to_string") else str(hint)
 
     def __call__(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape

@@ -27,7 +27,7 @@ import torch
 
 from .errors import VidstyleError
 
-VERSION = 2  # part of the cache key: change it when the calibration or settings change
+VERSION = 3  # part of the cache key: change it when the calibration or settings change
 SIDE = 256  # calibration pictures are SIDE x SIDE
 SAMPLES = 24  # at least this many calibration pictures (rounded up to whole rounds over the styles)
 
@@ -61,7 +61,8 @@ def _import_nncf():
 
 def calibration_pictures(model, samples: int = SAMPLES, side: int = SIDE, seed: int = 0) -> list[dict]:
     """[{"image": (1, 3, side, side) float32 in [0, 1], "mix": (n_styles,) one-hot}], deterministic; for a
-    picture as the style (``PictureStyle``), "mix" is each picture's style vector (the network's input)."""
+    picture as the style (``PictureStyle``), "mix" is the style vector of one of 16 paintings
+    (``arbitrary.calibration_vectors``), whichever pictures the model paints."""
     styles = list(model.styles)
     n = len(styles)
     pictures = [model.style_images[s].numpy() for s in styles if s in model.style_images]
@@ -69,10 +70,11 @@ def calibration_pictures(model, samples: int = SAMPLES, side: int = SIDE, seed: 
     if not pictures:
         pictures = [synthetic_picture(rng, side) for _ in range(4)]
     per_style = max(1, -(-samples // n))
-    if getattr(model, "is_picture", False):
-        from .models.arbitrary import with_one
+    if getattr(model, "is_picture", False):  # the same vectors for every picture: one int8 network serves all
+        from .models.arbitrary import calibration_vectors, with_one
 
-        mixes = [with_one(torch.from_numpy(model.vectors[s])).numpy() for s in styles]
+        mixes = [with_one(torch.from_numpy(v)).numpy() for v in calibration_vectors()]
+        per_style = max(1, -(-samples // len(mixes)))
     else:
         mixes = [np.eye(n, dtype=np.float32)[i] for i in range(n)]
     out = []

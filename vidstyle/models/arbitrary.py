@@ -30,6 +30,9 @@ from .transformer import ArchConfig, ConvNorm, ResidualBlock
 
 VECTOR = 100  # numbers in a style vector
 WEIGHTS = Path(__file__).resolve().parent / "networks" / "arbitrary.safetensors"
+# style vectors of 16 well-known paintings (scripts/convert_arbitrary.py --calibration): what int8 quantisation
+# calibrates the transform network on, whichever picture is painted, so that one int8 network serves all
+CALIBRATION = WEIGHTS.parent / "calibration_vectors.npy"
 PREDICTOR = "predictor."  # prefix of the predictor's tensors in WEIGHTS; the rest are PictureNet's
 STYLE_SIDE = 256  # the side the predictor was trained at: a picture's centre square is read at this size
 CONFIG = ArchConfig("picture", (8, 16, 32), 5, VECTOR + 1)
@@ -201,3 +204,8 @@ def load_predictor(path: Path = WEIGHTS) -> StylePredictor:
     net = StylePredictor()
     net.load_state_dict(state)
     return net.eval().requires_grad_(False)
+
+
+def calibration_vectors() -> np.ndarray:
+    """(K, 100) float32: the style vectors int8 quantisation calibrates on (``CALIBRATION``)."""
+    return np.load(CALIBRATION, allow_pickle=False).astype(np.float32)

@@ -27,7 +27,7 @@ log = logging.getLogger("vidstyle")
 
 STYLE_SIZE = 256  # default --style-size: the picture's short side when its vector is computed (docs/MODELS.md)
 MIN_STYLE_SIZE, MAX_STYLE_SIZE = 64, 2048
-PAINT_SCALE = 384  # the short side a frame is painted at with --brush 1 (docs/MODELS.md: picked by eye)
+PAINT_SCALE = 256  # the short side a frame is painted at with --brush 1: the content size Magenta trained at
 TEMPORAL_STRENGTH = 0.7  # --temporal's default strength for a picture (docs/MODELS.md: measured)
 VECTOR_VERSION = "1"  # bump when the way a vector is computed changes: the cache is keyed on it
 
