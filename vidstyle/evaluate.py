@@ -237,7 +237,8 @@ def evaluate_styles(frames: list[np.ndarray], styles: list[str | None], paint: P
                     progress: Callable[[int, int], None] | None = None) -> list[EvalResult]:
     """What ``vidstyle eval`` measures: one row per style of ``styles`` (None: the default) painted with
     ``paint``, with the stabiliser as ``temporal`` says, or both ways with ``compare``. The style loss is
-    measured against ``style_image``, else the picture stored in the model for the style painted.
+    measured against ``style_image``, else the picture stored in the model for the style painted (a picture as the
+    style: that picture).
     ``progress(done, total)``: frames painted over every row (each row's figures follow its frames)."""
     from .api import make_stylizer
 
@@ -249,7 +250,11 @@ def evaluate_styles(frames: list[np.ndarray], styles: list[str | None], paint: P
         stylizer = make_stylizer(spec, paint=paint)
         label = getattr(stylizer.model, "label", stylizer.name)
         pic = pic_given
-        if pic is None and stylizer.model.style_images:
+        if pic is None and getattr(stylizer.model, "is_picture", False) and len(stylizer.model.sources) == 1:
+            from .io.pictures import read_picture  # a picture as the style: measured against that picture
+
+            pic = read_picture(next(iter(stylizer.model.sources.values())), allow_protocols=["http", "https"]).rgb
+        elif pic is None and stylizer.model.style_images:
             pic = stylizer.model.style_images.get(label.split("+")[0].split(":")[0])
             pic = pic.numpy() if pic is not None else next(iter(stylizer.model.style_images.values())).numpy()
         for on in settings:
