@@ -187,7 +187,7 @@ def test_run_and_live_take_the_inner_style_name(user_models, tmp_path):
                               "-q"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.strip().splitlines()[-1])["style"] == "cubist" and len(frames_rgb(out)) == 3
-    from vidstyle.live.loop import StyleBank
+    from vidstyle.live.bank import StyleBank
     from vidstyle.options import PaintOptions
     bank = StyleBank(PaintOptions(style="cubist", device="cpu"), realtime=False)
     assert bank.specs[bank.start] == ("cubist", None)
