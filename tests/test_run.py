@@ -526,7 +526,7 @@ def test_stills_library_plans_and_paints_without_the_command_line(tmp_path, mode
     beside = paint_images(pics, PaintOptions(style=str(model_file), device="cpu"))
     assert beside == [pics / "a.random_lite.png", pics / "sub" / "b.random_lite.png"]
     assert plan_images(find_stills(pics), "random_lite", overwrite=True) == list(zip(found.files, beside))
-    with pytest.raises(VidstyleError, match="needs --style-image"):
+    with pytest.raises(VidstyleError, match="needs a style picture: --style-image"):
         optimize_images(pics / "a.png", None)
     with pytest.raises(VidstyleError, match="overwrite the input"):  # checked before any optimisation
         optimize_images(pics / "a.png", pics / "a.png", output=pics / "a.png", overwrite=True)

@@ -196,7 +196,7 @@ def optimize_images(inputs: Stills | Paths, style_image: str | os.PathLike | Non
 
     stills = _stills(inputs, output)
     if style_image is None:
-        raise VidstyleError("--optimize needs --style-image PICTURE")
+        raise VidstyleError("--optimize needs a style picture: --style-image PICTURE, or --style PICTURE")
     device = str(getattr(device, "value", device))  # typer's choice, as in PaintOptions
     plan = plan_images(stills, GATYS, overwrite=overwrite)
     style_rgb = None

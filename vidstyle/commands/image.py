@@ -16,7 +16,8 @@ def image(
                                              "(several, or DIR/); default <stem>.<style>.png beside each input."),
     optimize: bool = typer.Option(False, "--optimize", help="Gatys et al. optimisation (slow, highest quality) instead of a trained network."),
     steps: int = typer.Option(300, "--steps", min=1, help="L-BFGS steps for --optimize."),
-    style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for --optimize."),
+    style_image: Optional[Path] = typer.Option(None, "--style-image", help="Style picture for --optimize "
+                                               "(default: --style, when that is a picture)."),
     loss_net: str = typer.Option("auto", "--loss-net", help="For --optimize: auto, torchvision, hed or a .safetensors path."),
     max_pixels: int = typer.Option(100_000_000, "--max-pixels", min=1, help="The largest picture read, in pixels "
                                    "(checked from its header before it is decoded): 100 megapixels by default."),
@@ -36,6 +37,10 @@ def image(
         # inputs, -o and the pictures' sizes checked before any style is loaded
         stills = find_stills(inputs, output_arg, max_pixels=max_pixels)
         if optimize:
+            from ..models.picture_style import is_picture
+
+            if style_image is None and is_picture(options.get("style")):  # --style my_painting.jpg --optimize
+                style_image = options["style"]
             optimize_images(stills, style_image, steps=steps, loss_net=loss_net, device=options["device"],
                             max_side=options["max_side"], overwrite=overwrite, on_written=say,
                             progress=lambda f: Progress(quiet, f"optimising {f.name}"))
