@@ -66,12 +66,22 @@ def read_picture(spec: str | Path, *, max_pixels: int | None = None, allow_proto
         name, data = s, _fetch(s, allow_protocols)
         if not data:
             raise VidstyleError(f"style picture {name} is empty (0 bytes)")
-        check_pixels(name, data[:HEADER_BYTES], max_pixels)  # type: ignore[arg-type]  # a URL: only printed
+        _check_size(name, data[:HEADER_BYTES], max_pixels)
     else:
         name = local_path(s)
         data = _read_file(Path(name), max_pixels)
     rgb, notes = _decode(name, data, MAX_PIXELS if max_pixels is None else max_pixels)
     return Picture(rgb, tuple(notes), hashlib.sha256(data).hexdigest())
+
+
+def _check_size(name, head: bytes, max_pixels: int | None) -> None:
+    """``images.check_pixels`` for a style picture: its advice is a smaller picture (no option raises this limit:
+    a style is read at a few hundred pixels anyway)."""
+    try:
+        check_pixels(name, head, max_pixels)  # type: ignore[arg-type]  # a URL is only printed
+    except VidstyleError as e:
+        raise VidstyleError(str(e).replace("; --max-pixels raises it", "; a style needs far fewer: shrink it "
+                                           "first")) from None
 
 
 def _read_file(path: Path, max_pixels: int | None) -> bytes:
@@ -91,7 +101,7 @@ def _read_file(path: Path, max_pixels: int | None) -> bytes:
                 raise VidstyleError(f"style picture {path} is {size / 1e9:.1f} GB, over the "
                                     f"{MAX_BYTES / 1e9:.1f} GB a picture may take")
             head = f.read(HEADER_BYTES)
-            check_pixels(path, head, max_pixels)
+            _check_size(path, head, max_pixels)
             return head + f.read()
     except OSError as e:
         raise VidstyleError(f"cannot read style picture {path}: {e.strerror or e}") from None
