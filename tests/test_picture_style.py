@@ -307,6 +307,23 @@ def test_openvino_paints_a_picture_as_torch_does_and_keeps_one_compiled_network(
     assert model_digest(a) == model_digest(b)
 
 
+def test_live_takes_styles_and_folders_in_the_order_given(tmp_path, pictures):
+    from vidstyle.live.bank import StyleBank
+    from vidstyle.options import PaintOptions
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    painting(folder / "b_green.png", (40, 200, 60), 11)
+    painting(folder / "a_yellow.jpg", (230, 210, 40), 5)
+    (folder / "notes.txt").write_text("not a picture")
+    bank = StyleBank(PaintOptions(device="cpu", engine="torch"), styles=(str(folder), "udnie", str(pictures["red"])))
+    try:
+        assert [bank.label_of(i) for i in range(4)] == ["a_yellow", "b_green", "udnie", "red"] and bank.start == 0
+        assert len(bank) > 4  # the bundled styles follow
+    finally:
+        bank.close()
+
+
 def test_live_switches_pictures_without_waiting(tmp_path, pictures, model_file):
     """Two pictures and a folder: n moves through them, each switch painted at once (the vectors were computed
     off the frame path), the label follows, and a picture dropped into the folder joins the cycle."""

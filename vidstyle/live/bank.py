@@ -38,12 +38,12 @@ class StyleBank:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-vectors")
         self._pictures = None  # the Stylizer every picture paints with (one network), made on first use
         asked = list(styles) or ([paint.style] if paint.style or paint.mix else [])
-        for spec in asked:
+        for spec in asked:  # in the order given: a folder's pictures where the folder is named
             if Path(spec).is_dir():
                 self.folders.append(Path(spec))
-                continue
-            self._add(spec, paint.mix if len(asked) == 1 else None)
-        self.rescan()
+                self._scan(Path(spec))
+            else:
+                self._add(spec, paint.mix if len(asked) == 1 else None)
         if asked and not self.specs:
             raise VidstyleError(f"no pictures in {', '.join(map(str, self.folders))} (jpg, png, webp, bmp, tiff, gif)")
         # every listed name resolves to its own style (a shadowed one is listed as MODEL:STYLE)
@@ -71,18 +71,22 @@ class StyleBank:
         pic = read_picture(spec)
         return style_vector(pic, self.style_size), pic.notes
 
-    def rescan(self) -> list[str]:
-        """Add the pictures that appeared in the folders given since the last call; returns their labels."""
+    def _scan(self, folder: Path) -> None:
+        """Add the pictures of ``folder`` not in the bank yet, by name."""
         from ..io.pictures import PICTURE_SUFFIXES
 
+        try:
+            found = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES and p.is_file())
+        except OSError:
+            return
+        for spec in found:
+            self._add(spec)
+
+    def rescan(self) -> list[str]:
+        """Add the pictures that appeared in the folders given since the last call; returns their labels."""
         before = len(self.specs)
         for folder in self.folders:
-            try:
-                found = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES and p.is_file())
-            except OSError:
-                continue
-            for spec in found:
-                self._add(spec)
+            self._scan(folder)
         return [self.label_of(i) for i in range(before, len(self.specs))]
 
     def __len__(self) -> int:
