@@ -29,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from convert_arbitrary import fold_weights  # noqa: E402
 from teacher_targets import SIDE, Teacher, teacher_dir  # noqa: E402
 from vidstyle.io.images import read_image  # noqa: E402
 
@@ -39,20 +41,12 @@ def float_graph(model):
 
     g = model.graph
     init = {t.name: t for t in g.initializer}
+    weights = fold_weights(g)  # each weight's DequantizeLinear output -> its float tensor
     rename: dict[str, str] = {}  # a dropped node's output -> the tensor it stood for
     keep, folded = [], []
     for n in g.node:
-        if n.op_type == "DequantizeLinear" and n.input[0] in init:  # a weight: fold it
-            q = numpy_helper.to_array(init[n.input[0]]).astype(np.float32)
-            scale = numpy_helper.to_array(init[n.input[1]]).astype(np.float32)
-            zero = (numpy_helper.to_array(init[n.input[2]]).astype(np.float32)
-                    if len(n.input) > 2 and n.input[2] else np.zeros_like(scale))
-            if scale.ndim == 1 and scale.size > 1:  # per channel, along the node's axis
-                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-                shape = [1] * q.ndim
-                shape[axis] = -1
-                scale, zero = scale.reshape(shape), zero.reshape(shape)
-            folded.append(numpy_helper.from_array((q - zero) * scale, n.output[0]))
+        if n.op_type == "DequantizeLinear" and n.output[0] in weights:  # a weight: folded
+            folded.append(numpy_helper.from_array(weights[n.output[0]], n.output[0]))
         elif n.op_type in ("QuantizeLinear", "DequantizeLinear"):  # an activation's round trip: drop it
             rename[n.output[0]] = n.input[0]
         else:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transformer import ArchConfig, ConvNorm, ResidualBlock
+from .transformer import ArchConfig, TransformerNet
 
 VECTOR = 100  # numbers in a style vector
 WEIGHTS = Path(__file__).resolve().parent / "networks" / "arbitrary.safetensors"
@@ -40,36 +40,28 @@ NORM_EPS = 1e-5  # the norms' epsilon in Magenta's graph, as in StyleNorm (scrip
 
 
 # --------------------------------------------------------------------------- the transform network
-class PictureNet(nn.Module):
+class PictureNet(TransformerNet):
     """The transform network: a photo and a style vector -> the photo painted.
 
     Input:  (N, 3, H, W) float RGB in [0, 1] (H and W padded inside to multiples of 4), and ``mix``:
             (101,) or (N, 101), the style vector with a 1 appended (``with_one``); default: ``self.mix``.
     Output: (N, 3, H, W) float RGB in [0, 1] (a sigmoid).
 
-    Layers as Magenta's: three convs without norm (9x9 to 8 channels, then two stride-2 3x3), five residual
-    blocks of conditional norms at 32 channels, two nearest-2x upsamplings each followed by a 3x3 conv, a 9x9 conv
-    to RGB, all with conditional norm (the last one too), then a sigmoid. The upsampling convs run as one
-    transposed conv and the RGB layer per output phase, as ``TransformerNet``'s do (``ConvNorm``).
+    ``TransformerNet`` with Magenta's layers: three convs without norm (9x9 to 8 channels, then two stride-2
+    3x3), five residual blocks of conditional norms at 32 channels, two nearest-2x upsamplings each followed by a
+    3x3 conv, a 9x9 conv to RGB, all with conditional norm (the last one too), then a sigmoid. It takes [0, 1]
+    inputs as they are. The upsampling convs run as one transposed conv and the RGB layer per output phase, as
+    ``TransformerNet``'s do (``ConvNorm``).
     """
 
+    INPUT_SCALE = 1.0
+
     def __init__(self, config: ArchConfig = CONFIG):
-        super().__init__()
-        self.config = config
-        c1, c2, c3 = config.channels
-        n = config.n_styles
-        self.encoder = nn.ModuleList([
-            ConvNorm(3, c1, 9, n_styles=n, norm=False),             # (N, c1, H, W)
-            ConvNorm(c1, c2, 3, stride=2, n_styles=n, norm=False),  # (N, c2, H/2, W/2)
-            ConvNorm(c2, c3, 3, stride=2, n_styles=n, norm=False),  # (N, c3, H/4, W/4)
-        ])
-        self.residuals = nn.ModuleList([ResidualBlock(c3, n) for _ in range(config.res_blocks)])
-        self.decoder = nn.ModuleList([
-            ConvNorm(c3, c2, 3, n_styles=n, upsample=2),    # (N, c2, H/2, W/2)
-            ConvNorm(c2, c1, 3, n_styles=n, upsample=2),    # (N, c1, H, W)
-            ConvNorm(c1, 3, 9, n_styles=n, relu=False),     # (N, 3, H, W), then the sigmoid
-        ])
-        self.register_buffer("mix", with_one(torch.zeros(VECTOR)), persistent=False)
+        super().__init__(config, encoder_norm=False, output_norm=True)
+        self.mix = with_one(torch.zeros(VECTOR))
+
+    def output(self, f: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(f)
 
     def set_vector(self, vector) -> None:
         """Paint with the style vector ``vector`` ((100,) numbers) from now on."""
@@ -78,28 +70,8 @@ class PictureNet(nn.Module):
             raise ValueError(f"a style vector has {VECTOR} finite numbers, not {tuple(v.shape)}")
         self.mix = with_one(v)
 
-    def encode(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1], H and W multiples of 4 -> features (N, 32, H/4, W/4)."""
-        mix = self.mix if mix is None else mix
-        for layer in self.encoder:
-            x = layer(x, mix)
-        return x
-
-    def decode(self, f: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
-        """Features (N, 32, h, w) -> (N, 3, 4h, 4w) in [0, 1]."""
-        mix = self.mix if mix is None else mix
-        for block in self.residuals:
-            f = block(f, mix)
-        for layer in self.decoder:
-            f = layer(f, mix)
-        return torch.sigmoid(f)
-
-    def forward(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % 4, (-w) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if (ph < h and pw < w) else "replicate")
-        return self.decode(self.encode(x, mix), mix)[..., :h, :w]
+    def set_mix(self, weights) -> None:
+        raise TypeError("a PictureNet paints a style vector: set_vector(vector), not set_mix")
 
 
 def with_one(vector: torch.Tensor) -> torch.Tensor:

@@ -162,21 +162,24 @@ class TransformerNet(nn.Module):
     stride-2 stages and two 2x upsamples give back the same size, then cropped.
     """
 
-    def __init__(self, config: ArchConfig = ARCHS["transformer"]):
+    INPUT_SCALE = 255.0  # the network was designed for 0..255 inputs (as in pytorch/examples)
+
+    def __init__(self, config: ArchConfig = ARCHS["transformer"], *, encoder_norm: bool = True,
+                 output_norm: bool = False):
         super().__init__()
         self.config = config
         c1, c2, c3 = config.channels
         n = config.n_styles
         self.encoder = nn.ModuleList([
-            ConvNorm(3, c1, 9, n_styles=n),            # (N, c1, H, W)
-            ConvNorm(c1, c2, 3, stride=2, n_styles=n),  # (N, c2, H/2, W/2)
-            ConvNorm(c2, c3, 3, stride=2, n_styles=n),  # (N, c3, H/4, W/4)
+            ConvNorm(3, c1, 9, n_styles=n, norm=encoder_norm),            # (N, c1, H, W)
+            ConvNorm(c1, c2, 3, stride=2, n_styles=n, norm=encoder_norm),  # (N, c2, H/2, W/2)
+            ConvNorm(c2, c3, 3, stride=2, n_styles=n, norm=encoder_norm),  # (N, c3, H/4, W/4)
         ])
         self.residuals = nn.ModuleList([ResidualBlock(c3, n) for _ in range(config.res_blocks)])
         self.decoder = nn.ModuleList([
-            ConvNorm(c3, c2, 3, n_styles=n, upsample=2),  # (N, c2, H/2, W/2)
-            ConvNorm(c2, c1, 3, n_styles=n, upsample=2),  # (N, c1, H, W)
-            ConvNorm(c1, 3, 9, norm=False, relu=False),   # (N, 3, H, W)
+            ConvNorm(c3, c2, 3, n_styles=n, upsample=2),                # (N, c2, H/2, W/2)
+            ConvNorm(c2, c1, 3, n_styles=n, upsample=2),                # (N, c1, H, W)
+            ConvNorm(c1, 3, 9, n_styles=n, norm=output_norm, relu=False),  # (N, 3, H, W)
         ])
         # Start at mid-grey rather than black: training converges in far fewer steps.
         nn.init.constant_(self.decoder[-1].conv.bias, 127.5)
@@ -195,7 +198,8 @@ class TransformerNet(nn.Module):
     def encode(self, x: torch.Tensor, mix: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> encoder features (N, c3, H/4, W/4); H, W multiples of 4."""
         mix = self.mix if mix is None else mix
-        x = x * 255.0  # the network was designed for 0..255 inputs (as in pytorch/examples)
+        if self.INPUT_SCALE != 1.0:
+            x = x * self.INPUT_SCALE
         for layer in self.encoder:
             x = layer(x, mix)
         return x
@@ -206,6 +210,10 @@ class TransformerNet(nn.Module):
             f = block(f, mix)
         for layer in self.decoder:
             f = layer(f, mix)
+        return self.output(f)
+
+    def output(self, f: torch.Tensor) -> torch.Tensor:
+        """The last layer's (N, 3, H, W) -> RGB, roughly in [0, 1]."""
         return f / 255.0
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor | None = None, return_features: bool = False):
