@@ -58,8 +58,8 @@ StyleOpt = typer.Option(None, "--style", "-s", help="Style name (see `vidstyle s
 MixOpt = typer.Option(None, "--mix", help="Blend the styles of a multi-style model, e.g. udnie:0.7,the_scream:0.3 (or "
                       "udnie=0.7,...), or pictures, e.g. a.jpg:0.5,b.png:0.5 (a picture and a trained style cannot blend).")
 StyleSizeOpt = typer.Option(256, "--style-size", metavar="PX", help="With a picture as the style: the short side, in "
-                            "pixels, the picture is read at (64 to 2048). Smaller gives bolder, larger strokes and "
-                            "flatter colour; larger picks up finer texture.")
+                            "pixels, the picture is read at (64 to 2048; 256 is what the network learnt at). Smaller "
+                            "gives blockier strokes; larger gives paler colours and finer strokes.")
 DeviceOpt = typer.Option(Device.auto, "--device", help="Where the network runs.")
 class Engine(str, Enum):
     auto = "auto"
