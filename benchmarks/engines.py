@@ -45,7 +45,7 @@ def variants(model: StyleModel, batch: int) -> dict:
     try:
         import onnxruntime as ort
 
-        from vidstyle.export import to_onnx_bytes
+        from vidstyle.torch_export import to_onnx_bytes
 
         sess = ort.InferenceSession(to_onnx_bytes(model.net, pad=False), providers=["CPUExecutionProvider"])
 

@@ -451,7 +451,7 @@ def test_direct_conversion_route_when_onnx_export_fails(monkeypatch):
     """Without the in-memory ONNX route, openvino.convert_model on the module gives the same graph."""
     import openvino as ov
 
-    from vidstyle import export
+    from vidstyle import torch_export as export
 
     def no_onnx(*a, **k):
         raise RuntimeError("no ONNX exporter here")

@@ -38,7 +38,8 @@ import json, multiprocessing, sys
 started = []
 real = multiprocessing.Process.start
 multiprocessing.Process.start = lambda self: started.append(repr(getattr(self, "_target", None))) or real(self)
-from vidstyle.export import require_openvino, to_openvino
+from vidstyle.export import require_openvino
+from vidstyle.torch_export import to_openvino
 from vidstyle.models import load_model
 require_openvino()
 to_openvino(load_model(sys.argv[1]).net)

@@ -151,15 +151,15 @@ def test_a_huge_picture_is_refused_from_its_header_before_any_style_loads(tmp_pa
 def test_a_painting_larger_than_the_free_memory_is_one_line(monkeypatch, model_file):
     import numpy as np
 
-    from vidstyle import stylizer as stylizer_module
+    from vidstyle import sizing
     from vidstyle.api import make_stylizer
 
     st = make_stylizer(str(model_file), device="cpu", max_side=64, engine="torch")
-    monkeypatch.setattr(stylizer_module, "free_memory", lambda: 10_000_000)
+    monkeypatch.setattr(sizing, "free_memory", lambda: 10_000_000)
     assert st(np.zeros((1, 48, 64, 3), np.uint8)).shape == (1, 48, 64, 3)  # 64x48 takes about 1 MB
     with pytest.raises(VidstyleError, match=r"painting 1000x800 at 64x51 needs about .* lower --max-side"):
         st(np.zeros((1, 800, 1000, 3), np.uint8))  # the frames' float copies alone are 32 MB
-    monkeypatch.setattr(stylizer_module, "free_memory", lambda: None)  # where it cannot be told: painted
+    monkeypatch.setattr(sizing, "free_memory", lambda: None)  # where it cannot be told: painted
     assert st(np.zeros((1, 800, 1000, 3), np.uint8)).shape == (1, 800, 1000, 3)
 
 

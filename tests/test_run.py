@@ -439,7 +439,7 @@ def test_the_python_api_checks_what_it_is_given(tmp_path, model_file):
     st = make_stylizer(str(model_file), device="cpu")
     for bad in (np.zeros((1, 8, 8, 3), np.float32), np.zeros((1, 8, 8, 3), np.uint16), np.zeros((8, 8, 3), np.uint8),
                 np.zeros((1, 8, 8, 4), np.uint8)):
-        with pytest.raises(VidstyleError, match="Stylizer paints"):
+        with pytest.raises(VidstyleError, match="painter paints"):
             st(bad)
     assert st(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0, 8, 8, 3)
     for kw in ({"max_side": -5}, {"out_size": "64x48"}, {"out_size": (-64, 48)}):

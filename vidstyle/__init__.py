@@ -12,6 +12,9 @@ _API = {"RunResult", "Stylizer", "load_model", "make_stylizer", "stylize_image",
 
 
 def __getattr__(name: str):
+    if name == "Stylizer":  # the PyTorch painter (``vidstyle[torch]``); make_stylizer picks the one this install has
+        from .stylizer import Stylizer
+        return Stylizer
     if name in _API:
         from . import api
         return getattr(api, name)

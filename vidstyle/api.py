@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from .errors import IncompleteInput, VidstyleError
 from .io.atomic import check_target
@@ -21,8 +21,11 @@ from .io.writer import VideoWriter
 from .models import files, picture_style, registry
 from .naming import default_image_output, default_output
 from .options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions, gather
+from .painters import light, new_painter, pick_device
 from .pipeline import run_stages
-from .stylizer import Stylizer, pick_device
+
+if TYPE_CHECKING:
+    from .stylizer import Stylizer
 
 log = logging.getLogger("vidstyle")
 
@@ -42,14 +45,14 @@ def load_model(style: str | Path | files.StyleModel | None = None, device: str =
     pictures = picture_styles(style, mix)
     if pictures is not None:
         model = picture_style.picture_model(pictures, style_size=style_size, device=pick_device(device),
-                                            allow_protocols=allow_protocols)
+                                            allow_protocols=allow_protocols, light=light())
         model.inner = None
         return model
     if isinstance(style, files.StyleModel):
         model, inner = style, getattr(style, "inner", None)
     else:
         path, inner = registry.resolve(style)
-        model = files.load_model(path, device=pick_device(device))
+        model = files.load_model(path, device=pick_device(device), light=light())
     if inner is not None or mix is not None or not getattr(model, "label", None):
         model.label = model.select(inner, mix)
     model.inner = inner  # the style of a multi-style file that ``style`` named (MODEL:STYLE), or None
@@ -104,7 +107,7 @@ def make_stylizer(style=None, *, paint: PaintOptions | None = None, realtime: bo
     if options:
         raise TypeError(f"make_stylizer() got unexpected options: {', '.join(sorted(options))}")
     model = painting_model(paint.style, mix=paint.mix, style_size=paint.style_size, allow_protocols=allow_protocols)
-    return Stylizer(model, options=paint, realtime=realtime)
+    return new_painter(model, options=paint, realtime=realtime)
 
 
 def _one_painter(stylizer, style, options) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import torch
 
 from .options import EncodeOptions, PaintOptions
 
@@ -38,7 +37,24 @@ def synthetic_clip(path: Path, w: int, h: int, n: int, fps: int = 30) -> Path:
 
 def _sync(device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize()
+
+
+def _gpu_name(device) -> str | None:
+    if device.type != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
+def cpu_threads() -> int:
+    """The cores this process may run on (what OpenVINO and PyTorch use by default)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def bench_pipeline(size=(640, 360), frames: int = 60, paint: PaintOptions | None = None,
@@ -87,10 +103,10 @@ def bench_pipeline(size=(640, 360), frames: int = 60, paint: PaintOptions | None
     fps = {k: frames / v for k, v in (("decode_fps", decode_s), ("model_fps", model_s), ("encode_fps", encode_s),
                                         ("end_to_end_fps", e2e_s))}
     slowest = min(fps["decode_fps"], fps["model_fps"], fps["encode_fps"])
-    gpu = torch.cuda.get_device_name(0) if st.device.type == "cuda" else None
+    gpu = _gpu_name(st.device)
     return {"resolution": f"{w}x{h}", "frames": frames, "batch_size": bs, "device": str(st.device), "gpu": gpu,
             "style": st.name, "arch": st.model.net.config.arch, "half": st.half, "engine": st.engine.name,
             "precision": st.precision, "work_size": "x".join(map(str, st.work_size(h, w)[::-1])),
             **{k: round(v, 2) for k, v in fps.items()},
             "ratio_end_to_end_over_slowest": round(fps["end_to_end_fps"] / slowest, 3),
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_threads": cpu_threads()}

@@ -55,25 +55,13 @@ import torch
 
 from . import precision as prec
 from .errors import VidstyleError, one_line
+from .ovcache import STATS, cache_root, clean_stale, compile_cached, core, require_openvino  # noqa: F401 - cache_root: this module's API too
 
 log = logging.getLogger("vidstyle")
 
 ENGINES = ("auto", "torch", "openvino")
 MIN_SIDE = 8  # the 9x9 reflection pads need more than 4 pixels; multiples of 4 for the two stride-2 stages
 SHAPES_KEPT = 4  # compiled sizes an OpenVINO engine keeps (live resolution changes, max_side)
-BLOBS_KEPT = 64  # compiled blobs kept on disk, newest first (a few MB each)
-
-# How many conversions and IR loads happened in this process (tests check that the cache is used).
-STATS = {"converted": 0, "quantized": 0, "loaded": 0, "compiled": 0}
-
-
-# --------------------------------------------------------------------------- cache
-def cache_root() -> Path:
-    """The user cache folder: ``$VIDSTYLE_CACHE``, ``$XDG_CACHE_HOME/vidstyle`` or ``~/.cache/vidstyle``."""
-    if os.environ.get("VIDSTYLE_CACHE"):
-        return Path(os.environ["VIDSTYLE_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "vidstyle"
 
 
 def model_digest(model) -> str:
@@ -94,8 +82,6 @@ def model_digest(model) -> str:
 
 # --------------------------------------------------------------------------- choice
 def openvino_available() -> bool:
-    from .export import require_openvino  # imports it without its telemetry
-
     try:
         require_openvino()
     except VidstyleError:
@@ -151,8 +137,6 @@ def make_engine(model, device: torch.device, engine: str = "auto", precision: st
 def _asked_openvino(model, dtype: torch.dtype | None, int8: bool = False) -> "OpenVINOEngine":
     """OpenVINO asked for by name (``--engine openvino`` or ``--precision int8``): not installed, or a
     conversion or quantization that fails, is one VidstyleError line."""
-    from .export import require_openvino
-
     require_openvino()
     try:
         return OpenVINOEngine(model, dtype, int8=int8)
@@ -212,22 +196,8 @@ class TorchEngine:
 
 
 # --------------------------------------------------------------------------- OpenVINO
-_core = None
-_core_lock = threading.Lock()
-
-
-def _ov_core():
-    global _core
-    with _core_lock:
-        if _core is None:
-            from .export import require_openvino
-
-            _core = require_openvino().Core()
-        return _core
-
-
 def _ir_dir(digest: str, int8: bool = False) -> Path:
-    from .export import GRAPH_VERSION
+    from .graphio import GRAPH_VERSION
     from .quantize import VERSION
 
     return cache_root() / "openvino" / (f"{digest[:32]}-g{GRAPH_VERSION}" + (f"-int8q{VERSION}" if int8 else ""))
@@ -238,17 +208,17 @@ def load_or_convert(model, digest: str | None = None, int8: bool = False):
 
     ``int8``: the network quantized by NNCF (``quantize.quantize``), cached beside the plain one.
     """
-    from .export import require_openvino, to_openvino
+    from .torch_export import to_openvino
 
     ov = require_openvino()  # imported without its telemetry
 
     digest = digest or model_digest(model)
     folder = _ir_dir(digest, int8)
     xml = folder / "model.xml"
-    core = _ov_core()
+    ov_core = core()
     try:
         if xml.is_file():
-            om = core.read_model(str(xml))
+            om = ov_core.read_model(str(xml))
             STATS["loaded"] += 1
             return om
     except Exception as e:  # noqa: BLE001 - unreadable or damaged: convert again (and replace it if we may)
@@ -272,7 +242,7 @@ def load_or_convert(model, digest: str | None = None, int8: bool = False):
         log.info("vidstyle cache: cannot write %s (%s)", folder, one_line(e, 120))
         return om
     try:  # the model as later runs will read it: OpenVINO keys its compiled blobs by the graph, so
-        return core.read_model(str(xml))  # compiling this one lets the next run reuse the blob
+        return ov_core.read_model(str(xml))  # compiling this one lets the next run reuse the blob
     except Exception:  # noqa: BLE001 - e.g. removed meanwhile: the converted one paints the same
         return om
 
@@ -283,7 +253,7 @@ def _store_ir(ov, om, folder: Path, source: dict) -> None:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     for pattern in (".*.partial-*", ".*.old-*"):  # what a run killed while converting left (an hour old)
-        _clean_stale(folder.parent, pattern)
+        clean_stale(folder.parent, pattern)
     stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         save_ir_atomic(ov, om, stage / "model.xml")
@@ -300,72 +270,6 @@ def _store_ir(ov, om, folder: Path, source: dict) -> None:
             os.rename(stage, folder)  # the whole entry appears at once
         except OSError:
             pass  # another process put the same entry there first
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _clean_stale(folder: Path, pattern: str, age_s: float = 3600) -> None:
-    now = time.time()
-    for p in folder.glob(pattern):
-        try:
-            if now - p.stat().st_mtime > age_s:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
-def _prune(blobs: Path, keep: int = BLOBS_KEPT) -> None:
-    """Delete the oldest compiled blobs beyond ``keep`` (one per model, size and settings)."""
-    try:
-        files = sorted(blobs.glob("*.blob"), key=lambda p: p.stat().st_mtime)
-        for p in files[:max(0, len(files) - keep)]:
-            p.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def compile_cached(om, config: dict):
-    """``core.compile_model(om, "CPU", config)`` with the compiled blob cached in ``openvino/blobs``.
-
-    OpenVINO writes its blobs in place; so it gets a private staging CACHE_DIR holding links to
-    the shared blobs, and any blob it makes there is renamed into the shared folder complete.
-    """
-    core = _ov_core()
-    blobs = cache_root() / "openvino" / "blobs"
-    try:
-        blobs.mkdir(parents=True, exist_ok=True)
-        _clean_stale(blobs, ".stage-*")
-        stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=blobs))
-    except OSError as e:
-        log.info("vidstyle cache: cannot use %s (%s); compiling without it", blobs, e)
-        STATS["compiled"] += 1
-        return core.compile_model(om, "CPU", config)
-    try:
-        known = set()
-        for p in blobs.glob("*.blob"):
-            try:
-                os.link(p, stage / p.name)
-            except OSError:
-                try:
-                    shutil.copyfile(p, stage / p.name)
-                except OSError:
-                    continue
-            known.add(p.name)
-        try:
-            compiled = core.compile_model(om, "CPU", {**config, "CACHE_DIR": str(stage)})
-        except Exception as e:  # noqa: BLE001 - a bad blob must not stop the run
-            log.info("OpenVINO compile with cache failed (%s); compiling without it", str(e)[:120])
-            compiled = core.compile_model(om, "CPU", config)
-        STATS["compiled"] += 1
-        new = [p for p in stage.iterdir() if p.name not in known and p.is_file()]
-        for p in new:
-            try:
-                os.replace(p, blobs / p.name)
-            except OSError:
-                pass
-        if new:
-            _prune(blobs)
-        return compiled
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -23,28 +23,20 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+import numpy as np
 
 from .errors import VidstyleError
+from .graphio import GRAPH_VERSION, INPUTS, ONNX_OPSET, OUTPUT  # noqa: F401 - this module's API too
+from .ovcache import require_openvino  # noqa: F401 - where the engines and export import it from
 from .io.atomic import AtomicPath, check_target
 from .models.files import model_scale
 
 log = logging.getLogger("vidstyle")
 
 FORMATS = ("onnx", "openvino")
-INPUTS = ("image", "mix")
-OUTPUT = "stylized"
-# Bump when the graph built here changes: cached conversions are keyed by it.
-GRAPH_VERSION = 4  # 2, 3: upsampling as transposed convs, the RGB output layer in 4 phases; 4: computed by ConvNorm
-ONNX_OPSET = 17
 
 IO_DOC = ("inputs: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W >= 5); "
           "mix float32 (S,) style weights summing to 1, one per style (vidstyle.mix: the style exported). "
@@ -58,122 +50,13 @@ BAKED_IO_DOC = ("input: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W
                 "[0,1]. For the look vidstyle gives, resize frames so their short side is vidstyle.scale px first.")
 
 
-class StyleGraph(nn.Module):
-    """``TransformerNet`` with the style mix as a second input, for tracing.
-
-    ``pad``: pad H and W (reflect) to multiples of 4 inside the graph and crop back; without it
-    the caller must give multiples of 4 (at least 8).
-    """
-
-    def __init__(self, net: nn.Module, pad: bool = True):
-        super().__init__()
-        self.net = net
-        self.pad = pad
-
-    def forward(self, image: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-        if not self.pad:
-            return self.net.decode(self.net.encode(image, mix), mix)
-        h, w = image.shape[-2], image.shape[-1]
-        # written without Python branches so that tracing keeps H and W dynamic
-        ph, pw = (4 - h % 4) % 4, (4 - w % 4) % 4
-        x = F.pad(image, (0, pw, 0, ph), mode="reflect")
-        y = self.net.decode(self.net.encode(x, mix), mix)
-        return y[:, :, :h, :w]
+def _mix(model) -> np.ndarray:
+    """The style mix ``model`` paints now, (n_styles,) float32 (a torch tensor or an array)."""
+    mix = model.net.mix
+    return np.asarray(mix.detach().float().cpu() if hasattr(mix, "detach") else mix, np.float32)
 
 
-class BakedGraph(nn.Module):
-    """``StyleGraph`` with its mix fixed (a picture's style vector, baked in): one input, ``image``."""
-
-    def __init__(self, net: nn.Module, mix: torch.Tensor, pad: bool = True):
-        super().__init__()
-        self.graph = StyleGraph(net, pad)
-        self.register_buffer("baked", mix.detach().float().cpu().clone())
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.graph(image, self.baked)
-
-
-def example_inputs(net: nn.Module, h: int = 64, w: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
-    n = net.config.n_styles
-    return torch.rand(1, 3, h, w), torch.full((n,), 1.0 / n)
-
-
-@contextmanager
-def _quiet():
-    """Tracing warns about every shape expression and about deprecations; none of it is the user's concern."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def _cpu_fp32_copy(net: nn.Module) -> nn.Module:
-    """The network on the CPU in fp32, eval mode, without touching the caller's module."""
-    import copy
-
-    p = next(net.parameters(), None)
-    if p is not None and p.device.type == "cpu" and p.dtype == torch.float32 and not net.training:
-        return net
-    return copy.deepcopy(net).float().cpu().eval()
-
-
-def to_onnx_bytes(net: nn.Module, pad: bool = True, baked: torch.Tensor | None = None) -> bytes:
-    """The ONNX model (opset 17) of ``net``: inputs ``image`` (dynamic N, H, W) and ``mix``, output ``stylized``;
-    with ``baked`` (a mix), that mix is a constant of the graph and ``image`` its only input."""
-    net = _cpu_fp32_copy(net)
-    dyn = {0: "batch", 2: "height", 3: "width"}
-    buf = io.BytesIO()
-    graph = StyleGraph(net, pad=pad) if baked is None else BakedGraph(net, baked, pad=pad)
-    inputs = example_inputs(net) if baked is None else example_inputs(net)[:1]
-    with _quiet(), torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(graph.eval(), inputs, buf, dynamo=False,
-                          opset_version=ONNX_OPSET, input_names=list(INPUTS[:len(inputs)]), output_names=[OUTPUT],
-                          dynamic_axes={"image": dyn, OUTPUT: dyn})
-    return buf.getvalue()
-
-
-def to_openvino(net: nn.Module, pad: bool = True):
-    """``openvino.Model`` of ``net`` with inputs ``image`` (dynamic N, H, W) and ``mix``; fp32 weights.
-
-    Through an in-memory ONNX export (about 2 s for the full network here), or, where that
-    fails, ``openvino.convert_model`` on the module itself (tracing, about 7 s); both give the
-    same graph speed.
-    """
-    ov = require_openvino()
-    net = _cpu_fp32_copy(net)
-    n = net.config.n_styles
-    try:
-        model = ov.convert_model(io.BytesIO(to_onnx_bytes(net, pad)))
-    except Exception as e:  # noqa: BLE001 - the slower route below
-        log.debug("ONNX route to OpenVINO failed (%s); converting the module directly", e)
-        with _quiet(), torch.inference_mode(False), torch.no_grad():
-            model = ov.convert_model(
-                StyleGraph(net, pad=pad).eval(), example_input=example_inputs(net),
-                input=[("image", ov.PartialShape([-1, 3, -1, -1]), ov.Type.f32),
-                       ("mix", ov.PartialShape([n]), ov.Type.f32)])
-    for port, name in zip(model.inputs, INPUTS):
-        port.get_tensor().set_names({name})
-    model.outputs[0].get_tensor().set_names({OUTPUT})
-    return model
-
-
-def require_openvino():
-    """The ``openvino`` module, or one clear VidstyleError saying how to get it.
-
-    OpenVINO's converter (and NNCF) send usage telemetry to Google Analytics, each event from a child
-    process, unless the user opted out; vidstyle never phones home. Both fall back to a silent stub
-    when ``openvino_telemetry`` does not import, so it is hidden from them before openvino is first
-    imported (a program that imported it itself keeps it).
-    """
-    sys.modules.setdefault("openvino_telemetry", None)
-    try:
-        import openvino
-    except ImportError as e:
-        raise VidstyleError(f"the OpenVINO engine needs the openvino package: pip install openvino "
-                            f"({str(e).splitlines()[0][:80]})") from None
-    return openvino
-
-
-def _baked(model) -> torch.Tensor | None:
+def _baked(model):
     """The mix an export bakes in: a picture's style vector (101 numbers no user would type); None otherwise."""
     return model.net.mix if getattr(model, "is_picture", False) else None
 
@@ -191,7 +74,7 @@ def _describe(model) -> dict[str, str]:
         "vidstyle.graph_version": str(GRAPH_VERSION),
         "vidstyle.arch": json.dumps(net.config.to_dict()),
         "vidstyle.styles": json.dumps(list(model.styles)),
-        "vidstyle.mix": json.dumps([round(w, 6) for w in net.mix.detach().float().cpu().tolist()]),
+        "vidstyle.mix": json.dumps([round(float(w), 6) for w in _mix(model)]),
         "vidstyle.name": model.name,
         # the short side the network learnt at, which vidstyle paints at (--brush 1): 0 when the file does not say
         "vidstyle.scale": str(model_scale(model.training) or 0),
@@ -247,6 +130,11 @@ def export_model(model, path: str | os.PathLike, format: str | None = None,  # n
 
 
 def _export_onnx(model, path: Path) -> None:
+    from .extras import need_torch
+
+    need_torch("ONNX export")  # before importing it, for one line where it is missing
+    from .torch_export import to_onnx_bytes
+
     try:
         import onnx
     except ImportError:
@@ -272,8 +160,21 @@ def _export_onnx(model, path: Path) -> None:
 def _export_openvino(model, path: Path) -> None:
     ov = require_openvino()
     baked = _baked(model)
-    om = to_openvino(model.net, pad=True) if baked is None else ov.convert_model(
-        io.BytesIO(to_onnx_bytes(model.net, pad=True, baked=baked)))
+    from .models.weights import WeightsNet
+
+    if isinstance(model.net, WeightsNet):  # built from the weights: no PyTorch
+        from .light.graph import net_graph
+
+        om = net_graph(model.net.config.to_dict(), model.net.weights, pad=True,
+                       baked=None if baked is None else _mix(model))
+    elif baked is None:
+        from .torch_export import to_openvino
+
+        om = to_openvino(model.net, pad=True)
+    else:
+        from .torch_export import to_onnx_bytes
+
+        om = ov.convert_model(io.BytesIO(to_onnx_bytes(model.net, pad=True, baked=baked)))
     for k, v in _describe(model).items():
         om.set_rt_info(v, ["vidstyle", k.removeprefix("vidstyle.")])
     save_ir_atomic(ov, om, path)

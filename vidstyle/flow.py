@@ -7,21 +7,38 @@ convention is the one of ``warp.py``: ``flow(prev_to_next)`` computed with
 
 Every estimator has a ``tag``: a short string naming the method and the settings that change
 its result, used in cache keys.
+
+Importable without PyTorch (the light install): ``DISFlow``, ``read_flo``, ``write_flo`` and
+``make_flow("dis")`` / ``make_flow("auto")`` need only OpenCV and NumPy; torch is imported inside
+what needs it (RAFT, ``to_tensor``), and ``make_flow("raft")`` without it raises a ``VidstyleError``.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import VidstyleError
 
+if TYPE_CHECKING:  # annotations only: torch is imported where it is used
+    import torch
+
 RAFT_MIN_SIDE = 128          # torchvision's RAFT needs feature maps of 16 px: frames of 128 px at least
 RAFT_MAX_PIXELS = 1280 * 720  # RAFT's all-pairs correlation grows with the square of this: about 720p at most
+# the line of ``extras.need_torch("RAFT flow")``, for where PyTorch cannot be imported at all
+RAFT_NEEDS_TORCH = "RAFT flow needs PyTorch, which this install does not have: pip install 'vidstyle[torch]'"
+
+
+def _torch_for_raft():
+    """The torch module, or a one-line VidstyleError when it cannot be imported (the light install)."""
+    try:
+        import torch
+    except ImportError:
+        raise VidstyleError(RAFT_NEEDS_TORCH) from None
+    return torch
 
 
 def read_flo(path: str | Path) -> np.ndarray:
@@ -96,6 +113,7 @@ class DISFlow:
 
 def raft_weights_path(variant: str = "large") -> Path:
     """Where torchvision caches RAFT ``large`` or ``small`` weights (the torch hub checkpoints folder)."""
+    import torch
     from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
 
     weights = {"large": Raft_Large_Weights, "small": Raft_Small_Weights}[variant].DEFAULT
@@ -103,7 +121,7 @@ def raft_weights_path(variant: str = "large") -> Path:
 
 
 def raft_available(variant: str = "large") -> bool:
-    """True when torchvision's RAFT weights are already in the torch hub cache."""
+    """True when torchvision's RAFT weights are already in the torch hub cache (False without torch)."""
     try:
         return raft_weights_path(variant).is_file()
     except ImportError:
@@ -127,6 +145,7 @@ def raft_work_size(h: int, w: int, max_side: int | None = None,
 
 def _load_raft(variant: str) -> torch.nn.Module:
     """torchvision's RAFT with the cached weights, read as tensors only (no pickle)."""
+    import torch
     from torchvision.models.optical_flow import raft_large, raft_small
 
     path = raft_weights_path(variant)
@@ -152,6 +171,7 @@ class RAFTFlow:
 
     def __init__(self, device: str | torch.device = "cuda", model: str | torch.nn.Module = "large",
                  num_flow_updates: int = 12, max_pixels: int = RAFT_MAX_PIXELS):
+        torch = _torch_for_raft()
         self.device = torch.device(device)
         if isinstance(model, str):
             if model not in ("large", "small"):
@@ -164,12 +184,20 @@ class RAFTFlow:
         self.max_pixels = max_pixels
         self.tag = f"raft-{name}-u{num_flow_updates}-p{max_pixels}"
 
-    @torch.inference_mode()
     def batch(self, target: torch.Tensor, source: torch.Tensor, max_side: int | None = None) -> torch.Tensor:
         """(N, 3, H, W) [0, 1] -> (N, 2, H, W) float32 flows warping ``source`` onto ``target``.
 
-        RAFT runs pair by pair at ``raft_work_size(H, W, max_side)``; N may be 0.
+        RAFT runs pair by pair at ``raft_work_size(H, W, max_side)``; N may be 0. Runs in inference mode.
         """
+        import torch
+
+        with torch.inference_mode():
+            return self._batch(target, source, max_side)
+
+    def _batch(self, target: torch.Tensor, source: torch.Tensor, max_side: int | None) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         n, _, h, w = target.shape
         if n == 0:
             return target.new_zeros((0, 2, h, w), dtype=torch.float32)
@@ -190,20 +218,33 @@ class RAFTFlow:
 
     def __call__(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB frames -> (H, W, 2) float32 flow warping ``source`` onto ``target``."""
+        import torch
+
         t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
         return self.batch(t(target), t(source))[0].permute(1, 2, 0).cpu().numpy()
 
 
 def make_flow(kind="auto", device: str | torch.device = "cpu", scale: float = 1.0, preset: str = "medium"):
-    """``dis``, ``raft``, ``auto`` (RAFT on CUDA when cached, else DIS) or a flow object (returned as is)."""
+    """``dis``, ``raft``, ``auto`` (RAFT on CUDA when cached, else DIS) or a flow object (returned as is).
+
+    Without PyTorch (or with ``VIDSTYLE_TORCH=0``: ``extras.has_torch``) ``auto`` is DIS and ``raft`` raises a
+    one-line ``VidstyleError``; torch is not imported then.
+    """
+    from .extras import has_torch, need_torch
+
     if not isinstance(kind, str):
         if not callable(kind):
             raise VidstyleError(f"a flow must be dis, raft, auto or a flow estimator, not {kind!r}")
         return kind
     kind = kind.lower()
     if kind == "auto":
-        kind = "raft" if torch.device(device).type == "cuda" and raft_available() else "dis"
+        if has_torch():
+            import torch
+            kind = "raft" if torch.device(device).type == "cuda" and raft_available() else "dis"
+        else:  # the light install: no RAFT
+            kind = "dis"
     if kind == "raft":
+        need_torch("RAFT flow")
         return RAFTFlow(device)
     if kind == "dis":
         return DISFlow(preset, scale)
@@ -212,5 +253,7 @@ def make_flow(kind="auto", device: str | torch.device = "cpu", scale: float = 1.
 
 def to_tensor(flow: np.ndarray, device="cpu") -> torch.Tensor:
     """(H, W, 2) or (N, H, W, 2) numpy -> (N, 2, H, W) torch."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(flow)).to(device)
     return (t[None] if t.dim() == 3 else t).permute(0, 3, 1, 2).float()

@@ -247,10 +247,16 @@ class TemporalOptions(_Options):
         return super().fingerprint()
 
     def stabilizer(self):
-        """A fresh ``temporal.Stabilizer`` for one video, or None when off."""
+        """A fresh stabiliser for one video, or None when off: ``temporal.Stabilizer`` (PyTorch), or
+        ``light.stabilizer.Stabilizer`` where this process paints without it (``painters.light``)."""
         if not self.temporal:
             return None
-        from .temporal import Stabilizer
+        from .extras import has_torch
+
+        if not has_torch():  # painters.light(): this process paints without PyTorch
+            from .light.stabilizer import Stabilizer
+        else:
+            from .temporal import Stabilizer
         return Stabilizer(strength=self.temporal_strength, flow=self.flow)
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
 from .errors import VidstyleError
 
 CHOICES = ("auto", "fp32", "bf16", "fp16")
@@ -18,15 +16,17 @@ CHOICES = ("auto", "fp32", "bf16", "fp16")
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 dot products (AVX-512 BF16 or AMX), where bf16 is about 2x fp32."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    """True when the CPU has native bf16 dot products (AVX-512 BF16 or AMX), where bf16 is about 2x fp32.
+    Asks PyTorch where it is installed, else reads /proc/cpuinfo (the light install)."""
+    torch = _torch()
+    probe = None if torch is None else getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     if probe is not None:
         try:
             if probe():
                 return True
         except Exception:  # noqa: BLE001 - a probe, never fatal
             pass
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    amx = None if torch is None else getattr(torch.cpu, "_is_amx_tile_supported", None)
     if amx is not None:
         try:
             if amx():
@@ -48,14 +48,31 @@ def cpu_runs_int8() -> bool:
     Measured: about 1.6x bf16 with AVX-512 VNNI, and 1.65x fp32 on an AVX2 CPU without VNNI or bf16
     (docs/PERFORMANCE.md); without VNNI, NNCF's overflow fix on every layer gave the same pictures.
     """
+    torch = _torch()
     try:
-        return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+        if torch is not None:
+            return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+        with open("/proc/cpuinfo") as fh:
+            return " avx2" in fh.read()
     except Exception:  # noqa: BLE001 - a probe, never fatal
         return False
 
 
+def _torch():
+    """torch when this install has it (``vidstyle.extras.has_torch``), else None."""
+    from .extras import has_torch
+
+    if not has_torch():
+        return None
+    import torch
+
+    return torch
+
+
 def resolve(precision: str, device: torch.device) -> torch.dtype | None:
     """``auto`` -> fp16 on CUDA, bf16 on a CPU that has it, else fp32 (``None``)."""
+    import torch
+
     p = (precision or "auto").lower()
     if p not in CHOICES:
         raise VidstyleError(f"--precision must be one of {', '.join(CHOICES)}, not {precision!r}")
@@ -71,4 +88,6 @@ def resolve(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def name(dtype: torch.dtype | None) -> str:
+    import torch
+
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]

@@ -192,6 +192,9 @@ def optimize_images(inputs: Stills | Paths, style_image: str | os.PathLike | Non
     follows it; ``on_written(path)`` after each picture. Transparency is kept, resized to the painting.
     A VidstyleError when ``style_image`` is None.
     """
+    from .extras import need_torch
+
+    need_torch("--optimize (Gatys et al.)")
     from .train.gatys import optimize_image
 
     stills = _stills(inputs, output)

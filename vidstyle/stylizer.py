@@ -10,7 +10,6 @@ here, the same for every engine.
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import torch
@@ -18,31 +17,12 @@ import torch.nn.functional as F
 
 from . import engines
 from .errors import VidstyleError
-from .models.files import StyleModel, model_scale
+from .models.files import StyleModel
 from .options import PaintOptions
+from .painting import PainterBase
+from .sizing import scaled_size, shrunk_to, working_size  # noqa: F401 - this module's API too
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
-# Memory a CPU painting takes, beyond the model: per pixel painted (the network's activations; measured with the
-# bundled network on OpenVINO, 1024x1024 to 2048x2048 frames: about 250 B) and per pixel of the frame (its float
-# copies on the way in and out). A painting that would take more than FREE_SHARE of the free memory is refused.
-BYTES_PER_PAINTED_PIXEL = 320
-BYTES_PER_FRAME_PIXEL = 40
-FREE_SHARE = 0.8
-
-
-def free_memory() -> int | None:
-    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where it cannot be told."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -56,54 +36,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise VidstyleError(f"--device must be auto, cpu or cuda, not {name!r}")
-
-
-def _shrunk(h: int, w: int, s: float) -> tuple[int, int]:
-    """(h, w) times ``s``, rounded, at least 4 px a side: the last step of ``scaled_size`` and ``working_size``."""
-    return max(4, round(h * s)), max(4, round(w * s))
-
-
-def scaled_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
-    """(h, w) shrunk so the longer side is at most ``max_side`` (never enlarged).
-
-    Differs from ``working_size`` (which can target the short side instead) and ``flow.raft_work_size``
-    (pixel cap, 128 px minimum, multiples of 8): only the longer side is capped.
-    """
-    if not max_side or max(h, w) <= max_side:
-        return h, w
-    return _shrunk(h, w, max_side / max(h, w))
-
-
-def shrunk_to(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
-    """(H, W, 3) uint8 ``rgb`` resized (area) to ``scaled_size``: itself when it already fits."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    hh, ww = scaled_size(h, w, max_side)
-    return cv2.resize(rgb, (ww, hh), interpolation=cv2.INTER_AREA) if (hh, ww) != (h, w) else rgb
-
-
-def working_size(h: int, w: int, *, max_side: int | None = None, scale: int | None = None,
-                 brush: float = 1.0) -> tuple[int, int]:
-    """The size a (h, w) frame is painted at (never larger than the frame).
-
-    ``max_side``: the longer side, when given (it overrides the rest). Otherwise ``scale``, the short
-    side of the pictures the model learnt on, divided by ``brush``: at that size the strokes are as
-    large, relative to the picture, as they were in training, whatever the video's resolution
-    (a 1080p frame painted at full size would get strokes a quarter as large). ``brush`` 2 paints
-    strokes twice as large; 0.5 half as large.
-
-    Differs from ``scaled_size`` (which it uses for ``max_side``) by shrinking the short side to the model's
-    scale, and from ``flow.raft_work_size`` by having no pixel cap, no 128 px minimum and no rounding to 8.
-    """
-    if max_side:
-        return scaled_size(h, w, max_side)
-    if not scale or brush <= 0:
-        return h, w
-    short = max(8, round(scale / brush))
-    if min(h, w) <= short:
-        return h, w
-    return _shrunk(h, w, short / min(h, w))
 
 
 def resize(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -123,7 +55,7 @@ def keep_colour(stylized: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return original + (luminance(stylized) - luminance(original))
 
 
-class Stylizer:
+class Stylizer(PainterBase):
     """Apply a style model to batches of frames.
 
     Frames are painted at ``working_size``: by default at the scale the model was trained at, so the
@@ -149,36 +81,15 @@ class Stylizer:
         options = options.replace(**kwargs) if options is not None and kwargs else options or PaintOptions(**kwargs)
         if device is not None and not isinstance(device, torch.device):
             options = options.replace(device=device)
-        self.options = options
-        self.model = model
+        self._take(model, options)
         self.device = device if isinstance(device, torch.device) else pick_device(options.device)
         self.cuda = self.device.type == "cuda"
         precision = options.precision
         if half is not None and precision == "auto":
             precision = ("fp16" if self.cuda else "bf16") if half else "fp32"
-        self.max_side = options.max_side
-        self.brush = options.brush
-        self.scale = model_scale(model.training)
-        self.out_size = options.out_size
-        self.strength = options.strength
-        self.preserve_color = options.preserve_color
         self.engine = engines.make_engine(model, self.device, options.engine, precision, realtime)
         self.precision = self.engine.precision  # "fp32", "bf16" or "fp16"
         self.half = self.engine.dtype is not None
-        self.net = model.net
-        self._fits: set[tuple[int, int, int]] = set()  # (n, h, w) batches known to fit in memory
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    @property
-    def temporal_strength(self) -> float:
-        """The ``--temporal`` strength of the style painted now: its model file's, else the default."""
-        from .models.metadata import DEFAULT_STRENGTH
-
-        own = self.model.temporal_strength()
-        return DEFAULT_STRENGTH if own is None else own
 
     # uint8 host frames <-> float device tensors -------------------------------
     def upload(self, frames: np.ndarray) -> torch.Tensor:
@@ -219,7 +130,7 @@ class Stylizer:
         reflect, then cropped back.
         """
         h, w = x.shape[-2:]
-        # not shared with TransformerNet.forward (no MIN_SIDE floor) nor export.StyleGraph (branch-free, always
+        # not shared with TransformerNet.forward (no MIN_SIDE floor) nor torch_export.StyleGraph (branch-free, always
         # reflect, so that tracing keeps H and W dynamic): each pads to multiples of 4 its own way on purpose
         th, tw = max(engines.MIN_SIDE, -(-h // 4) * 4), max(engines.MIN_SIDE, -(-w // 4) * 4)
         if (th, tw) != (h, w):
@@ -227,10 +138,6 @@ class Stylizer:
             x = F.pad(x, (0, tw - w, 0, th - h), mode=mode)
         y = self.engine(x, self.model.net.mix if mix is None else mix)
         return y[..., :h, :w]
-
-    def work_size(self, h: int, w: int) -> tuple[int, int]:
-        """The size an (h, w) frame is painted at (see ``working_size``)."""
-        return working_size(h, w, max_side=self.max_side, scale=self.scale, brush=self.brush)
 
     def finish(self, y: torch.Tensor, out_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Scale to the output size (w, h): ``out_size``, else the Stylizer's (none: as painted)."""
@@ -262,54 +169,14 @@ class Stylizer:
                 return y
             return stabilizer(x, y, pending) if begin is not None else stabilizer(x, y)
 
-    def paint_batch(self, frames: list[np.ndarray], stabilizer=None,
-                    out_size: tuple[int, int] | None = None) -> list[np.ndarray]:
-        """A batch of decoded frames, (H, W, 3) uint8 each, -> their paintings at the output size (``finish``),
-        in order.
-
-        A video may change its frame size mid-stream: frames of one size are painted together, so a batch
-        that spans the change is painted in two calls (the stabiliser sees the frames in order either way).
-        """
-        out: list[np.ndarray] = []
-        start = 0
-        for i in range(1, len(frames) + 1):
-            if i == len(frames) or frames[i].shape != frames[start].shape:
-                y = self.paint_frames(np.stack(frames[start:i]), stabilizer)
-                out += list(self.download(self.finish(y, out_size)))
-                start = i
-        return out
-
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB -> (N, H', W', 3) uint8 stylized; anything else is a VidstyleError (a float
-        or 16-bit picture would be painted as if it were 0..255)."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3:
-            raise VidstyleError(f"a Stylizer paints (N, H, W, 3) RGB frames, not an array of shape {frames.shape}")
-        if frames.dtype != np.uint8:
-            raise VidstyleError(f"a Stylizer paints uint8 frames (0..255), not {frames.dtype}; convert with "
-                                "(x * 255).round().astype(np.uint8) for 0..1 floats")
-        if len(frames) == 0:
-            return np.zeros((0, *frames.shape[1:]), np.uint8)
+        """(N, H, W, 3) uint8 RGB -> (N, H', W', 3) uint8 stylized (``PainterBase.__call__``, in inference mode)."""
         with torch.inference_mode():
-            return self.download(self.finish(self.paint_frames(frames)))
-
-    def check_fits(self, n: int, h: int, w: int) -> None:
-        """A one-line VidstyleError, before anything is allocated, when painting ``n`` (h, w) frames on the CPU
-        would take more memory than this machine has free (``--max-side 8000`` on a large picture)."""
-        if self.cuda or (n, h, w) in self._fits:
-            return
-        hh, ww = self.work_size(h, w)
-        need = n * (hh * ww * BYTES_PER_PAINTED_PIXEL + h * w * BYTES_PER_FRAME_PIXEL)
-        free = free_memory()
-        if free is not None and need > FREE_SHARE * free:
-            what = "lower --max-side" if self.max_side else "raise --brush"
-            raise VidstyleError(f"painting {w}x{h} at {ww}x{hh} needs about {need / 1e9:.1f} GB of memory and "
-                                f"{free / 1e9:.1f} GB are free; {what}, or paint a smaller picture")
-        self._fits.add((n, h, w))
+            return super().__call__(frames)
 
     def auto_batch(self, h: int, w: int) -> int:
         """A batch size that keeps the device busy without running out of memory."""
         if not self.cuda:
-            return 1
+            return super().auto_batch(h, w)
         hh, ww = self.work_size(h, w)
         return int(max(1, min(32, 8 * (1920 * 1080) // max(1, hh * ww))))

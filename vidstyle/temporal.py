@@ -15,14 +15,14 @@ No flow is computed while the stabiliser is off (disabled or strength 0).
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .flow import RAFTFlow, make_flow, to_tensor
-from .models.metadata import DEFAULT_STRENGTH
+from .painting import StabilizerBase
 from .warp import occlusion, warp
 
 
@@ -67,7 +67,7 @@ def restore_detail(blend: torch.Tensor, frame: torch.Tensor, max_gain: float = 1
     return (base + detail * _fine(gain, k, hw)).clamp_(0, 1)
 
 
-class Stabilizer:
+class Stabilizer(StabilizerBase):
     """Stateful: call it on consecutive batches of one video.
 
     ``strength``: weight of the warped previous output where it is visible (0 = off). None: the
@@ -86,19 +86,8 @@ class Stabilizer:
     def __init__(self, strength: float | None = None, flow="auto", flow_scale: float = 0.5,
                  cut_occluded: float = 0.5, cut_colour: float = 0.15, warp_mode: str = "bicubic",
                  max_side: int | None = None, keep_detail: bool = True):
-        self.strength = None if strength is None else float(strength)
-        self.style_strength = DEFAULT_STRENGTH
-        self.flow_kind = flow
-        self.flow_scale = flow_scale
-        self.cut_occluded = cut_occluded
-        self.cut_colour = cut_colour
-        self.warp_mode = warp_mode
-        self.keep_detail = keep_detail
-        self.enabled = True
+        self._settings(strength, flow, flow_scale, cut_occluded, cut_colour, warp_mode, max_side, keep_detail)
         self.device: torch.device | None = None  # where RAFT runs; set by the caller (the painter's device)
-        self.max_side = max_side  # the painting size; may be set by the caller like ``device``
-        self._flow = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="vidstyle-flow")
         self.reset()
 
     def reset(self) -> None:
@@ -112,26 +101,6 @@ class Stabilizer:
         if self._flow is None:
             self._flow = make_flow(self.flow_kind, device, scale=self.flow_scale, preset="medium")
         return self._flow
-
-    @property
-    def weight(self) -> float:
-        """The strength in use: ``strength``, or the style's own when that is None."""
-        return self.style_strength if self.strength is None else self.strength
-
-    @property
-    def active(self) -> bool:
-        """False while stabilisation is off: no flow is computed then."""
-        return self.enabled and self.weight > 0
-
-    def _flows_host(self, frames: np.ndarray, prev: np.ndarray | None) -> list:
-        """[(fw, bw) or None] per frame of (N, H, W, 3) uint8: fw (H, W, 2) warps frame t-1 onto t; bw the other way."""
-        est = self._flow
-        out = []
-        for rgb in frames:
-            same = prev is not None and prev.shape == rgb.shape
-            out.append((est(rgb, prev), est(prev, rgb)) if same else None)
-            prev = rgb
-        return out
 
     def begin(self, frames: np.ndarray) -> Future | str | None:
         """Start the flows of a batch ((N, H, W, 3) uint8) before the network paints it.

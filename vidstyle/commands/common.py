@@ -119,6 +119,14 @@ TEMPORAL_OPTIONS = {
 }
 
 
+def require_torch(what: str, extra: str = "torch") -> None:
+    """Stop with one line (exit code 2) when ``what`` needs PyTorch and this install has none (the light install)."""
+    from ..extras import need_torch
+
+    with user_errors():
+        need_torch(what, extra)
+
+
 def with_options(*groups: dict, after: str, skip: tuple[str, ...] = ()):
     """Add the options of ``groups`` (``PAINT_OPTIONS``, ...) to a command, after its parameter ``after``.
 

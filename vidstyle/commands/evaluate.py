@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import VidstyleError
-from .common import PAINT_OPTIONS, TEMPORAL_OPTIONS, Progress, user_errors, with_options
+from .common import PAINT_OPTIONS, TEMPORAL_OPTIONS, Progress, require_torch, user_errors, with_options
 
 
 @with_options(PAINT_OPTIONS, TEMPORAL_OPTIONS, after="input", skip=("style", "max_side"))
@@ -33,6 +33,7 @@ def eval_cmd(
 
     Example: vidstyle eval frames/ --style starry_night --compare
     """
+    require_torch("vidstyle eval")
     from ..evaluate import FlowBank, check_flo_dir, check_plot_path, evaluate_styles, load_frames, plot
     from ..options import PaintOptions, TemporalOptions
     from ..stylizer import pick_device

@@ -53,7 +53,6 @@ def export(
         style = style if style is not None else style_option
         if output.suffix.lower() == ".safetensors":
             from ..models.files import FORMAT, read_metadata, with_temporal_strengths
-            from ..train.checkpoint import model_from_checkpoint
 
             if style is None or not Path(style).is_file():
                 raise VidstyleError("a .safetensors output is a model made from a training checkpoint "
@@ -67,6 +66,11 @@ def export(
                                         "strengths in a copy, or -o FILE.onnx / FILE.xml to convert it")
                 typer.echo(str(with_temporal_strengths(style, output, strengths, overwrite=overwrite)))
                 return
+            from ..extras import need_torch
+
+            need_torch("a model from a training checkpoint", "train")
+            from ..train.checkpoint import model_from_checkpoint
+
             typer.echo(str(model_from_checkpoint(style, output, overwrite=overwrite, temporal_strengths=strengths)))
             return
         if temporal_strength:

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import user_errors
+from .common import require_torch, user_errors
 from ..errors import VidstyleError
 
 
@@ -67,6 +67,7 @@ def train(
 
     Example: vidstyle train starry_night.jpg --data photos/ --steps 2000 --size 256
     """
+    require_torch("vidstyle train", "train")
     from ..train.config import TrainConfig
     from ..train.loop import Trainer
 
@@ -187,6 +188,7 @@ def export_loss_net(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
 ):
     """Write the loss network's conv1_1..conv4_3 as fp16 safetensors (about 15 MB), usable as --loss-net PATH."""
+    require_torch("vidstyle export-loss-net", "train")
     from ..io.atomic import check_target
     from ..train.lossnet import export_safetensors, load_loss_net
 

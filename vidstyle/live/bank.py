@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import VidstyleError
 from ..models import registry
 from ..options import PaintOptions
-from ..stylizer import Stylizer, pick_device
+from ..painters import light, new_painter, pick_device
 
 log = logging.getLogger("vidstyle")
 
@@ -53,7 +53,7 @@ class StyleBank:
         if first not in self.specs:
             self.specs.insert(0, first)
         self.start = self.specs.index(first)
-        self._cache: dict[int, Stylizer] = {}
+        self._cache: dict[int, object] = {}
 
     def _add(self, spec: str, mix: dict | None = None) -> None:
         from ..models.picture_style import is_picture
@@ -97,7 +97,8 @@ class StyleBank:
         future = self._vectors.get(self.specs[i][0]) if self.specs[i][1] is None else None
         return future is None or future.done()
 
-    def __getitem__(self, i: int) -> Stylizer:
+    def __getitem__(self, i: int):
+        """Style ``i``'s painter (a ``Stylizer``, or the light install's ``FramePainter``)."""
         spec, mix = self.specs[i]
         future = self._vectors.get(spec) if mix is None else None
         if future is not None:
@@ -105,18 +106,18 @@ class StyleBank:
         if i not in self._cache:
             from ..api import painting_model
             model = painting_model(spec, mix=mix, style_size=self.style_size)
-            self._cache[i] = Stylizer(model, self.device, options=self.options, realtime=self.realtime)
+            self._cache[i] = new_painter(model, self.device, options=self.options, realtime=self.realtime)
         return self._cache[i]
 
-    def _picture(self, spec: str, future) -> Stylizer:
+    def _picture(self, spec: str, future):
         """The pictures' Stylizer, painting ``spec`` (its vector from ``future``: waits if not ready)."""
         from ..models.picture_style import label_of, new_model
 
         vector, notes = future.result()  # a picture that cannot be read raises its one-line error here
         label = label_of(spec)
         if self._pictures is None:
-            model = new_model({label: vector}, {label: spec}, self.device)
-            self._pictures = Stylizer(model, self.device, options=self.options, realtime=self.realtime)
+            model = new_model({label: vector}, {label: spec}, self.device, light=light())
+            self._pictures = new_painter(model, self.device, options=self.options, realtime=self.realtime)
         model = self._pictures.model
         if label not in model.vectors:
             for note in notes:

@@ -445,7 +445,7 @@ def _bench_clip(path: Path, w: int, h: int, n: int, fps: int) -> Path:
 def bench_live(size=(1280, 720), frames: int = 120, paint: PaintOptions | None = None, source_fps: int = 60) -> dict:
     """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window, painting with ``paint``:
     fps and latency."""
-    import torch
+    import os
 
     w, h = size
     warmup = min(10, max(1, frames // 5))
@@ -458,10 +458,14 @@ def bench_live(size=(1280, 720), frames: int = 120, paint: PaintOptions | None =
     if r.frames < frames + warmup:  # the session ends early only when stopped (Ctrl-C): no partial figures
         raise KeyboardInterrupt
     st = session.bank[session.state.style]
-    gpu = torch.cuda.get_device_name(0) if st.device.type == "cuda" else None
+    gpu = None
+    if st.device.type == "cuda":
+        import torch
+
+        gpu = torch.cuda.get_device_name(0)
     return {"mode": "live", "resolution": f"{w}x{h}", "source_fps": source_fps, "frames": r.frames - warmup,
             "warmup_frames": warmup, "device": r.device, "gpu": gpu, "style": r.style,
             "arch": st.model.net.config.arch, "half": st.half, "engine": st.engine.name,
             "precision": st.precision, "work_size": "x".join(map(str, st.work_size(h, w)[::-1])), "fps": r.fps,
             "latency_ms_median": r.latency_ms_median, "latency_ms_p95": r.latency_ms_p95,
-            "dropped_frames": r.dropped, "cpu_threads": torch.get_num_threads()}
+            "dropped_frames": r.dropped, "cpu_threads": len(os.sched_getaffinity(0))}

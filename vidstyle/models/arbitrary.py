@@ -26,16 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .transformer import ArchConfig, TransformerNet
+from .config import PICTURE_CALIBRATION as CALIBRATION
+from .config import PICTURE_CONFIG as CONFIG
+from .config import PICTURE_WEIGHTS as WEIGHTS
+from .config import PREDICTOR_PREFIX as PREDICTOR
+from .config import VECTOR
+from .transformer import ArchConfig, TransformerNet  # noqa: F401 - ArchConfig: this module's API
 
-VECTOR = 100  # numbers in a style vector
-WEIGHTS = Path(__file__).resolve().parent / "networks" / "arbitrary.safetensors"
-# style vectors of 16 well-known paintings (scripts/convert_arbitrary.py --calibration): what int8 quantisation
-# calibrates the transform network on, whichever picture is painted, so that one int8 network serves all
-CALIBRATION = WEIGHTS.parent / "calibration_vectors.npy"
-PREDICTOR = "predictor."  # prefix of the predictor's tensors in WEIGHTS; the rest are PictureNet's
 STYLE_SIDE = 256  # the side the predictor was trained at: a picture's centre square is read at this size
-CONFIG = ArchConfig("picture", (8, 16, 32), 5, VECTOR + 1)
 NORM_EPS = 1e-5  # the norms' epsilon in Magenta's graph, as in StyleNorm (scripts/convert_arbitrary.py checks)
 
 

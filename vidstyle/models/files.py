@@ -17,15 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
-from ..errors import VidstyleError, one_line
+from ..errors import VidstyleError
+from .config import ArchConfig  # noqa: F401 - part of this module's API
 from .metadata import read_metadata  # noqa: F401 - part of this module's API
-from .transformer import ArchConfig, TransformerNet
-
-FORMAT = "vidstyle-model"
-STYLE_IMAGE = "style_image."
+from .weights import (FORMAT, MAX_CHANNELS, MAX_RES_BLOCKS, MAX_STYLES, STYLE_IMAGE,  # noqa: F401 - this module's API
+                      WeightsNet, check_temporal_strengths, read_model_file)
 
 
 @dataclass
@@ -78,7 +75,7 @@ class StyleModel:
         """
         if not self.temporal_strengths:
             return None
-        mix = self.net.mix.detach().float().cpu().tolist()
+        mix = np.asarray(self.net.mix.detach().float().cpu() if hasattr(self.net.mix, "detach") else self.net.mix).tolist()
         used = [(w, self.temporal_strengths.get(s)) for s, w in zip(self.styles, mix) if w > 0]
         if not used or any(v is None for _, v in used):
             return None
@@ -97,21 +94,6 @@ def model_scale(training: dict) -> int | None:
     return None
 
 
-def check_temporal_strengths(values: dict, styles: list[str], where: str) -> dict[str, float]:
-    """{style: strength} from a file or the command line -> the same, checked (VidstyleError otherwise)."""
-    if not isinstance(values, dict):
-        raise VidstyleError(f"{where}: temporal_strength must map style names to numbers")
-    out = {}
-    for name, v in values.items():
-        if name not in styles:
-            raise VidstyleError(f"{where}: temporal strength for {name!r}, which is not one of its styles "
-                                f"({', '.join(styles)})")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise VidstyleError(f"{where}: the temporal strength of {name} must be a number from 0 to 1, not {v!r}")
-        out[str(name)] = float(v)
-    return out
-
-
 def save_model(path: str | Path, net: TransformerNet, styles: list[str], training: dict | None = None,
                half: bool = False, style_images: list | None = None,
                temporal_strengths: dict[str, float] | None = None) -> Path:
@@ -121,6 +103,8 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
     ``vidstyle eval`` can measure the style loss without the original pictures.
     ``temporal_strengths`` ({style: strength}) become the ``--temporal`` default of those styles.
     """
+    import torch
+
     path = Path(path)
     if len(styles) != net.config.n_styles:
         raise ValueError("one style name per conditional-norm slot")
@@ -140,8 +124,18 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
     return write_safetensors(path, tensors, meta)
 
 
+def save_file(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+    """safetensors' ``save_file`` for torch tensors, or for NumPy arrays (then without importing PyTorch)."""
+    if all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file as save
+    else:
+        from safetensors.torch import save_file as save
+    save(tensors, filename, metadata=metadata)
+
+
 def write_safetensors(path: Path, tensors: dict, meta: dict) -> Path:
-    """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file."""
+    """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file.
+    ``tensors``: torch tensors, or NumPy arrays (no PyTorch needed then)."""
     from ..io.atomic import AtomicPath
 
     atomic = AtomicPath(path)
@@ -161,10 +155,12 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     The weights and the other metadata are copied untouched; styles not named keep the strength they
     had. ``dst`` may be ``src`` (with ``overwrite``): it is replaced atomically.
     """
+    from safetensors.numpy import load_file
+
     from ..io.atomic import check_target
 
     src, dst = Path(src), Path(dst)
-    model = load_model(src)  # checks the file as a whole, one-line errors
+    model = load_model(src, light=True)  # checks the file as a whole, one-line errors (no PyTorch needed)
     check_target(dst, overwrite)
     merged = {**model.temporal_strengths, **check_temporal_strengths(strengths, model.styles, str(src))}
     meta = read_metadata(src)
@@ -172,84 +168,20 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     return write_safetensors(dst, load_file(str(src)), meta)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> StyleModel:
-    """Load a model file; every problem is a one-line VidstyleError."""
-    path = Path(path)
-    if not path.is_file():
-        raise VidstyleError(f"model file not found: {path}")
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT:
-        raise VidstyleError(f"{path} is a .safetensors file but not a vidstyle model (no vidstyle metadata)")
-    try:
-        arch, training = json.loads(meta["arch"]), json.loads(meta.get("training", "{}"))
-        strengths = json.loads(meta.get("temporal_strength", "{}"))
-        for key, value in (("arch", arch), ("training", training), ("temporal_strength", strengths)):
-            if not isinstance(value, dict):
-                raise ValueError(f"{key} is not a JSON object")
-        config = ArchConfig.from_dict(arch)
-        styles = [str(s) for s in json.loads(meta.get("styles", "[]"))] or [path.stem]
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise VidstyleError(f"{path} has broken metadata ({one_line(e, 160)})") from None
-    _check_arch(config, styles, path)
-    shapes = _stored_shapes(path)
-    try:
-        with torch.device("meta"):  # the shapes the metadata asks for, without allocating a weight
-            expected = {k: tuple(v.shape) for k, v in TransformerNet(config).state_dict().items()}
-    except Exception as e:
-        raise VidstyleError(f"{path}: cannot build architecture {meta['arch']} ({one_line(e, 160)})") from None
-    weights = {k: v for k, v in shapes.items() if not k.startswith(STYLE_IMAGE)}
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    bad = [k for k in expected if k in weights and weights[k] != expected[k]]
-    if missing or extra or bad:
-        what = (f"{bad[0]} has shape {weights[bad[0]]}, expected {expected[bad[0]]}"
-                if bad else f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}")
-        raise VidstyleError(f"{path} does not match its architecture ({config.arch}): {what}")
-    try:
-        state = load_file(str(path))
-    except Exception as e:
-        raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None
-    pictures = {k: state.pop(k) for k in [k for k in state if k.startswith(STYLE_IMAGE)]}
-    net = TransformerNet(config)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
-    net.eval().requires_grad_(False)
-    # NaN or infinity anywhere makes the sum so (numpy: a few ms; torch's reductions take 30x longer here)
-    broken = next((k for k, v in net.state_dict().items() if not np.isfinite(v.detach().numpy().sum())), None)
-    if broken is not None:  # it would paint black, or noise, without a word
-        raise VidstyleError(f"{path} is broken: its weights hold NaN or infinite numbers ({broken})")
-    images = {styles[int(k[len(STYLE_IMAGE):])]: v for k, v in pictures.items()
-              if k[len(STYLE_IMAGE):].isdigit() and int(k[len(STYLE_IMAGE):]) < len(styles)}
-    strengths = check_temporal_strengths(strengths, styles, str(path))
-    return StyleModel(net.to(device), styles, training, path, images, strengths)
+def load_model(path: str | Path, device: str | torch.device = "cpu", *, light: bool = False) -> StyleModel:
+    """Load a model file; every problem is a one-line VidstyleError. ``light``: its network as a ``WeightsNet``
+    (NumPy weights, for ``vidstyle.light``: PyTorch is not imported), else a ``TransformerNet`` on ``device``."""
+    f = read_model_file(path)
+    if light:
+        net = WeightsNet(f.config, f.weights)
+        images = f.pictures
+    else:
+        import torch
 
+        from .transformer import TransformerNet
 
-# What a model file may ask for: the bundled network has (32, 64, 128) channels and 5 blocks; these bounds leave
-# room for larger ones while refusing metadata that would build a network of gigabytes before a weight is read.
-MAX_CHANNELS = 1024
-MAX_RES_BLOCKS = 64
-MAX_STYLES = 4096
-
-
-def _check_arch(config: ArchConfig, styles: list[str], path: Path) -> None:
-    """The architecture named in a file's metadata, within sane bounds, one style name per norm row."""
-    if len(config.channels) != 3 or not all(1 <= c <= MAX_CHANNELS for c in config.channels):
-        raise VidstyleError(f"{path} has broken metadata: channels {list(config.channels)} (three numbers from 1 to "
-                            f"{MAX_CHANNELS})")
-    if not 0 <= config.res_blocks <= MAX_RES_BLOCKS:
-        raise VidstyleError(f"{path} has broken metadata: res_blocks {config.res_blocks} (0 to {MAX_RES_BLOCKS})")
-    if not 1 <= config.n_styles <= MAX_STYLES:
-        raise VidstyleError(f"{path} has broken metadata: n_styles {config.n_styles} (1 to {MAX_STYLES})")
-    if len(styles) != config.n_styles:
-        raise VidstyleError(f"{path} has broken metadata: {len(styles)} style names for the {config.n_styles} "
-                            "styles of its network")
-
-
-def _stored_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Every tensor's shape, from the file's header (no tensor is read)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError ...: one line
-        raise VidstyleError(f"{path} is not a readable .safetensors model file ({one_line(e, 160)})") from None
+        net = TransformerNet(f.config)
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in f.weights.items()})
+        net.eval().requires_grad_(False).to(device)
+        images = {k: torch.from_numpy(v) for k, v in f.pictures.items()}
+    return StyleModel(net, f.styles, f.training, f.path, images, f.strengths)

@@ -3,7 +3,8 @@
     model = picture_model({"my_painting.jpg": 1.0})            # a StyleModel: every engine and path takes it
     model = picture_model({"a.jpg": 0.5, "b.png": 0.5})       # two pictures blended by their vectors
 
-A ``PictureStyle`` is a ``StyleModel`` whose network is ``arbitrary.PictureNet`` and whose "mix" is the style
+A ``PictureStyle`` is a ``StyleModel`` whose network is ``arbitrary.PictureNet`` (or its weights, ``WeightsNet``, in
+the light install) and whose "mix" is the style
 vector (with a 1 appended): the Stylizer, the engines (OpenVINO takes the vector as a graph input, so another
 picture needs no recompile), the stabiliser, live mode and export carry it as they carry a bundled style.
 Its vectors travel to workers as numbers (``vectors``), never the pictures.
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import VidstyleError
-from . import arbitrary
+from .config import PICTURE_CONFIG, PICTURE_WEIGHTS, PREDICTOR_PREFIX, VECTOR
 from .files import StyleModel
 
 log = logging.getLogger("vidstyle")
@@ -51,14 +51,18 @@ def check_style_size(size) -> int:
 _PREDICTOR: list = []  # the predictor, loaded on first use and kept (about 9 MB)
 
 
-def predictor() -> arbitrary.StylePredictor:
+def predictor():
+    """The style predictor (``arbitrary.StylePredictor``, PyTorch), loaded once."""
+    from . import arbitrary
+
     if not _PREDICTOR:
         _PREDICTOR.append(arbitrary.load_predictor())
     return _PREDICTOR[0]
 
 
-def picture_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, h, w) float in [0, 1] with its short side ``size`` (area-averaged when shrunk)."""
+def picture_pixels(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (h, w, 3) uint8 with its short side ``size`` (area-averaged when shrunk, bicubic when
+    enlarged): what the predictor reads."""
     import cv2
 
     h, w = rgb.shape[:2]
@@ -66,17 +70,33 @@ def picture_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
     hw = (max(1, round(h * s)), max(1, round(w * s)))
     if hw != (h, w):
         rgb = cv2.resize(rgb, hw[::-1], interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255.0)
+    return np.ascontiguousarray(rgb)
 
 
-@torch.inference_mode()
+def picture_tensor(rgb: np.ndarray, size: int):
+    """(H, W, 3) uint8 -> (1, 3, h, w) torch float in [0, 1] with its short side ``size`` (``picture_pixels``)."""
+    import torch
+
+    return torch.from_numpy(picture_pixels(rgb, size)).permute(2, 0, 1)[None].float().div(255.0)
+
+
 def compute_vector(rgb: np.ndarray, size: int = STYLE_SIZE) -> np.ndarray:
-    """(H, W, 3) uint8 picture -> its (100,) float32 style vector, from the whole picture at short side ``size``."""
-    return predictor()(picture_tensor(rgb, size))[0].numpy().astype(np.float32)
+    """(H, W, 3) uint8 picture -> its (100,) float32 style vector, from the whole picture at short side ``size``:
+    on PyTorch where it is installed, else on OpenVINO (``vidstyle.light``; the same vector to about 1e-5)."""
+    from ..extras import has_torch
+
+    if not has_torch():
+        from ..light.vectors import predict
+
+        return predict(picture_pixels(rgb, size))
+    import torch
+
+    with torch.inference_mode():
+        return predictor()(picture_tensor(rgb, size))[0].numpy().astype(np.float32)
 
 
 def cache_dir() -> Path:
-    from ..engines import cache_root
+    from ..ovcache import cache_root
 
     return cache_root() / "styles"
 
@@ -84,7 +104,7 @@ def cache_dir() -> Path:
 def _weights_tag() -> str:
     """What the vectors depend on besides the picture: the shipped weights (their header names the sources and
     every tensor's offsets) and ``VECTOR_VERSION``."""
-    with open(arbitrary.WEIGHTS, "rb") as f:
+    with open(PICTURE_WEIGHTS, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         return hashlib.sha256(f.read(min(n, 1 << 20)) + VECTOR_VERSION.encode()).hexdigest()[:12]
 
@@ -98,7 +118,7 @@ def style_vector(picture, size: int = STYLE_SIZE) -> np.ndarray:
     path = cache_dir() / f"{picture.digest[:32]}-{size}-{_weights_tag()}.npy"
     try:
         v = np.load(path, allow_pickle=False)
-        if v.shape == (arbitrary.VECTOR,) and v.dtype == np.float32 and np.isfinite(v).all():
+        if v.shape == (VECTOR,) and v.dtype == np.float32 and np.isfinite(v).all():
             return v
     except (OSError, ValueError):
         pass
@@ -164,15 +184,21 @@ class PictureStyle(StyleModel):
     def temporal_strength(self) -> float | None:
         return TEMPORAL_STRENGTH
 
-    def toward_content(self, frame: torch.Tensor, strength: float, size: int = STYLE_SIZE) -> torch.Tensor:
+    def content_mix(self, rgb: np.ndarray, strength: float, size: int = STYLE_SIZE) -> np.ndarray:
         """The mix for ``--strength`` below 1: ``strength`` of the way from the content's own style vector (of
-        ``frame``, (3, H, W) float in [0, 1]: the first frame painted, kept for the rest of the stream) to the
-        picture's. (101,) on the network's device."""
+        ``rgb``, (H, W, 3) uint8: the first frame painted, kept for the rest of the stream) to the picture's.
+        (101,) float32: the vector with a 1 appended."""
         if self.content_vector is None:
-            rgb = frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
             self.content_vector = compute_vector(rgb, size)
         v = strength * self.vector() + (1.0 - strength) * self.content_vector
-        return arbitrary.with_one(torch.from_numpy(v.astype(np.float32))).to(self.net.mix.device)
+        return np.append(v, 1.0).astype(np.float32)
+
+    def toward_content(self, frame, strength: float, size: int = STYLE_SIZE):
+        """``content_mix`` for ``frame``, (3, H, W) torch float in [0, 1]; (101,) on the network's device."""
+        import torch
+
+        rgb = frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return torch.from_numpy(self.content_mix(rgb, strength, size)).to(self.net.mix.device)
 
     def to_dict(self) -> dict:
         """What a worker needs to rebuild this model: the vectors and weights, as plain numbers."""
@@ -180,9 +206,9 @@ class PictureStyle(StyleModel):
                 "sources": dict(self.sources)}
 
     @classmethod
-    def from_dict(cls, d: dict, device: str | torch.device = "cpu") -> "PictureStyle":
+    def from_dict(cls, d: dict, device: str | torch.device = "cpu", light: bool | None = None) -> "PictureStyle":
         vectors = {s: np.asarray(v, np.float32) for s, v in d["vectors"].items()}
-        model = new_model(vectors, d.get("sources", {}), device)
+        model = new_model(vectors, d.get("sources", {}), device, light=light)
         model.label = model.select(mix=d["weights"])
         return model
 
@@ -196,9 +222,21 @@ class PictureStyle(StyleModel):
 
 
 def new_model(vectors: dict[str, np.ndarray], sources: dict[str, str] | None = None,
-              device: str | torch.device = "cpu") -> PictureStyle:
-    """A PictureStyle over ``vectors`` ({label: (100,)}), painting their plain mean until ``select``."""
-    net = arbitrary.load_picture_net().to(device)
+              device: str | torch.device = "cpu", *, light: bool | None = None) -> PictureStyle:
+    """A PictureStyle over ``vectors`` ({label: (100,)}), painting their plain mean until ``select``. ``light``:
+    its network as a ``WeightsNet`` (no PyTorch); None: so where PyTorch is not installed."""
+    if light is None:
+        from ..extras import has_torch
+
+        light = not has_torch()
+    if light:
+        from .weights import WeightsNet
+
+        net = WeightsNet(PICTURE_CONFIG, picture_weights(), picture=True)
+    else:
+        from . import arbitrary
+
+        net = arbitrary.load_picture_net().to(device)
     styles = list(vectors)
     model = PictureStyle(net, styles, training={"scale": PAINT_SCALE, "picture_style": True}, path=None,
                          vectors=dict(vectors), sources=dict(sources or {}))
@@ -214,8 +252,15 @@ def label_of(spec: str) -> str:
     return safe_label(os.path.splitext(name)[0] or "picture")
 
 
+def picture_weights() -> dict[str, np.ndarray]:
+    """The picture network's weights as float32 arrays (no PyTorch), read once."""
+    from ..light.vectors import network_weights
+
+    return {k: v for k, v in network_weights().items() if not k.startswith(PREDICTOR_PREFIX)}
+
+
 def picture_model(pictures: dict[str, float], *, style_size: int = STYLE_SIZE, device: str | torch.device = "cpu",
-                  allow_protocols=(), max_pixels: int | None = None) -> PictureStyle:
+                  allow_protocols=(), max_pixels: int | None = None, light: bool | None = None) -> PictureStyle:
     """{picture path or URL: weight} -> a PictureStyle painting their blend. Each picture is read (``io.pictures``:
     one-line errors for anything unreadable), its vector taken from the cache or computed; notes (an animated
     GIF's first frame, ...) are logged."""
@@ -231,6 +276,6 @@ def picture_model(pictures: dict[str, float], *, style_size: int = STYLE_SIZE, d
         while label in vectors:  # two pictures of one name from different folders
             label += "_"
         vectors[label], sources[label], weights[label] = style_vector(pic, size), str(spec), w
-    model = new_model(vectors, sources, device)
+    model = new_model(vectors, sources, device, light=light)
     model.label = model.select(mix=weights)
     return model

@@ -12,46 +12,11 @@ With a single style it is the plain network.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ArchConfig:
-    """Hyper-parameters of a TransformerNet; stored in every model file."""
-
-    arch: str = "transformer"
-    channels: tuple[int, int, int] = (32, 64, 128)
-    res_blocks: int = 5
-    n_styles: int = 1
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ArchConfig":
-        return cls(
-            arch=str(d.get("arch", "transformer")),
-            channels=tuple(int(c) for c in d.get("channels", (32, 64, 128))),
-            res_blocks=int(d.get("res_blocks", 5)),
-            n_styles=int(d.get("n_styles", 1)),
-        )
-
-
-ARCHS = {
-    # Johnson et al. / pytorch/examples: about 1.7 M parameters.
-    "transformer": ArchConfig("transformer", (32, 64, 128), 5),
-    # For CPUs and laptops: about 8x fewer multiply-adds.
-    "lite": ArchConfig("lite", (16, 32, 64), 3),
-}
-
-
-def arch_config(name: str, n_styles: int = 1) -> ArchConfig:
-    base = ARCHS[name]
-    return ArchConfig(base.arch, base.channels, base.res_blocks, n_styles)
+from .config import ARCHS, ArchConfig, arch_config  # noqa: F401 - part of this module's API
 
 
 class StyleNorm(nn.Module):
