@@ -75,12 +75,13 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
-EngineOpt = typer.Option(Engine.auto, "--engine", help="What runs the network: auto = OpenVINO on the CPU when "
-                         "installed, else PyTorch (always PyTorch on CUDA); openvino runs on the CPU only.")
+EngineOpt = typer.Option(Engine.auto, "--engine", help="What runs the network: auto = OpenVINO on the CPU (built "
+                         "from the weights in the plain install, converted from PyTorch with vidstyle[torch]), "
+                         "PyTorch on CUDA; torch needs vidstyle[torch]; openvino runs on the CPU only.")
 PrecisionOpt = typer.Option(Precision.auto, "--precision", help="Network precision: auto = fp16 on CUDA, bf16 on "
                             "CPUs with native bf16 (AVX-512 BF16, AMX), else fp32; in live mode int8 on x86 CPUs with "
-                            "AVX2. int8 (CPU, OpenVINO): the network quantized once with NNCF, about 1.5x bf16's "
-                            "(1.65x fp32's) speed, the finest strokes a little softer.")
+                            "AVX2 when NNCF is installed (vidstyle[torch]). int8 (CPU, OpenVINO): the network quantized once "
+                            "with NNCF, about 1.5x bf16's (1.65x fp32's) speed, the finest strokes a little softer.")
 BrushOpt = typer.Option(1.0, "--brush", min=0.05, help="Brush size: 1 paints strokes as large, relative to the "
                         "picture, as the model learnt them, whatever the resolution (the frame is painted at the "
                         "model's scale and scaled back); 2 = strokes twice as large, 0.5 = half. --max-side overrides it.")
