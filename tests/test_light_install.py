@@ -179,3 +179,18 @@ def test_styles_and_openvino_export_without_torch(tmp_path):
 def test_what_needs_torch_says_which_extra_in_one_line(tmp_path, args, words):
     refused(light(*args, cwd=tmp_path), *words)
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_segments_and_a_batch_without_torch(tmp_path):
+    """The parallel paths (segments of one video, several videos into a folder) build their painter in worker
+    processes: the light one there too."""
+    joined = tmp_path / "joined.mp4"
+    ok(light("run", SAMPLE, "-o", joined, "--segments", "2", "--max-side", "128"))
+    assert video_pts(joined) == video_pts(SAMPLE)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    for p in (a, b):
+        p.write_bytes(SAMPLE.read_bytes())
+    out = tmp_path / "out"
+    ok(light("run", a, b, "-o", out, "--max-side", "128"))
+    painted = sorted(out.glob("*.mp4"))
+    assert len(painted) == 2 and all(len(frames_rgb(p)) == 90 for p in painted)

@@ -80,20 +80,21 @@ class StylizeJob:
         return job
 
     def stylizer(self):
-        """This process's Stylizer for the job, built on first use."""
+        """This process's painter for the job (a Stylizer, or the light install's FramePainter), built on first use."""
         with _STYLIZER_LOCK:
             st = _STYLIZERS.get(self.key)
             if st is None:
-                from ..stylizer import Stylizer
+                from ..painters import new_painter
 
                 _STYLIZERS.clear()  # one model per process: free the previous one (GPU memory)
                 model = self._model if self._model is not None else self._load()
-                st = Stylizer(model, options=self.paint)
+                st = new_painter(model, options=self.paint)
                 _STYLIZERS[self.key] = st
             return st
 
     def _load(self):
         from ..models import files
+        from ..painters import light
 
         if self.picture is not None:
             from ..models.picture_style import PictureStyle
@@ -104,7 +105,7 @@ class StylizeJob:
         p = folder / self.model_name
         p.write_bytes(self.model_bytes.tobytes())
         try:
-            model = files.load_model(p)
+            model = files.load_model(p, light=light())  # the weights alone where this worker has no PyTorch
         finally:
             p.unlink(missing_ok=True)
             folder.rmdir()
