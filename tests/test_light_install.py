@@ -194,3 +194,18 @@ def test_segments_and_a_batch_without_torch(tmp_path):
     ok(light("run", a, b, "-o", out, "--max-side", "128"))
     painted = sorted(out.glob("*.mp4"))
     assert len(painted) == 2 and all(len(frames_rgb(p)) == 90 for p in painted)
+
+
+@pytest.mark.parametrize("style", ["udnie", "picture"])
+def test_live_without_torch_records_painted_frames(tmp_path, style):
+    """Live mode (a file as the source, no window) paints and records with the light painter, a picture too."""
+    if style == "picture":
+        style = str(sorted(shared("style").glob("*.jpg"))[0])
+    out = tmp_path / "rec.mp4"
+    r = ok(light("live", "--source", SAMPLE, "--no-preview", "--frames", "12", "--record", out, "--style", style,
+                 "--max-side", "160", "--temporal", "--json"))
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["frames"] == 12 and res["recordings"] == [str(out)]
+    got = frames_rgb(out)
+    assert len(got) == 12 and got[0].shape == (360, 640, 3)
+    assert psnr(got[5], frames_rgb(SAMPLE)[5]) < 20  # painted
