@@ -265,7 +265,7 @@ def two_style_model(tmp_path, strengths):
 def test_the_style_painted_sets_the_stabiliser_strength(tmp_path):
     """Stabilizer(None) blends with the strength the model records for the style (or mix) painted now."""
     from vidstyle.api import make_stylizer
-    from vidstyle.temporal import DEFAULT_STRENGTH
+    from vidstyle.models.metadata import DEFAULT_STRENGTH
     path = two_style_model(tmp_path, {"a": 0.4, "b": 0.6})
     frames = np.stack(panning_frames(n=4, h=48, w=64)[0])
     st = make_stylizer(f"{path}:a", device="cpu", engine="torch", precision="fp32")
