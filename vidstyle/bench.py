@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from .options import EncodeOptions, PaintOptions
+from .sizing import cpu_threads
 
 
 
@@ -48,13 +49,6 @@ def _gpu_name(device) -> str | None:
     import torch
 
     return torch.cuda.get_device_name(0)
-
-
-def cpu_threads() -> int:
-    """The cores this process may run on (what OpenVINO and PyTorch use by default)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def bench_pipeline(size=(640, 360), frames: int = 60, paint: PaintOptions | None = None,

@@ -55,12 +55,12 @@ import torch
 
 from . import precision as prec
 from .errors import VidstyleError, one_line
+from .models.config import MIN_SIDE  # noqa: F401 - this module's API (the Stylizer pads to it)
 from .ovcache import STATS, cache_root, clean_stale, compile_cached, core, require_openvino  # noqa: F401 - cache_root: this module's API too
 
 log = logging.getLogger("vidstyle")
 
 ENGINES = ("auto", "torch", "openvino")
-MIN_SIDE = 8  # the 9x9 reflection pads need more than 4 pixels; multiples of 4 for the two stride-2 stages
 SHAPES_KEPT = 4  # compiled sizes an OpenVINO engine keeps (live resolution changes, max_side)
 
 

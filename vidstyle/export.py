@@ -26,7 +26,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from .errors import VidstyleError
 from .graphio import GRAPH_VERSION, INPUTS, ONNX_OPSET, OUTPUT  # noqa: F401 - this module's API too
@@ -50,12 +49,6 @@ BAKED_IO_DOC = ("input: image float32 (N,3,H,W) RGB in [0,1], N/H/W dynamic (H,W
                 "[0,1]. For the look vidstyle gives, resize frames so their short side is vidstyle.scale px first.")
 
 
-def _mix(model) -> np.ndarray:
-    """The style mix ``model`` paints now, (n_styles,) float32 (a torch tensor or an array)."""
-    mix = model.net.mix
-    return np.asarray(mix.detach().float().cpu() if hasattr(mix, "detach") else mix, np.float32)
-
-
 def _baked(model):
     """The mix an export bakes in: a picture's style vector (101 numbers no user would type); None otherwise."""
     return model.net.mix if getattr(model, "is_picture", False) else None
@@ -74,7 +67,7 @@ def _describe(model) -> dict[str, str]:
         "vidstyle.graph_version": str(GRAPH_VERSION),
         "vidstyle.arch": json.dumps(net.config.to_dict()),
         "vidstyle.styles": json.dumps(list(model.styles)),
-        "vidstyle.mix": json.dumps([round(float(w), 6) for w in _mix(model)]),
+        "vidstyle.mix": json.dumps([round(float(w), 6) for w in model.mix_array()]),
         "vidstyle.name": model.name,
         # the short side the network learnt at, which vidstyle paints at (--brush 1): 0 when the file does not say
         "vidstyle.scale": str(model_scale(model.training) or 0),
@@ -166,7 +159,7 @@ def _export_openvino(model, path: Path) -> None:
         from .light.graph import net_graph
 
         om = net_graph(model.net.config.to_dict(), model.net.weights, pad=True,
-                       baked=None if baked is None else _mix(model))
+                       baked=None if baked is None else model.mix_array())
     elif baked is None:
         from .torch_export import to_openvino
 

@@ -23,7 +23,12 @@ def has_torch() -> bool:
         return False
 
 
+def torch_missing(what: str, extra: str = "torch") -> str:
+    """The one line saying that ``what`` needs PyTorch, and which extra brings it."""
+    return f"{what} needs PyTorch, which this install does not have: pip install 'vidstyle[{extra}]'"
+
+
 def need_torch(what: str, extra: str = "torch") -> None:
-    """A one-line VidstyleError unless PyTorch is here: ``what`` needs it, and how to install it."""
+    """A one-line VidstyleError (``torch_missing``) unless PyTorch is here."""
     if not has_torch():
-        raise VidstyleError(f"{what} needs PyTorch, which this install does not have: pip install 'vidstyle[{extra}]'")
+        raise VidstyleError(torch_missing(what, extra))

@@ -22,23 +22,14 @@ import cv2
 import numpy as np
 
 from .errors import VidstyleError
+from .extras import need_torch, torch_missing
 
 if TYPE_CHECKING:  # annotations only: torch is imported where it is used
     import torch
 
 RAFT_MIN_SIDE = 128          # torchvision's RAFT needs feature maps of 16 px: frames of 128 px at least
 RAFT_MAX_PIXELS = 1280 * 720  # RAFT's all-pairs correlation grows with the square of this: about 720p at most
-# the line of ``extras.need_torch("RAFT flow")``, for where PyTorch cannot be imported at all
-RAFT_NEEDS_TORCH = "RAFT flow needs PyTorch, which this install does not have: pip install 'vidstyle[torch]'"
-
-
-def _torch_for_raft():
-    """The torch module, or a one-line VidstyleError when it cannot be imported (the light install)."""
-    try:
-        import torch
-    except ImportError:
-        raise VidstyleError(RAFT_NEEDS_TORCH) from None
-    return torch
+RAFT_NEEDS_TORCH = torch_missing("RAFT flow")  # the light stabiliser's line for --flow raft
 
 
 def read_flo(path: str | Path) -> np.ndarray:
@@ -171,7 +162,9 @@ class RAFTFlow:
 
     def __init__(self, device: str | torch.device = "cuda", model: str | torch.nn.Module = "large",
                  num_flow_updates: int = 12, max_pixels: int = RAFT_MAX_PIXELS):
-        torch = _torch_for_raft()
+        need_torch("RAFT flow")
+        import torch
+
         self.device = torch.device(device)
         if isinstance(model, str):
             if model not in ("large", "small"):
@@ -230,7 +223,7 @@ def make_flow(kind="auto", device: str | torch.device = "cpu", scale: float = 1.
     Without PyTorch (or with ``VIDSTYLE_TORCH=0``: ``extras.has_torch``) ``auto`` is DIS and ``raft`` raises a
     one-line ``VidstyleError``; torch is not imported then.
     """
-    from .extras import has_torch, need_torch
+    from .extras import has_torch
 
     if not isinstance(kind, str):
         if not callable(kind):

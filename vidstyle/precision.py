@@ -69,22 +69,24 @@ def _torch():
     return torch
 
 
-def resolve(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto`` -> fp16 on CUDA, bf16 on a CPU that has it, else fp32 (``None``)."""
-    import torch
-
+def choose(precision: str, device_type: str) -> str:
+    """``--precision`` (auto|fp32|bf16|fp16) on a ``device_type`` ("cpu" or "cuda") -> "fp32", "bf16" or "fp16":
+    ``auto`` is fp16 on CUDA, bf16 on a CPU that has it, else fp32. Without PyTorch (the light painter too)."""
     p = (precision or "auto").lower()
     if p not in CHOICES:
         raise VidstyleError(f"--precision must be one of {', '.join(CHOICES)}, not {precision!r}")
-    if p == "fp32":
-        return None
     if p == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if cpu_has_bf16() else None
-    if p == "fp16" and device.type != "cuda":
+        return "fp16" if device_type == "cuda" else "bf16" if cpu_has_bf16() else "fp32"
+    if p == "fp16" and device_type != "cuda":
         raise VidstyleError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
-    return torch.bfloat16 if p == "bf16" else torch.float16
+    return p
+
+
+def resolve(precision: str, device: torch.device) -> torch.dtype | None:
+    """``choose``'s answer as a torch dtype (``None`` for fp32)."""
+    import torch
+
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[choose(precision, device.type)]
 
 
 def name(dtype: torch.dtype | None) -> str:

@@ -1,4 +1,4 @@
-"""The sizes a frame is painted at, and whether painting it fits in memory: shared by both painters
+"""The sizes a frame is painted at, whether painting it fits in memory, and the cores there are: shared by both painters
 (``stylizer.Stylizer`` on PyTorch, ``light.painter.FramePainter`` without it). No PyTorch here.
 """
 from __future__ import annotations
@@ -28,6 +28,11 @@ def free_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def cpu_threads() -> int:
+    """The cores this process may run on (what OpenVINO and PyTorch use by default)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _shrunk(h: int, w: int, s: float) -> tuple[int, int]:

@@ -17,12 +17,13 @@ import torch.nn.functional as F
 
 from . import engines
 from .errors import VidstyleError
+from .models.config import LUMA
 from .models.files import StyleModel
 from .options import PaintOptions
 from .painting import PainterBase
 from .sizing import scaled_size, shrunk_to, working_size  # noqa: F401 - this module's API too
 
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
+_LUMA = torch.tensor(LUMA)
 
 
 def pick_device(name: str = "auto") -> torch.device:

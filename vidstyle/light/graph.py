@@ -12,19 +12,14 @@ same order, so that fp32 results agree to float rounding (tests/test_light_graph
 """
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-sys.modules.setdefault("openvino_telemetry", None)  # no usage telemetry (as export.require_openvino does)
-import openvino as ov  # noqa: E402
+from ..errors import VidstyleError, one_line
+from ..models.config import LUMA, MIN_SIDE, NORM_EPS, PREDICTOR_STAGES
+from ..ovcache import require_openvino
+
+ov = require_openvino()  # without its usage telemetry
 import openvino.opset13 as ops  # noqa: E402
-
-from ..errors import VidstyleError, one_line  # noqa: E402
-
-NORM_EPS = 1e-5  # StyleNorm's instance-norm epsilon, inside the square root
-MIN_SIDE = 8  # engines.MIN_SIDE: the 9x9 reflection pads need more than 4 pixels
-LUMA = (0.299, 0.587, 0.114)  # stylizer._LUMA, BT.601
 # Layout of two layers, timed with the bundled network (32, 64, 128 channels, 5 blocks) at 640x360, one frame,
 # f32, LATENCY, OpenVINO 2026.4 CPU plugin on a shared 2-core AVX2 EPYC (15 runs each, interleaved; median / min):
 #   transposed-conv upsampling + phased RGB conv   457 / 399 ms   (as fast as torch_export.to_openvino graph)
@@ -32,10 +27,6 @@ LUMA = (0.299, 0.587, 0.114)  # stylizer._LUMA, BT.601
 #   transposed-conv upsampling, plain 9x9 RGB conv 482 / 428 ms
 #   both plain                                     568 / 495 ms
 # The same order in three runs (the machine was loaded): both layers keep the torch module's layout.
-TRANSPOSED_UPSAMPLING = True
-PHASED_RGB = True
-# MobileNet-v2's stages, as arbitrary.STAGES: (expansion, channels, blocks, stride of the first block)
-STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
 def load_weights(path) -> dict[str, np.ndarray]:
@@ -107,16 +98,11 @@ def _merge_taps(w: np.ndarray) -> np.ndarray:
     return np.stack([w[..., 2], w[..., 1] + w[..., 2], w[..., 0] + w[..., 1], w[..., 0]], -1)
 
 
-def _upsampled_conv(x: ov.Node, w: np.ndarray, b: np.ndarray, transposed: bool) -> ov.Node:
-    """``conv(reflect_pad_1(upsample_nearest_2x(x)))``, 3x3: (N, Cin, h, w) -> (N, Cout, 2h, 2w).
-
-    ``transposed``: as ``transformer.upsampled_conv`` does it, one stride-2 transposed conv with the merged
-    4x4 kernel on the edge-padded small picture, cropped by 3 each side; else literally.
+def _upsampled_conv(x: ov.Node, w: np.ndarray, b: np.ndarray) -> ov.Node:
+    """``conv(reflect_pad_1(upsample_nearest_2x(x)))``, 3x3: (N, Cin, h, w) -> (N, Cout, 2h, 2w), as
+    ``transformer.upsampled_conv`` does it: one stride-2 transposed conv with the merged 4x4 kernel on the
+    edge-padded small picture, cropped by 3 each side.
     """
-    if not transposed:
-        up = ops.interpolate(x, np.array([2.0, 2.0], np.float32), "nearest", "scales", nearest_mode="floor",
-                             coordinate_transformation_mode="asymmetric", axes=_i64([2, 3]))
-        return _conv(up, w, b, pad=1)
     k = _merge_taps(_merge_taps(w).swapaxes(-1, -2)).swapaxes(-1, -2)  # (Cout, Cin, 4, 4)
     x = ops.pad(x, _i64([0, 0, 1, 1]), _i64([0, 0, 1, 1]), "edge")
     y = ops.convolution_backprop_data(x, _f32(k.transpose(1, 0, 2, 3)), [2, 2], pads_begin=[3, 3],
@@ -124,15 +110,12 @@ def _upsampled_conv(x: ov.Node, w: np.ndarray, b: np.ndarray, transposed: bool) 
     return ops.add(y, _f32(b.reshape(1, -1, 1, 1)))
 
 
-def _rgb_conv(x: ov.Node, w: np.ndarray, b: np.ndarray, phased: bool) -> ov.Node:
-    """The kxk stride-1 output conv (reflect pad k//2): (N, Cin, H, W) -> (N, Cout, H, W), H and W even.
-
-    ``phased``: as ``transformer.phased_conv``, one stride-2 conv with a (k+1)x(k+1) kernel and 4 Cout channels
-    (one group per output phase), then DepthToSpace ("depth_first" is ``pixel_shuffle``); else a plain conv.
+def _rgb_conv(x: ov.Node, w: np.ndarray, b: np.ndarray) -> ov.Node:
+    """The kxk stride-1 output conv (reflect pad k//2): (N, Cin, H, W) -> (N, Cout, H, W), H and W even, as
+    ``transformer.phased_conv``: one stride-2 conv with a (k+1)x(k+1) kernel and 4 Cout channels (one group per
+    output phase), then DepthToSpace ("depth_first" is ``pixel_shuffle``).
     """
     k = w.shape[-1]
-    if not phased:
-        return _conv(x, w, b, pad=k // 2)
     cout, cin = w.shape[:2]
     phases = np.stack([np.pad(w, ((0, 0), (0, 0), (p, 1 - p), (q, 1 - q))) for p in range(2) for q in range(2)], 1)
     y = _conv(x, phases.reshape(4 * cout, cin, k + 1, k + 1), np.repeat(b, 4), stride=2, pad=k // 2)
@@ -140,8 +123,7 @@ def _rgb_conv(x: ov.Node, w: np.ndarray, b: np.ndarray, phased: bool) -> ov.Node
 
 
 # --------------------------------------------------------------------------- the style network
-def _network(x: ov.Node, mix: ov.Node, config: dict, weights: dict[str, np.ndarray], *,
-             transposed: bool = TRANSPOSED_UPSAMPLING, phased: bool = PHASED_RGB) -> ov.Node:
+def _network(x: ov.Node, mix: ov.Node, config: dict, weights: dict[str, np.ndarray]) -> ov.Node:
     """``TransformerNet.decode(encode(x))`` or ``PictureNet``'s: (N, 3, H, W) in [0, 1], H and W multiples of 4
     -> the raw output (N, 3, H, W); ``mix`` (S,)."""
     picture = config.get("arch") == "picture"
@@ -152,9 +134,9 @@ def _network(x: ov.Node, mix: ov.Node, config: dict, weights: dict[str, np.ndarr
     def layer(x, name, *, stride=1, norm=True, relu=True, upsample=False, rgb=False, scale=1.0):
         cw, cb = w(f"{name}.conv.weight", 4) * scale, w(f"{name}.conv.bias", 1) * scale
         if upsample:
-            x = _upsampled_conv(x, cw, cb, transposed)
+            x = _upsampled_conv(x, cw, cb)
         elif rgb:
-            x = _rgb_conv(x, cw, cb, phased)
+            x = _rgb_conv(x, cw, cb)
         else:
             x = _conv(x, cw, cb, stride, cw.shape[-1] // 2)
         if norm:
@@ -188,8 +170,7 @@ def _mix_param(config: dict) -> ov.Node:
     return _param("mix", [int(config.get("n_styles", 1))], ov.Type.f32)
 
 
-def net_graph(config: dict, weights: dict[str, np.ndarray], *, pad: bool = True, baked: np.ndarray | None = None,
-              _layout: dict | None = None):
+def net_graph(config: dict, weights: dict[str, np.ndarray], *, pad: bool = True, baked: np.ndarray | None = None):
     """The style network as an ``openvino.Model`` (fp32 weights).
 
     ``config``: the ArchConfig dict of a model file ({"arch", "channels", "res_blocks", "n_styles"}); arch
@@ -207,7 +188,6 @@ def net_graph(config: dict, weights: dict[str, np.ndarray], *, pad: bool = True,
 
     ``baked``: a mix (n_styles,) made a constant of the graph (a picture's vector, as ``torch_export.BakedGraph``):
     then ``image`` is the only input.
-    ``_layout`` (private, for timing): {"transposed": bool, "phased": bool}, the two layers' layout (see the top).
     """
     image = _param("image", [-1, 3, -1, -1], ov.Type.f32)
     mix = _mix_param(config) if baked is None else _f32(np.asarray(baked, np.float32).reshape(-1))
@@ -216,7 +196,7 @@ def net_graph(config: dict, weights: dict[str, np.ndarray], *, pad: bool = True,
         hw = ops.gather(ops.shape_of(image), _i64([2, 3]), _i64(0))                # (2,) i64: H, W
         extra = ops.floor_mod(ops.negative(hw), _i64([4, 4]))                        # (-H) mod 4, (-W) mod 4
         x = ops.pad(image, _i64([0, 0, 0, 0]), ops.concat([_i64([0, 0]), extra], 0), "reflect")
-    y = _network(x, mix, config, weights, **(_layout or {}))
+    y = _network(x, mix, config, weights)
     if pad:
         y = ops.slice(y, _i64([0, 0]), hw, _i64([1, 1]), _i64([2, 3]))
     return _model(y, "stylized", [image, mix] if baked is None else [image], "vidstyle_net")
@@ -343,7 +323,7 @@ def predictor_graph(weights: dict[str, np.ndarray]):
     picture = _param("picture", [1, 3, -1, -1], ov.Type.f32)
     x = conv(picture, "features.0", stride=2)                                   # (1, 32, H/2, W/2)
     i, cin = 1, 32
-    for expand, cout, n, first_stride in STAGES:
+    for expand, cout, n, first_stride in PREDICTOR_STAGES:
         for j in range(n):
             name, stride = f"features.{i}.layers", first_stride if j == 0 else 1
             mid = cin * expand

@@ -46,16 +46,9 @@ def light_precision(precision: str | None) -> str:
     rest (fp16 is for CUDA; int8 needs NNCF, which comes with ``vidstyle[torch]``)."""
     from .. import precision as prec
 
-    p = (precision or "auto").lower()
-    if p == "auto":
-        return "bf16" if prec.cpu_has_bf16() else "fp32"
-    if p in ("fp32", "bf16"):
-        return p
-    if p == "fp16":
-        raise VidstyleError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
-    if p == "int8":
+    if (precision or "").lower() == "int8":
         raise VidstyleError("--precision int8 needs NNCF, which this install does not have: pip install 'vidstyle[torch]'")
-    raise VidstyleError(f"--precision must be one of auto, fp32, bf16, fp16, int8, not {precision!r}")
+    return prec.choose(precision, "cpu")
 
 
 class FramePainter(PainterBase):

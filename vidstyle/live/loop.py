@@ -445,7 +445,7 @@ def _bench_clip(path: Path, w: int, h: int, n: int, fps: int) -> Path:
 def bench_live(size=(1280, 720), frames: int = 120, paint: PaintOptions | None = None, source_fps: int = 60) -> dict:
     """Live mode on a synthetic file source (paced at ``source_fps``, looped), no window, painting with ``paint``:
     fps and latency."""
-    import os
+    from ..sizing import cpu_threads
 
     w, h = size
     warmup = min(10, max(1, frames // 5))
@@ -468,4 +468,4 @@ def bench_live(size=(1280, 720), frames: int = 120, paint: PaintOptions | None =
             "arch": st.model.net.config.arch, "half": st.half, "engine": st.engine.name,
             "precision": st.precision, "work_size": "x".join(map(str, st.work_size(h, w)[::-1])), "fps": r.fps,
             "latency_ms_median": r.latency_ms_median, "latency_ms_p95": r.latency_ms_p95,
-            "dropped_frames": r.dropped, "cpu_threads": len(os.sched_getaffinity(0))}
+            "dropped_frames": r.dropped, "cpu_threads": cpu_threads()}

@@ -26,15 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import NORM_EPS  # noqa: F401 - this module's API (scripts/convert_arbitrary.py)
 from .config import PICTURE_CALIBRATION as CALIBRATION
 from .config import PICTURE_CONFIG as CONFIG
 from .config import PICTURE_WEIGHTS as WEIGHTS
+from .config import PREDICTOR_STAGES
 from .config import PREDICTOR_PREFIX as PREDICTOR
 from .config import VECTOR
 from .transformer import ArchConfig, TransformerNet  # noqa: F401 - ArchConfig: this module's API
 
 STYLE_SIDE = 256  # the side the predictor was trained at: a picture's centre square is read at this size
-NORM_EPS = 1e-5  # the norms' epsilon in Magenta's graph, as in StyleNorm (scripts/convert_arbitrary.py checks)
 
 
 # --------------------------------------------------------------------------- the transform network
@@ -119,7 +120,6 @@ class InvertedResidual(nn.Module):
 
 
 # MobileNet-v2's stages: (expansion, channels, blocks, stride of the first block)
-STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
 class StylePredictor(nn.Module):
@@ -133,7 +133,7 @@ class StylePredictor(nn.Module):
         super().__init__()
         blocks: list[nn.Module] = [Conv(3, 32, 3, 2)]                     # (N, 32, H/2, W/2)
         cin = 32
-        for expand, cout, n, stride in STAGES:
+        for expand, cout, n, stride in PREDICTOR_STAGES:
             for i in range(n):
                 blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
                 cin = cout

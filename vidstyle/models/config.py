@@ -75,3 +75,11 @@ PICTURE_CALIBRATION = NETWORKS / "calibration_vectors.npy"
 PREDICTOR_PREFIX = "predictor."  # prefix of the predictor's tensors in PICTURE_WEIGHTS; the rest are PictureNet's
 VECTOR = 100  # numbers in a style vector
 PICTURE_CONFIG = ArchConfig("picture", (8, 16, 32), 5, VECTOR + 1)
+# MobileNet-v2's stages in the style predictor: (expansion, channels, blocks, stride of the first block)
+PREDICTOR_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                    (6, 320, 1, 1))
+
+# What every painter of these networks needs to know
+NORM_EPS = 1e-5  # the instance norms' epsilon, inside the square root (StyleNorm; Magenta's graph too)
+MIN_SIDE = 8  # the 9x9 reflection pads need more than 4 pixels; multiples of 4 for the two stride-2 stages
+LUMA = (0.299, 0.587, 0.114)  # BT.601 luma weights of RGB (--preserve-color)

@@ -68,6 +68,11 @@ class StyleModel:
         trained = [s for s in (self.training.get("trained_styles") or []) if s in self.styles]
         return trained[0] if len(trained) == 1 else None
 
+    def mix_array(self) -> np.ndarray:
+        """The style mix painted now, (n_styles,) float32, whether the network is torch's or plain weights."""
+        mix = self.net.mix
+        return np.asarray(mix.detach().float().cpu() if hasattr(mix, "detach") else mix, np.float32)
+
     def temporal_strength(self) -> float | None:
         """The stabiliser strength recorded for the style(s) selected now; None when the file has none.
 
@@ -75,7 +80,7 @@ class StyleModel:
         """
         if not self.temporal_strengths:
             return None
-        mix = np.asarray(self.net.mix.detach().float().cpu() if hasattr(self.net.mix, "detach") else self.net.mix).tolist()
+        mix = self.mix_array().tolist()
         used = [(w, self.temporal_strengths.get(s)) for s, w in zip(self.styles, mix) if w > 0]
         if not used or any(v is None for _, v in used):
             return None
