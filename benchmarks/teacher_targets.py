@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vidstyle.io.images import find_images, read_image, write_image  # noqa: E402
-from vidstyle.train.data import _load  # noqa: E402
+from vidstyle.train.data import load_photo  # noqa: E402
 
 SIDE = 384  # the transform network's fixed input
 STYLE_SIDE = 256  # the style predictor's
@@ -173,7 +173,7 @@ def main() -> None:
         if a.limit and done >= a.limit:
             break
         rel = Path(files[i]).relative_to(src).with_suffix(".png")
-        photo = _load(Path(files[i]), a.short_side)
+        photo = load_photo(Path(files[i]), a.short_side)
         if photo is None or max(photo.shape[:2]) > SIDE:
             skipped += 1
             continue

@@ -142,7 +142,7 @@ def test_cli_train_writes_a_model_run_can_use(tmp_path):
     from conftest import make_clip, video_pts
     cfg = config(tmp_path)
     out = tmp_path / "mine.safetensors"
-    res = runner.invoke(app, ["train", cfg.styles[0], "--data", cfg.data, "--arch", "lite", "--size", "64",
+    res = runner.invoke(app, ["train", cfg.styles[0], "--new-network", "--data", cfg.data, "--arch", "lite", "--size", "64",
                               "--style-size", "96", "--batch-size", "2", "--steps", "4", "--loss-net", "hed",
                               "--output", str(out), "--run-dir", str(tmp_path / "r"), "--preview-every", "2",
                               "--checkpoint-every", "2", "--json"])
@@ -191,7 +191,7 @@ def test_multi_style_model_picks_and_blends(tmp_path):
 
 # -- bad input -------------------------------------------------------------------
 def train_cli(tmp_path, *args):
-    res = runner.invoke(app, ["train", *[str(a) for a in args], "--arch", "lite", "--size", "64", "--steps", "2",
+    res = runner.invoke(app, ["train", *[str(a) for a in args], "--new-network", "--arch", "lite", "--size", "64", "--steps", "2",
                               "--batch-size", "1", "--output", str(tmp_path / "out.safetensors"),
                               "--run-dir", str(tmp_path / "run"), "-q"])
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
@@ -379,7 +379,7 @@ def test_existing_model_is_not_overwritten(tmp_path):
     with pytest.raises(VidstyleError, match="--overwrite"):
         Trainer(config(tmp_path, steps=2))
     assert out.read_bytes() == b"precious"
-    res = runner.invoke(app, ["train", str(style_picture(tmp_path / "s.png")), "--data", str(tmp_path / "photos"),
+    res = runner.invoke(app, ["train", str(style_picture(tmp_path / "s.png")), "--new-network", "--data", str(tmp_path / "photos"),
                               "--output", str(out), "--steps", "1", "--loss-net", "hed", "--arch", "lite",
                               "--size", "32", "--run-dir", str(tmp_path / "r")])
     assert res.exit_code == 2 and "--overwrite" in res.output and out.read_bytes() == b"precious"

@@ -20,7 +20,7 @@ def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON lis
 
     with user_errors():
         rows = [{"name": e.name, "source": e.source, "arch": e.arch, "model": e.model, "style": e.inner,
-                 "styles": e.styles, "path": str(e.path), "default": e.name == registry.DEFAULT_STYLE,
+                 "styles": e.styles, "path": str(e.path), "default": e.name == registry.DEFAULT_STYLE, "base": e.base,
                  "temporal_strength": DEFAULT_STRENGTH if e.temporal_strength is None else e.temporal_strength}
                 for e in registry.list_styles()]
         if json_out:
@@ -34,7 +34,8 @@ def styles(json_out: bool = typer.Option(False, "--json", help="Print a JSON lis
         for r in rows:
             typer.echo(f"{r['name']:<{width}} {r['source']:<8} {r['arch']:<12} {r['temporal_strength']:<8g} "
                        f"{r['model']}.safetensors"
-                       f"{' (default)' if r['default'] else ''}")
+                       f"{' (default)' if r['default'] else ''}"
+                       f"{' (your style, for the ' + r['base'] + ' network)' if r['base'] else ''}")
         typer.echo(f"\nuser models folder: {registry.user_dir()}")
         typer.echo("any picture is a style too, with no training: --style my_painting.jpg (jpg, png, webp, bmp, "
                    "tiff, gif),\n--mix a.jpg:0.5,b.jpg:0.5 to blend pictures, --style-size PX for the stroke scale "

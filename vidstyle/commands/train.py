@@ -14,11 +14,22 @@ from .common import require_torch, user_errors
 from ..errors import VidstyleError
 
 
+# What ``vidstyle train --style PICTURE`` (your own style, the default) takes; every other option trains a network
+OWN_STYLE_OPTIONS = {"style_images", "style", "data", "output", "name", "minutes", "base", "photos", "run_dir", "resume",
+                     "overwrite", "device", "seed", "threads", "precision", "preview_minutes", "quiet", "json_out"}
+
+
 def train(
+    ctx: typer.Context,
     style_images: Optional[List[Path]] = typer.Argument(None, help="Style image(s); same as --style."),
-    style: Optional[List[Path]] = typer.Option(None, "--style", help="A style image; give it several times to train one multi-style network."),
-    data: Path = typer.Option(..., "--data", help="Folder of content photos (searched recursively)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file (.safetensors); default: the user models folder, named after the style."),
+    style: Optional[List[Path]] = typer.Option(None, "--style", help="A style image. One picture: your own style, added to the bundled network in --minutes. Several (with --new-network): one multi-style network."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Training pictures: a folder of photos (searched recursively); for your own style also video files (frames sampled: train on the footage you will paint; their frame pairs feed the temporal loss), several --data allowed. Without it your own style looks in your Pictures folder."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Style file or model file (.safetensors); default: the user models folder, named after the style."),
+    name: Optional[str] = typer.Option(None, "--name", help="Your own style's name (default: the picture's file name): --style NAME paints with it."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Time budget in minutes: your own style's default is 45 on a CPU, 10 on a GPU; with --new-network it stops a run early (the model is written). An ETA is printed from the first steps, previews every --preview-minutes, Ctrl-C keeps what was learnt."),
+    base: str = typer.Option("paintings", "--base", help="Your own style: the model whose network it paints with (its convolutions are kept; only the new style's norm rows train)."),
+    photos: int = typer.Option(240, "--photos", min=20, help="Your own style: how many training pictures (each painted once by the picture network, in seconds)."),
+    new_network: bool = typer.Option(False, "--new-network", help="Train a whole network (hours on a CPU) instead of adding your own style to the bundled one; implied by --init, --norm-only, --targets, --video-data, --nproc and several styles."),
     video_data: Optional[Path] = typer.Option(None, "--video-data", help="Folder of frame folders or videos: real frame pairs for the temporal loss (flow cached beside the data)."),
     flow: str = typer.Option("dis", "--flow", help="Flow for --video-data: dis (OpenCV) or raft (torchvision, needs cached weights)."),
     arch: str = typer.Option("transformer", "--arch", help="transformer (Johnson et al.) or lite (for CPUs and laptops)."),
@@ -63,9 +74,21 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no status lines."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ):
-    """Train a style network on photos with perceptual and optical-flow temporal losses.
+    """Your own style from any picture, in under an hour of a CPU; or a whole style network.
 
-    Example: vidstyle train starry_night.jpg --data photos/ --steps 2000 --size 256
+    By default it adds the picture as a new style of the bundled network: only the new style's norm rows train
+    (every other weight stays as it is), first from the picture network's paintings of your photos, then with
+    the perceptual losses (and the temporal loss on your videos), within --minutes. The result is a style file
+    of kilobytes in the user models folder: `vidstyle styles` lists it, `--style NAME` paints with it, `--mix`
+    blends it with the bundled styles.
+
+    Examples:
+
+      vidstyle train my_painting.jpg --data ~/photos --data holiday.mp4 --minutes 45
+
+      vidstyle train --resume runs/my_painting          # go on after Ctrl-C
+
+      vidstyle train starry_night.jpg --new-network --data photos/ --steps 2000 --size 256
     """
     require_torch("vidstyle train", "train")
     from ..train.config import TrainConfig
@@ -75,6 +98,23 @@ def train(
         raise typer.Exit(_torchrun(nproc))
     with user_errors(quiet=os.environ.get("RANK", "0") != "0"):  # under torchrun, rank 0 speaks for all
         styles = [str(p) for p in (style_images or [])] + [str(p) for p in (style or [])]
+        own_run = _own_run_dir(resume)
+        if not styles and own_run is None:
+            raise VidstyleError("give a style picture (vidstyle train MY_PAINTING.jpg --data PHOTOS/)")
+        network = (new_network or init is not None or norm_only or targets is not None or video_data is not None
+                   or nproc > 1 or len(styles) > 1)
+        if not network:
+            given = [n for n in ctx.params if n not in OWN_STYLE_OPTIONS
+                     and ctx.get_parameter_source(n).name not in ("DEFAULT", "DEFAULT_MAP")]
+            if given:
+                flag = "--" + given[0].replace("_", "-")
+                raise VidstyleError(f"{flag} is for training a whole network (add --new-network); your own style "
+                                    "takes --minutes, --data, --photos, --name and --base")
+            return _own_style(styles, data, output, name, minutes, base, photos, run_dir, own_run, overwrite,
+                              device, seed, threads, precision, preview_minutes, quiet, json_out)
+        if not data or len(data) > 1:
+            raise VidstyleError("training a whole network takes one --data folder of photos")
+        data = data[0]
         if not styles:
             raise VidstyleError("give a style image (vidstyle train STYLE.jpg --data PHOTOS/)")
         if arch not in ("transformer", "lite"):
@@ -87,7 +127,7 @@ def train(
             init = model_file(str(init))
         cfg = TrainConfig(styles=styles, data=str(data), output=str(output) if output else None,
                           video_data=str(video_data) if video_data else None, flow=flow, arch=arch, size=size,
-                          photo_size=photo_size, style_size=style_size, batch_size=batch_size, steps=steps, lr=lr, seed=seed,
+                          photo_size=photo_size, style_size=style_size, batch_size=batch_size, steps=steps, minutes=minutes, lr=lr, seed=seed,
                           content_weight=content_weight, content_layer=content_layer, clip_grad=clip_grad, ema=ema, style_weight=style_weight, style_scales=_scales(style_scale), style_norm=style_norm, style_octaves=style_octaves, content_octave=content_octave, tv_weight=tv_weight, layout_weight=layout_weight, colour_weight=colour_weight,
                           targets=str(targets) if targets else None, target_weight=target_weight,
                           temporal=temporal_loss, temporal_weight=temporal_weight,
@@ -131,6 +171,46 @@ def train(
             resumed = f" (step {summary['steps']} in all)" if done != summary["steps"] else ""
             typer.echo(f"{summary['output']}: {done} steps in {summary['seconds']:.0f} s{resumed}, "
                        f"final total loss {fl.get('total', float('nan')):.4g} (loss net {summary['loss_net']})", err=True)
+
+
+def _own_run_dir(resume: Optional[Path]) -> Optional[Path]:
+    """The own-style run folder ``--resume`` names (the folder, or a checkpoint in it); None for a network's
+    checkpoint or no --resume."""
+    if resume is None:
+        return None
+    for folder in (resume, resume.parent, resume.parent.parent):
+        if (folder / "own_style.json").is_file():
+            return folder
+    return None
+
+
+def _own_style(styles, data, output, name, minutes, base, photos, run_dir, own_run, overwrite, device, seed, threads,
+               precision, preview_minutes, quiet, json_out) -> None:
+    """``vidstyle train PICTURE``: the style file of your own style (train.own_style)."""
+    from ..train.own_style import OwnStyleOptions, OwnStyleRun
+
+    if own_run is not None:  # --resume RUN: the picture and name of that run
+        state = json.loads((own_run / "own_style.json").read_text())
+        run_dir = own_run
+        name = name or state.get("name")
+        styles = styles or [state.get("picture", "")]
+        data = data or [Path(d) for d in state.get("data", [])]
+        output = output or (Path(state["output"]) if state.get("output") else None)
+        minutes = minutes if minutes is not None else state.get("minutes")
+    opts = OwnStyleOptions(picture=styles[0], data=tuple(str(d) for d in data or ()), output=str(output) if output else None,
+                           name=name, base=base, minutes=minutes, run_dir=str(run_dir) if run_dir else None,
+                           resume=own_run is not None, overwrite=overwrite, device=device, seed=seed, photos=photos,
+                           threads=threads, precision=precision, preview_minutes=preview_minutes)
+    if not quiet:
+        logging.getLogger("vidstyle").setLevel(logging.INFO)
+    run = OwnStyleRun(opts)
+    summary = run.run()
+    if json_out:
+        typer.echo(json.dumps(summary))
+    elif not quiet:
+        typer.echo(f"{summary['output']}: the style {summary['style']} ({summary['bytes'] // 1024} KB, for the "
+                   f"{summary['base']} network) in {summary['seconds'] / 60:.0f} min; paint with --style "
+                   f"{summary['style']}", err=True)
 
 
 def _scales(items: Optional[List[str]]) -> dict[str, float]:

@@ -45,6 +45,9 @@ def arch_config(name: str, n_styles: int = 1) -> ArchConfig:
     return ArchConfig(base.arch, base.channels, base.res_blocks, n_styles)
 
 
+NORM_KEYS = (".norm.weight", ".norm.bias")  # a style's (gamma, beta) rows: (n_styles, C) tensors of every norm layer
+
+
 def state_shapes(config: ArchConfig, *, encoder_norm: bool = True, output_norm: bool = False) -> dict[str, tuple]:
     """{tensor name: shape} of a ``TransformerNet(config, encoder_norm=..., output_norm=...)``: what its file holds."""
     c1, c2, c3 = config.channels

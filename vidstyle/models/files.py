@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import VidstyleError
 from .config import ArchConfig  # noqa: F401 - part of this module's API
 from .metadata import read_metadata  # noqa: F401 - part of this module's API
+from .style_file import read_any
 from .weights import (FORMAT, MAX_CHANNELS, MAX_RES_BLOCKS, MAX_STYLES, STYLE_IMAGE,  # noqa: F401 - this module's API
                       WeightsNet, check_temporal_strengths, read_model_file)
 
@@ -174,9 +175,9 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", *, light: bool = False) -> StyleModel:
-    """Load a model file; every problem is a one-line VidstyleError. ``light``: its network as a ``WeightsNet``
+    """Load a model file, or a style file (``style_file``: its base network with its style in it); every problem is a one-line VidstyleError. ``light``: its network as a ``WeightsNet``
     (NumPy weights, for ``vidstyle.light``: PyTorch is not imported), else a ``TransformerNet`` on ``device``."""
-    f = read_model_file(path)
+    f = read_any(path)
     if light:
         net = WeightsNet(f.config, f.weights)
         images = f.pictures

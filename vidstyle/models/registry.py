@@ -54,6 +54,7 @@ class StyleEntry:
     styles: list[str] = field(default_factory=list)  # every style of the model file
     error: str | None = None  # why the file's metadata could not be read
     temporal_strength: float | None = None  # the ``--temporal`` strength its file records for it
+    base: str | None = None  # for a style file (``style_file``): the model whose network it paints with
 
     @property
     def model(self) -> str:
@@ -69,6 +70,7 @@ class _ModelFile:
     styles: list[str] = field(default_factory=list)
     error: str | None = None
     strengths: dict = field(default_factory=dict)  # style -> recorded --temporal strength
+    base: str | None = None  # a style file's base model
 
     @property
     def multi(self) -> bool:
@@ -80,6 +82,13 @@ def _read(path: Path, source: str) -> _ModelFile:
 
     try:
         meta = read_metadata(path)
+        if meta.get("format") == "vidstyle-style":  # style_file.STYLE_FORMAT: one style, for a base network
+            from .style_file import style_header
+
+            style, base, _, meta = style_header(path)
+            arch = json.loads(meta.get("arch", "{}"))
+            strengths = dict(json.loads(meta.get("temporal_strength", "{}")))
+            return _ModelFile(path, source, str(arch.get("arch", "?")), [style], None, strengths, base)
         arch = json.loads(meta.get("arch", "{}"))
         styles = [str(s) for s in json.loads(meta.get("styles", "[]"))]
         n = int(arch.get("n_styles", len(styles) or 1))
@@ -93,6 +102,11 @@ def _read(path: Path, source: str) -> _ModelFile:
     if len(styles) != n:  # as load_model names them
         styles = [f"style{i}" for i in range(n)]
     return _ModelFile(path, source, str(arch.get("arch", "?")), styles, None, strengths)
+
+
+def model_paths() -> list[Path]:
+    """Every model file (not style files), user ones first; a user file hides a bundled file of the same name."""
+    return [m.path for m in _model_files() if m.base is None and m.error is None]
 
 
 def _model_files() -> list[_ModelFile]:
@@ -113,7 +127,7 @@ def _index() -> tuple[dict[str, StyleEntry], list[StyleEntry]]:
     listed: list[StyleEntry] = []
     for m in models:  # 1 and 2: file names
         e = StyleEntry(m.path.stem, m.path, m.source, None, m.arch, m.styles, m.error,
-                       None if m.multi else m.strengths.get(m.styles[0]) if m.styles else None)
+                       None if m.multi else m.strengths.get(m.styles[0]) if m.styles else None, m.base)
         names[e.name] = e
         if not m.multi:
             listed.append(e)
@@ -170,6 +184,13 @@ def resolve(spec: str | os.PathLike | None) -> tuple[Path, str | None]:
         e = names[spec]
         return e.path, e.inner
     raise VidstyleError(f"unknown style {spec!r}; known styles: {_known(listed)}")
+
+
+def style_file_in(mix: dict[str, float]) -> str | None:
+    """The first name of a ``--mix`` that is a style file (``style_file``): its model holds the base network's
+    styles as well, so a mix of it and bundled styles paints with it. None when the mix names none."""
+    names, _ = _index()
+    return next((n for n in mix if n in names and names[n].base is not None), None)
 
 
 def _pathlike(s: str) -> bool:

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import VidstyleError, one_line
 from ..io.atomic import AtomicPath
 from ..io.images import read_image
+from ..models.config import NORM_KEYS
 from ..models.files import save_model
 from ..models.transformer import TransformerNet, arch_config
 from .config import TrainConfig, same_option
@@ -24,7 +25,6 @@ from .data import photo_scale
 
 log = logging.getLogger("vidstyle")
 
-NORM_KEYS = (".norm.weight", ".norm.bias")  # the per-style (gamma, beta) rows of StyleNorm
 KEPT_PICTURE = "kept_picture."  # checkpoint tensors: the pictures of the styles a --norm-only run keeps
 
 
@@ -211,9 +211,12 @@ def result_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def file_styles(path: Path, what: str) -> list[str]:
     """The style names a model file or training checkpoint holds, in its order (one-line errors)."""
     from ..models.metadata import read_metadata
+    from ..models.style_file import is_style_file, read_style_file
 
     if not path.is_file():
         raise VidstyleError(f"{what} not found: {path}")
+    if is_style_file(path):  # the base network's styles and its own
+        return read_style_file(path).styles
     try:
         names = json.loads(read_metadata(path).get("styles", "[]"))
     except (VidstyleError, ValueError):

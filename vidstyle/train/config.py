@@ -25,6 +25,7 @@ class TrainConfig:
     style_size: int = 384
     batch_size: int = 2
     steps: int = 40000
+    minutes: float | None = None           # a budget: stop (and write the model) after this many minutes of training
     lr: float = 1e-3
     seed: int = 0
     content_weight: float = 2.0
@@ -95,7 +96,8 @@ def check_numbers(cfg: TrainConfig) -> None:
                "--layout-weight": cfg.layout_weight, "--colour-weight": cfg.colour_weight,
                "--target-weight": cfg.target_weight,
                "--temporal-weight": cfg.temporal_weight, "--feature-temporal-weight": cfg.feature_temporal_weight,
-               "--clip-grad": cfg.clip_grad, "--preview-minutes": cfg.preview_minutes}
+               "--clip-grad": cfg.clip_grad, "--preview-minutes": cfg.preview_minutes,
+               **({"--minutes": cfg.minutes} if cfg.minutes is not None else {})}
     for option, value in weights.items():
         if not (math.isfinite(value) and value >= 0):
             raise VidstyleError(f"{option} must be a number of 0 or more, not {value}")

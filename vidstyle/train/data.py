@@ -27,7 +27,7 @@ from ..warp import occlusion, warp
 log = logging.getLogger("vidstyle")
 
 
-def _load(path: Path, short_side: int) -> np.ndarray | None:
+def load_photo(path: Path, short_side: int) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB scaled so the short side is ``short_side``; None when unreadable (also when
     over OpenCV's pixel limit, which raises cv2.error rather than returning None)."""
     try:
@@ -40,9 +40,13 @@ def _load(path: Path, short_side: int) -> np.ndarray | None:
         return None
     if bgr is None:
         return None
-    size = _fit(bgr.shape, short_side)
-    bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if size[0] < bgr.shape[1] else cv2.INTER_LINEAR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(fit_short_side(bgr, short_side), cv2.COLOR_BGR2RGB)
+
+
+def fit_short_side(rgb: np.ndarray, short_side: int) -> np.ndarray:
+    """(H, W, 3) -> the same picture scaled so its short side is ``short_side`` (area filter when shrinking)."""
+    size = _fit(rgb.shape, short_side)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if size[0] < rgb.shape[1] else cv2.INTER_LINEAR)
 
 
 def photo_scale(size: int, short_side: int | None) -> int:
@@ -91,7 +95,7 @@ class Photos:
     def get(self, i: int) -> np.ndarray | None:
         img = self.cache.get(i)
         if img is None and self.files[i] not in self.skipped:
-            img = _load(self.files[i], self.short_side)
+            img = load_photo(self.files[i], self.short_side)
             if img is None:
                 self.skipped.add(self.files[i])
                 log.warning("skipping unreadable image %s", self.files[i])
@@ -120,7 +124,7 @@ class Photos:
             if img is None:
                 continue
             if style is not None:
-                target = _load(self.target_file(self.files[i], style), self.short_side)
+                target = load_photo(self.target_file(self.files[i], style), self.short_side)
                 if target is None or target.shape != img.shape:
                     raise VidstyleError(f"painted target {self.target_file(self.files[i], style)} is unreadable "
                                         f"or not its photo's size at --photo-size {self.short_side}")
@@ -206,16 +210,14 @@ class VideoPairs:
         else:
             raise VidstyleError(f"video data must be a folder or a video file ({', '.join(VIDEO_SUFFIXES)}): {root}")
         for d in folders:
-            frames = [f for f in (_load(p, short) for p in frame_files(d)[:max_frames]) if f is not None]
+            frames = [f for f in (load_photo(p, short) for p in frame_files(d)[:max_frames]) if f is not None]
             self._add(frames, d.relative_to(root).as_posix() if d != root else root.name)
         for v in videos:
             from ..io.reader import VideoReader
             with VideoReader(v) as r:
                 frames = []
                 for fr in r.frames():
-                    wh = _fit(fr.rgb.shape, short)
-                    frames.append(cv2.resize(fr.rgb, wh, interpolation=cv2.INTER_AREA if wh[0] < fr.rgb.shape[1]
-                                             else cv2.INTER_LINEAR))
+                    frames.append(fit_short_side(fr.rgb, short))
                     if len(frames) >= max_frames:
                         break
             self._add(frames, v.relative_to(top).as_posix())

@@ -19,8 +19,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -36,6 +34,7 @@ from .checkpoint import (NORM_KEYS, check_earlier_run, check_resumable, file_has
 from .config import TrainConfig, check_choices, check_numbers, check_paths, style_weights
 from .data import Photos, VideoPairs, synthetic_pair
 from .lossnet import MIN_SIDE, load_loss_net
+from .runlog import hms, trim_log, write_preview
 
 log = logging.getLogger("vidstyle")
 
@@ -45,17 +44,6 @@ def _halve(x: torch.Tensor, times: int) -> torch.Tensor:
     for _ in range(times):
         x = F.avg_pool2d(x, 2)
     return x
-
-
-def _hms(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
-def _grid(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) -> (H, N*W, 3) uint8."""
-    return (images.clamp(0, 1) * 255).round().byte().permute(2, 0, 3, 1).reshape(images.shape[2], -1, 3).cpu().numpy()
 
 
 def _world() -> tuple[int, int, int]:
@@ -219,6 +207,7 @@ class Trainer:
     def _fresh_state(self) -> None:
         """The state of a run at step 0, which --resume replaces."""
         self.step = 0
+        self.interrupted = False  # set when Ctrl-C (or SIGTERM, SIGHUP) stopped train(): a checkpoint was saved
         self.skipped_steps = 0  # steps whose loss or gradient was not finite: no update was made
         self.seconds = 0.0  # training time before this run (restored by --resume)
         self.run_id = uuid.uuid4().hex  # kept across resumes: tells this run's checkpoints from others'
@@ -285,13 +274,14 @@ class Trainer:
             x = torch.cat([x, xt])
         return (x, flow, mask) if target is None else (x, flow, mask, target)
 
-    def losses(self, step: int, data: tuple | None = None) -> dict[str, torch.Tensor]:
-        """The weighted losses of ``step`` (``data``: ``batch(step)``, made here when not given)."""
+    def losses(self, step: int, data: tuple | None = None, net=None) -> dict[str, torch.Tensor]:
+        """The weighted losses of ``step`` (``data``: ``batch(step)``, made here when not given; a batch with no
+        flow has no temporal term) for ``net`` (default: the network trained)."""
         cfg = self.cfg
         k = step % len(self.grams)
         mix = self._mix(k)
         x, flow, mask, *target = data if data is not None else self.batch(step)
-        temporal = self.temporal
+        temporal = flow is not None
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -302,7 +292,7 @@ class Trainer:
         # with both weights 0 (a run that learns from --targets alone) the loss network is not run at all
         perceptual = cfg.content_weight > 0 or self.style_weights[k] > 0
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp is not None):
-            y, feats = self.model(x, mix, return_features=True)   # (B or 2B, 3, S, S)
+            y, feats = (net or self.model)(x, mix, return_features=True)   # (B or 2B, 3, S, S)
             if perceptual:
                 fy = self.vgg(y[:firsts])
                 coarse = [self.vgg(_halve(y[:firsts], o)) for o in range(1, cfg.style_octaves)]
@@ -340,6 +330,14 @@ class Trainer:
              "target": cfg.target_weight}
         out["total"] = sum(w[n] * v for n, v in out.items())
         return out
+
+    def validation_loss(self, k: int = 0) -> dict[str, float]:
+        """The losses of the written network (``result_net``) for style ``k`` on the preview's fixed photos: one
+        figure to compare checkpoints by (no temporal or target term)."""
+        net = self.result_net.eval()
+        with torch.no_grad():
+            out = self.losses(k, (self.preview_x, None, None), net=net)
+        return {n: float(v) for n, v in out.items()}
 
     def _mix(self, k: int) -> torch.Tensor:
         """The network's one-hot style mix (n_net_styles,) for the trained style k."""
@@ -441,31 +439,17 @@ class Trainer:
         self.run_id = meta.get("run_id") or self.run_id  # checkpoints from before run ids start one
 
     def preview(self) -> Path:
+        """RUN_DIR/preview.png (and preview_STEP.png): the preview photos, then one row per style."""
         net = self.result_net.eval()
-        rows = []
         with torch.no_grad():
             x = self.preview_x.to(self.device)
-            rows.append(_grid(x))
-            for k in range(len(self.grams)):
-                rows.append(_grid(net(x, self._mix(k)).float()))
-        img = np.concatenate(rows, 0)
-        path = self.run_dir / "preview.png"
-        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(self.run_dir / f"preview_{self.step:06d}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        return path
+            rows = [x] + [net(x, self._mix(k)).float() for k in range(len(self.grams))]
+        return write_preview(self.run_dir, self.step, rows)
 
     # -- the loop ----------------------------------------------------------------
     def _elapsed(self) -> float:
         """Training seconds so far, across resumed runs."""
         return self.seconds + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
-
-    def _trim_log(self, log_path: Path) -> None:
-        """On resume, drop log rows after the checkpoint's step (they are about to be trained again)."""
-        with open(log_path, newline="") as fh:
-            rows = list(csv.reader(fh))
-        keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= self.step]
-        with open(log_path, "w", newline="") as fh:
-            csv.writer(fh).writerows(keep)
 
     def output_path(self) -> Path:
         from ..models.registry import user_dir
@@ -473,15 +457,34 @@ class Trainer:
         return self.output or user_dir() / f"{'+'.join(self.names)}.safetensors"
 
     def eta(self, steps_done: int, seconds: float) -> float:
-        """Seconds left at the pace of this run so far."""
-        return (self.cfg.steps - self.step) * seconds / max(1, steps_done)
+        """Seconds left at the pace of this run so far (within --minutes, when given)."""
+        left = (self.cfg.steps - self.step) * seconds / max(1, steps_done)
+        return min(left, self._time_left()) if self.cfg.minutes is not None else left
+
+    def _over_budget(self, pace: float) -> bool:
+        """Whether the next step would end past --minutes; under torchrun, when it would on any rank (they stop
+        together, or the others would wait in a collective for ever)."""
+        over = self._time_left() <= pace
+        if self.world > 1 and self.cfg.minutes is not None:
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(over)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = bool(flag.item())
+        return over
+
+    def _time_left(self) -> float:
+        """Seconds of the --minutes budget this train() call has left (infinite without one)."""
+        if self.cfg.minutes is None or self._t0 is None:
+            return float("inf")
+        return self.cfg.minutes * 60 - (time.perf_counter() - self._t0)
 
     def train(self) -> dict:
         cfg = self.cfg
         log_path = self.run_dir / "log.csv"
         new_log = not log_path.exists() or self.step == 0
         if not new_log and self.main:
-            self._trim_log(log_path)
+            trim_log(log_path, self.step)
         t0 = self._t0 = time.perf_counter()
         start = self.step
         last: dict[str, float] = {}
@@ -495,7 +498,8 @@ class Trainer:
                 open(log_path, "w" if new_log else "a", newline="") if self.main else contextlib.nullcontext() as fh:
             writer = None
             try:
-                while self.step < cfg.steps:
+                pace = 0.0  # seconds a step takes: a step that would end past --minutes is not begun
+                while self.step < cfg.steps and not self._over_budget(pace):
                     data = ahead.result()
                     if self.step + 1 < cfg.steps:
                         ahead = pool.submit(self.batch, self.step + 1)
@@ -505,6 +509,7 @@ class Trainer:
                     with signals_held() if self.world == 1 else contextlib.nullcontext([]) as held:
                         last = self.train_step(data)
                     first = first or dict(last)
+                    pace = (time.perf_counter() - t0) / (self.step - start)
                     if not self.main:
                         raise_held(held)
                         continue
@@ -529,11 +534,12 @@ class Trainer:
                         shown = self.preview()
                         spent = now - t0
                         log.info("step %d/%d, %.2f s/step, ETA %s, preview %s", self.step, cfg.steps,
-                                 spent / (self.step - start), _hms(self.eta(self.step - start, spent)), shown)
+                                 spent / (self.step - start), hms(self.eta(self.step - start, spent)), shown)
                     raise_held(held)  # after the step's row and checkpoint: the log has every step saved
             except KeyboardInterrupt as e:
                 if not self.main:
                     raise
+                self.interrupted = True
                 ck = self.save_checkpoint()
                 why = f"stopped by {signal.Signals(e.signum).name}" if isinstance(e, Terminated) else "interrupted"
                 raise VidstyleError(f"{why} at step {self.step}; checkpoint saved: continue with "

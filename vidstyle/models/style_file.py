@@ -1,0 +1,201 @@
+"""A style file: one style as the norm rows it adds to a multi-style model (kilobytes, not megabytes).
+
+In a conditional-instance-norm network a style is its (gamma, beta) rows in the norm layers (Dumoulin et al.
+2017); the convolutions are shared. ``vidstyle train --style PICTURE`` learns those rows alone, on a copy of the
+bundled network, and writes them here with the sha256 of the network they belong to:
+
+  tensors   ``rows.<norm key>`` (C,) float32 for every ``*.norm.weight`` / ``*.norm.bias`` of the base network,
+            ``style_image.0`` the painting (H, W, 3) uint8
+  metadata  format "vidstyle-style"; style (its name); base (the base model's file name, e.g. "paintings");
+            base_sha256 (of the base file's bytes); arch (the base's ArchConfig JSON); training (the recipe);
+            temporal_strength (optional JSON {style: strength})
+
+``read_style_file`` gives the base network with the row appended (or, for a style of the base's own name, put in
+place of that style's row) as a ``weights.ModelFile``: every engine, live mode, export and worker paints it as they
+paint the base model, and ``--mix`` blends it with the base's styles. A base of other weights is refused in one
+line: rows only mean something with the convolutions they were trained with. NumPy only (the light install).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VidstyleError, one_line
+from .config import NORM_KEYS, ArchConfig
+from .metadata import read_metadata
+from .weights import STYLE_IMAGE, ModelFile, check_temporal_strengths, read_model_file
+
+STYLE_FORMAT = "vidstyle-style"
+ROWS = "rows."
+MAX_PICTURE_SIDE = 4096
+
+_hashes: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: a base is hashed once per process
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), cached while the file is unchanged."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _hashes:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _hashes[key] = h.hexdigest()
+    return _hashes[key]
+
+
+def is_style_file(path: str | Path) -> bool:
+    """Whether ``path`` is a style file (its metadata says so); False for model files and anything unreadable."""
+    try:
+        return read_metadata(path).get("format") == STYLE_FORMAT
+    except VidstyleError:
+        return False
+
+
+def norm_rows(weights: dict, index: int) -> dict[str, np.ndarray]:
+    """Style ``index``'s rows {norm key: (C,)} of a model's weights {name: array}."""
+    return {k: np.array(v[index], np.float32) for k, v in weights.items() if k.endswith(NORM_KEYS)}
+
+
+def write_style_file(path: str | Path, model: str | Path, style: str, base: str | Path, *,
+                     training: dict | None = None, temporal_strength: float | None = None) -> Path:
+    """Write ``style`` of the model file ``model`` as a style file for the model file ``base``, atomically.
+
+    ``model`` must be ``base`` with ``style`` added (or retuned) and nothing else changed: every other tensor
+    bit for bit, which is checked (a VidstyleError names the first that differs). Returns ``path``.
+    """
+    from .files import write_safetensors
+
+    path, model, base = Path(path), Path(model), Path(base)
+    trained, held = read_model_file(model), read_model_file(base)
+    if style not in trained.styles:
+        raise VidstyleError(f"{model} has no style {style!r}")
+    if trained.config.channels != held.config.channels or trained.config.res_blocks != held.config.res_blocks:
+        raise VidstyleError(f"{model} is not a {base.name} network")
+    for k, v in held.weights.items():
+        mine = trained.weights[k]
+        if k.endswith(NORM_KEYS):
+            rows = [held.styles.index(s) for s in held.styles if s != style]
+            same = np.array_equal(mine[[trained.styles.index(held.styles[i]) for i in rows]], v[rows])
+        else:
+            same = np.array_equal(mine, v)
+        if not same:
+            raise VidstyleError(f"{model} differs from {base} in {k} beyond the style {style}: not a style of it")
+    tensors = {ROWS + k: v for k, v in norm_rows(trained.weights, trained.styles.index(style)).items()}
+    if style in trained.pictures:
+        tensors[STYLE_IMAGE + "0"] = np.ascontiguousarray(trained.pictures[style], np.uint8)
+    meta = {"format": STYLE_FORMAT, "style": style, "base": base.stem, "base_sha256": file_sha256(base),
+            "arch": json.dumps(held.config.to_dict()), "training": json.dumps(training or {}, default=str)}
+    if temporal_strength is not None:
+        meta["temporal_strength"] = json.dumps(check_temporal_strengths({style: temporal_strength}, [style], str(path)))
+    return write_safetensors(path, tensors, meta)
+
+
+def style_header(path: Path) -> tuple[str, str, str, dict]:
+    """(style name, base name, base sha256, metadata) of a style file; a one-line VidstyleError when broken."""
+    meta = read_metadata(path)
+    if meta.get("format") != STYLE_FORMAT:
+        raise VidstyleError(f"{path} is not a vidstyle style file")
+    style, base, sha = meta.get("style", ""), meta.get("base", ""), meta.get("base_sha256", "")
+    if not style or not base or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise VidstyleError(f"{path} has broken metadata: a style file names its style, its base model and the "
+                            "base's sha256")
+    if any(c in style for c in ":/\\,") or len(style) > 200:
+        raise VidstyleError(f"{path} has broken metadata: style name {style[:60]!r}")
+    return style, base, sha, meta
+
+
+def find_base(path: Path, base: str, sha: str) -> Path:
+    """The model file a style file was trained on: the model named ``base`` when its sha256 is ``sha``, else
+    any bundled or user model file with that sha256; a one-line VidstyleError when there is none."""
+    from . import registry
+
+    named = None
+    try:
+        named = registry.model_file(base)
+    except VidstyleError:
+        pass
+    if named is not None and is_style_file(named):
+        named = None
+    if named is not None and file_sha256(named) == sha:
+        return named
+    for candidate in registry.model_paths():
+        if candidate != named and file_sha256(candidate) == sha:
+            return candidate
+    now = (f"the installed {base} is another network (sha256 {file_sha256(named)[:12]})" if named is not None
+           else f"no model {base} is installed")
+    raise VidstyleError(f"{path} is a style for the {base} network (sha256 {sha[:12]}), and {now}: its norm rows "
+                        "only paint with the weights they were trained with; train the style again on this one")
+
+
+def read_any(path: str | Path) -> ModelFile:
+    """A model file or a style file (its base network with its style in it), checked: what ``load_model`` loads."""
+    return read_style_file(path) if is_style_file(path) else read_model_file(path)
+
+
+def read_style_file(path: str | Path) -> ModelFile:
+    """The base network with this file's style in it, checked; every problem is a one-line VidstyleError."""
+    path = Path(path)
+    if not path.is_file():
+        raise VidstyleError(f"style file not found: {path}")
+    style, base_name, sha, meta = style_header(path)
+    base = read_model_file(find_base(path, base_name, sha))
+    try:
+        training = json.loads(meta.get("training", "{}"))
+        strengths = json.loads(meta.get("temporal_strength", "{}"))
+        if not isinstance(training, dict):
+            raise ValueError("training is not a JSON object")
+    except (ValueError, TypeError) as e:
+        raise VidstyleError(f"{path} has broken metadata ({one_line(e, 160)})") from None
+    strengths = check_temporal_strengths(strengths, [style], str(path))
+    rows, picture = _read_rows(path, base)
+    n = base.config.n_styles
+    index = base.styles.index(style) if style in base.styles else n
+    weights = dict(base.weights)
+    for k, row in rows.items():
+        table = base.weights[k]
+        table = np.concatenate([table, row[None]]) if index == n else table.copy()
+        table[index] = row
+        weights[k] = table
+    styles = base.styles + ([style] if index == n else [])
+    config: ArchConfig = dataclasses.replace(base.config, n_styles=len(styles))
+    pictures = {**base.pictures, **({style: picture} if picture is not None else {})}
+    training = {**training, "trained_styles": [style], "base": base_name}
+    return ModelFile(path, config, weights, styles, training, pictures, {**base.strengths, **strengths})
+
+
+def _read_rows(path: Path, base: ModelFile) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The file's norm rows {norm key: (C,) float32}, checked against ``base``, and its picture (or None)."""
+    from safetensors import safe_open
+
+    want = {k: (v.shape[1],) for k, v in base.weights.items() if k.endswith(NORM_KEYS)}
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            keys = {k[len(ROWS):]: k for k in shapes if k.startswith(ROWS)}
+            if set(keys) != set(want) or any(shapes[keys[k]] != want[k] for k in want):
+                wrong = sorted(set(want) ^ set(keys)) or [k for k in want if shapes[keys[k]] != want[k]]
+                raise VidstyleError(f"{path} does not fit its base network ({wrong[0]})")
+            extra = [k for k in shapes if not k.startswith(ROWS) and k != STYLE_IMAGE + "0"]
+            if extra:
+                raise VidstyleError(f"{path} holds a tensor a style file does not have ({extra[0][:60]})")
+            picture = None
+            if STYLE_IMAGE + "0" in shapes:
+                s = shapes[STYLE_IMAGE + "0"]
+                if len(s) != 3 or s[2] != 3 or not all(0 < d <= MAX_PICTURE_SIDE for d in s[:2]):
+                    raise VidstyleError(f"{path} holds a broken picture (shape {s})")
+                picture = np.ascontiguousarray(f.get_tensor(STYLE_IMAGE + "0"), np.uint8)
+            rows = {k: np.ascontiguousarray(f.get_tensor(name), np.float32) for k, name in keys.items()}
+    except VidstyleError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, a dtype NumPy lacks ...: one line
+        raise VidstyleError(f"{path} is not a readable style file ({one_line(e, 160)})") from None
+    broken = next((k for k, v in rows.items() if not np.isfinite(v).all()), None)
+    if broken is not None:
+        raise VidstyleError(f"{path} is broken: its rows hold NaN or infinite numbers ({broken})")
+    return rows, picture
