@@ -76,6 +76,12 @@ def style_pictures(model: str | None, pictures: list[str] | None) -> tuple[dict[
 
         labels = [label_of(p) for p in pictures]
         return dict(zip(labels, pictures)), {s: Path(p) for s, p in zip(labels, pictures)}
+    from vidstyle.models.style_file import is_style_file, style_header
+
+    if is_style_file(model):  # your own style (vidstyle train PICTURE): one style, painted with its base network
+        style, _, _, meta = style_header(Path(model))
+        picture = json.loads(meta.get("training", "{}")).get("picture", f"{style}.jpg")
+        return {style: str(model)}, {style: DATA / "style" / picture}
     meta = read_metadata(Path(model))
     names = json.loads(meta["styles"])
     training = json.loads(meta.get("training", "{}"))
@@ -157,7 +163,7 @@ def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", nargs="?", help="a model file (single or multi-style)")
+    ap.add_argument("model", nargs="?", help="a model file (single or multi-style), or a style file")
     ap.add_argument("--pictures", nargs="+", metavar="PICTURE", help="pictures as styles, instead of a model file")
     ap.add_argument("--style-size", type=int, default=None, help="with --pictures: the vector's picture size")
     ap.add_argument("--out", default="docs/models", help="folder for previews, gallery.png and report.json")

@@ -93,6 +93,28 @@ def main() -> None:
         check(r.returncode == 0 and (tmp / "painted.png").stat().st_size > 1000, "vidstyle image", r)
         r = vidstyle("styles")
         check(r.returncode == 0 and "starry_night" in r.stdout, "vidstyle styles lists the bundled styles", r)
+        # a style file (vidstyle train PICTURE's output): udnie's rows under another name paint as udnie does
+        import os
+
+        import numpy as np
+
+        from vidstyle.models.registry import model_file
+        from vidstyle.models.style_file import norm_rows, save_rows
+        from vidstyle.models.weights import read_model_file
+
+        bundled = read_model_file(model_file("paintings"))
+        models = tmp / "models"
+        models.mkdir()
+        save_rows(models / "mine.safetensors", norm_rows(bundled.weights, bundled.styles.index("udnie")), "mine",
+                  model_file("paintings"))
+        os.environ["VIDSTYLE_MODELS"] = str(models)
+        mine = vidstyle("image", tmp / "frame.png", "--style", "mine", "-o", tmp / "mine.png")
+        udnie = vidstyle("image", tmp / "frame.png", "--style", "udnie", "-o", tmp / "udnie.png")
+        r = vidstyle("styles")
+        del os.environ["VIDSTYLE_MODELS"]
+        same = mine.returncode == udnie.returncode == 0 and np.array_equal(cv2.imread(str(tmp / "mine.png")),
+                                                                           cv2.imread(str(tmp / "udnie.png")))
+        check(same and "mine" in r.stdout, "a style file is listed and paints with the bundled network", mine)
         r = vidstyle("export", "starry_night", "-o", tmp / "night.xml")
         check(r.returncode == 0 and (tmp / "night.bin").is_file(), "vidstyle export to OpenVINO IR", r)
         for args, extra in ((["train", "x.jpg", "--data", "photos"], "vidstyle[train]"),

@@ -155,7 +155,7 @@ def test_styles_json_one_row_per_style(user_models):
         assert {"name", "source", "arch", "model", "path", "default", "styles"} <= set(r)
     assert rows["cubist"] == {"name": "cubist", "source": "user", "arch": "lite", "model": "duo", "style": "cubist",
                               "styles": ["cubist", "the_scream"], "path": str(user_models / "duo.safetensors"),
-                              "default": False, "temporal_strength": 0.7}
+                              "default": False, "temporal_strength": 0.7, "base": None}
     assert rows["the_scream"]["model"] == "duo" and rows["the_scream"]["style"] == "the_scream"
     assert rows["the_scream"]["temporal_strength"] == 0.45
     paintings = str(registry.BUNDLED_DIR / "paintings.safetensors")
@@ -165,7 +165,7 @@ def test_styles_json_one_row_per_style(user_models):
         assert rows[name] == {"name": name, "source": "bundled", "arch": "transformer", "model": "paintings",
                               "style": style, "styles": PAINTINGS, "path": paintings,
                               "default": style == "vangogh_night_cafe",
-                              "temporal_strength": recorded.get(style, 0.7)}
+                              "temporal_strength": recorded.get(style, 0.7), "base": None}
     assert rows["vangogh_night_cafe"]["default"] and sum(r["default"] for r in rows.values()) == 1
     assert "duo" not in rows and "paintings" not in rows  # a multi-style model is listed by its styles
     assert rows["broken"]["arch"] == "unreadable"

@@ -359,12 +359,12 @@ def test_cli_defaults_are_the_recipe():
     from vidstyle.commands.train import train
     from vidstyle.train.config import TrainConfig
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    cli = {n: p.default.default for n, p in inspect.signature(train).parameters.items()}
+    cli = {n: p.default.default for n, p in inspect.signature(train).parameters.items() if n != "ctx"}
     renamed = {"temporal_loss": "temporal"}
     checked = 0
     for name, opt in cli.items():
         key = renamed.get(name, name)
-        if key in fields and key not in ("styles", "output", "run_dir", "resume", "video_data") and opt is not ...:
+        if key in fields and key not in ("styles", "data", "output", "run_dir", "resume", "video_data") and opt is not ...:
             assert opt == fields[key], (name, opt, fields[key])
             checked += 1
     assert checked >= 15
@@ -693,7 +693,7 @@ def test_style_scale_bad_values_are_one_line_errors(tmp_path):
     style = style_picture(tmp_path / "style.png")
     for bad, says in (("nosuch=2", "not a style of this run"), ("style=0", "above 0"), ("style", "NAME=FACTOR"),
                       ("style=big", "NAME=FACTOR")):
-        res = runner.invoke(app, ["train", str(style), "--data", str(photos), "--steps", "1", "--style-scale", bad,
+        res = runner.invoke(app, ["train", str(style), "--new-network", "--data", str(photos), "--steps", "1", "--style-scale", bad,
                                   "-o", str(tmp_path / "m.safetensors"), "--loss-net", "hed", "-q"])
         assert res.exit_code == 2, (bad, res.output)
         assert says in res.output and "Traceback" not in res.output, (bad, res.output)
@@ -837,7 +837,7 @@ def unwritable(folder: Path):
 
 def tiny_train(tmp_path, *args):
     """`vidstyle train` with the smallest recipe; ``args`` come last, so they win over these."""
-    res = runner.invoke(app, ["train", str(style_picture(tmp_path / "s.png")), "--data", str(write_images(tmp_path / "p", 2)),
+    res = runner.invoke(app, ["train", str(style_picture(tmp_path / "s.png")), "--new-network", "--data", str(write_images(tmp_path / "p", 2)),
                               "--arch", "lite", "--size", "32", "--photo-size", "32", "--style-size", "64",
                               "--steps", "2", "--batch-size", "1", "--loss-net", "hed", "--device", "cpu", "-q",
                               *[str(a) for a in args]])

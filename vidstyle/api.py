@@ -18,7 +18,7 @@ from .io.atomic import check_target
 from .io.images import read_alpha, read_image, write_image
 from .io.reader import VideoReader
 from .io.writer import VideoWriter
-from .models.style_file import is_style_file
+from .models.style_file import is_style_file, style_header
 from .models import files, picture_style, registry
 from .naming import default_image_output, default_output
 from .options import EncodeOptions, PaintOptions, ReadOptions, TemporalOptions, gather
@@ -57,7 +57,7 @@ def load_model(style: str | Path | files.StyleModel | None = None, device: str =
         path, inner = registry.resolve(style)
         model = files.load_model(path, device=pick_device(device), light=light())
         if inner is None and not mix and is_style_file(path):  # a style file is its one style
-            inner = model.own_style()
+            inner = style_header(Path(path))[0]
     if inner is not None or mix is not None or not getattr(model, "label", None):
         model.label = model.select(inner, mix)
     model.inner = inner  # the style of a multi-style file that ``style`` named (MODEL:STYLE), or None

@@ -15,7 +15,8 @@ from ..errors import VidstyleError
 
 
 # What ``vidstyle train --style PICTURE`` (your own style, the default) takes; every other option trains a network
-OWN_STYLE_OPTIONS = {"style_images", "style", "data", "output", "name", "minutes", "base", "photos", "run_dir", "resume",
+OWN_STYLE_OPTIONS = {"style_images", "style", "data", "output", "name", "minutes", "base", "photos", "distil_steps", "anchor",
+                     "run_dir", "resume",
                      "overwrite", "device", "seed", "threads", "precision", "preview_minutes", "quiet", "json_out"}
 
 
@@ -29,6 +30,8 @@ def train(
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Time budget in minutes: your own style's default is 45 on a CPU, 10 on a GPU; with --new-network it stops a run early (the model is written). An ETA is printed from the first steps, previews every --preview-minutes, Ctrl-C keeps what was learnt."),
     base: str = typer.Option("paintings", "--base", help="Your own style: the model whose network it paints with (its convolutions are kept; only the new style's norm rows train)."),
     photos: int = typer.Option(240, "--photos", min=20, help="Your own style: how many training pictures (each painted once by the picture network, in seconds)."),
+    distil_steps: int = typer.Option(100, "--distil-steps", min=0, help="Your own style: steps learning the picture network's paintings before the perceptual losses. 0: none, to refine a style of the base from its own row (--name starry_night)."),
+    anchor: float = typer.Option(4.0, "--anchor", min=0, help="Your own style: how strongly the refine phase keeps to the picture network's paintings (an L1 weight), which keeps your photos' subjects; 0: the perceptual losses alone (more of the painting's texture, less of the subject)."),
     new_network: bool = typer.Option(False, "--new-network", help="Train a whole network (hours on a CPU) instead of adding your own style to the bundled one; implied by --init, --norm-only, --targets, --video-data, --nproc and several styles."),
     video_data: Optional[Path] = typer.Option(None, "--video-data", help="Folder of frame folders or videos: real frame pairs for the temporal loss (flow cached beside the data)."),
     flow: str = typer.Option("dis", "--flow", help="Flow for --video-data: dis (OpenCV) or raft (torchvision, needs cached weights)."),
@@ -102,16 +105,23 @@ def train(
         if not styles and own_run is None:
             raise VidstyleError("give a style picture (vidstyle train MY_PAINTING.jpg --data PHOTOS/)")
         network = (new_network or init is not None or norm_only or targets is not None or video_data is not None
-                   or nproc > 1 or len(styles) > 1)
+                   or nproc > 1 or "WORLD_SIZE" in os.environ or len(styles) > 1)  # a torchrun rank: --nproc given
         if not network:
             given = [n for n in ctx.params if n not in OWN_STYLE_OPTIONS
                      and ctx.get_parameter_source(n).name not in ("DEFAULT", "DEFAULT_MAP")]
             if given:
                 flag = "--" + given[0].replace("_", "-")
+                own = ", ".join("--" + n.replace("_", "-") for n in sorted(OWN_STYLE_OPTIONS - {"style_images", "json_out"}))
                 raise VidstyleError(f"{flag} is for training a whole network (add --new-network); your own style "
-                                    "takes --minutes, --data, --photos, --name and --base")
-            return _own_style(styles, data, output, name, minutes, base, photos, run_dir, own_run, overwrite,
-                              device, seed, threads, precision, preview_minutes, quiet, json_out)
+                                    f"takes {own}, --json")
+            return _own_style(styles, data, output, name, minutes, base, photos, distil_steps, anchor, run_dir,
+                              own_run, overwrite, device, seed, threads, precision, preview_minutes, quiet, json_out)
+        mine = [n for n in ("name", "base", "photos", "distil_steps", "anchor")
+                if ctx.get_parameter_source(n).name not in ("DEFAULT", "DEFAULT_MAP")]
+        if mine:
+            raise VidstyleError(f"--{mine[0].replace('_', '-')} is for your own style, not for training a whole "
+                                "network (--new-network, --init, --norm-only, --targets, --video-data, --nproc or "
+                                "several styles)")
         if not data or len(data) > 1:
             raise VidstyleError("training a whole network takes one --data folder of photos")
         data = data[0]
@@ -184,22 +194,17 @@ def _own_run_dir(resume: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def _own_style(styles, data, output, name, minutes, base, photos, run_dir, own_run, overwrite, device, seed, threads,
-               precision, preview_minutes, quiet, json_out) -> None:
+def _own_style(styles, data, output, name, minutes, base, photos, distil_steps, anchor, run_dir, own_run, overwrite,
+               device, seed, threads, precision, preview_minutes, quiet, json_out) -> None:
     """``vidstyle train PICTURE``: the style file of your own style (train.own_style)."""
     from ..train.own_style import OwnStyleOptions, OwnStyleRun
 
-    if own_run is not None:  # --resume RUN: the picture and name of that run
-        state = json.loads((own_run / "own_style.json").read_text())
+    if own_run is not None:  # --resume RUN: that run's own options (own_style.OwnStyleRun); --minutes may change
         run_dir = own_run
-        name = name or state.get("name")
-        styles = styles or [state.get("picture", "")]
-        data = data or [Path(d) for d in state.get("data", [])]
-        output = output or (Path(state["output"]) if state.get("output") else None)
-        minutes = minutes if minutes is not None else state.get("minutes")
-    opts = OwnStyleOptions(picture=styles[0], data=tuple(str(d) for d in data or ()), output=str(output) if output else None,
+    opts = OwnStyleOptions(picture=styles[0] if styles else "", data=tuple(str(d) for d in data or ()), output=str(output) if output else None,
                            name=name, base=base, minutes=minutes, run_dir=str(run_dir) if run_dir else None,
                            resume=own_run is not None, overwrite=overwrite, device=device, seed=seed, photos=photos,
+                           distil_steps=distil_steps, anchor=anchor,
                            threads=threads, precision=precision, preview_minutes=preview_minutes)
     if not quiet:
         logging.getLogger("vidstyle").setLevel(logging.INFO)

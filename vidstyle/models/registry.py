@@ -82,13 +82,12 @@ def _read(path: Path, source: str) -> _ModelFile:
 
     try:
         meta = read_metadata(path)
-        if meta.get("format") == "vidstyle-style":  # style_file.STYLE_FORMAT: one style, for a base network
-            from .style_file import style_header
+        from .style_file import STYLE_FORMAT, style_header
 
+        base = None
+        if meta.get("format") == STYLE_FORMAT:  # one style, painted with a base network
             style, base, _, meta = style_header(path)
-            arch = json.loads(meta.get("arch", "{}"))
-            strengths = dict(json.loads(meta.get("temporal_strength", "{}")))
-            return _ModelFile(path, source, str(arch.get("arch", "?")), [style], None, strengths, base)
+            meta["styles"] = json.dumps([style])
         arch = json.loads(meta.get("arch", "{}"))
         styles = [str(s) for s in json.loads(meta.get("styles", "[]"))]
         n = int(arch.get("n_styles", len(styles) or 1))
@@ -97,6 +96,8 @@ def _read(path: Path, source: str) -> _ModelFile:
             raise ValueError(f"temporal_strength holds a value that is not a number: {strengths}")
     except (VidstyleError, ValueError, TypeError, AttributeError) as e:
         return _ModelFile(path, source, "unreadable", [], str(e))
+    if base is not None:
+        return _ModelFile(path, source, str(arch.get("arch", "?")), styles, None, strengths, base)
     if not styles:
         styles = [path.stem]
     if len(styles) != n:  # as load_model names them

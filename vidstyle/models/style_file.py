@@ -7,13 +7,14 @@ bundled network, and writes them here with the sha256 of the network they belong
   tensors   ``rows.<norm key>`` (C,) float32 for every ``*.norm.weight`` / ``*.norm.bias`` of the base network,
             ``style_image.0`` the painting (H, W, 3) uint8
   metadata  format "vidstyle-style"; style (its name); base (the base model's file name, e.g. "paintings");
-            base_sha256 (of the base file's bytes); arch (the base's ArchConfig JSON); training (the recipe);
+            base_sha256 (of the base network's shared weights: ``network_sha256``); arch (the base's ArchConfig JSON); training (the recipe);
             temporal_strength (optional JSON {style: strength})
 
 ``read_style_file`` gives the base network with the row appended (or, for a style of the base's own name, put in
 place of that style's row) as a ``weights.ModelFile``: every engine, live mode, export and worker paints it as they
 paint the base model, and ``--mix`` blends it with the base's styles. A base of other weights is refused in one
-line: rows only mean something with the convolutions they were trained with. NumPy only (the light install).
+line: rows only mean something with the convolutions they were trained with. The base's other styles may change
+(a style added or retuned in it): the file still paints. NumPy only (the light install).
 """
 from __future__ import annotations
 
@@ -33,18 +34,23 @@ STYLE_FORMAT = "vidstyle-style"
 ROWS = "rows."
 MAX_PICTURE_SIDE = 4096
 
-_hashes: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: a base is hashed once per process
+_hashes: dict[tuple, str] = {}  # (path, size, mtime) -> the network's sha256: a base is hashed once per process
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes (hex), cached while the file is unchanged."""
+def network_sha256(path: Path) -> str:
+    """The sha256 of what a style's rows depend on in the model file ``path``: its architecture and every tensor
+    but the norm rows (float32, in name order). Adding, retuning or removing a style of the base leaves it as it is;
+    retraining its convolutions changes it. Cached while the file is unchanged."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _hashes:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        f = read_model_file(path)
+        c = f.config
+        h = hashlib.sha256(json.dumps([c.arch, list(c.channels), c.res_blocks]).encode())
+        for k in sorted(f.weights):
+            if not k.endswith(NORM_KEYS):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(f.weights[k], np.float32).tobytes())
         _hashes[key] = h.hexdigest()
     return _hashes[key]
 
@@ -69,8 +75,6 @@ def write_style_file(path: str | Path, model: str | Path, style: str, base: str 
     ``model`` must be ``base`` with ``style`` added (or retuned) and nothing else changed: every other tensor
     bit for bit, which is checked (a VidstyleError names the first that differs). Returns ``path``.
     """
-    from .files import write_safetensors
-
     path, model, base = Path(path), Path(model), Path(base)
     trained, held = read_model_file(model), read_model_file(base)
     if style not in trained.styles:
@@ -86,10 +90,23 @@ def write_style_file(path: str | Path, model: str | Path, style: str, base: str 
             same = np.array_equal(mine, v)
         if not same:
             raise VidstyleError(f"{model} differs from {base} in {k} beyond the style {style}: not a style of it")
-    tensors = {ROWS + k: v for k, v in norm_rows(trained.weights, trained.styles.index(style)).items()}
-    if style in trained.pictures:
-        tensors[STYLE_IMAGE + "0"] = np.ascontiguousarray(trained.pictures[style], np.uint8)
-    meta = {"format": STYLE_FORMAT, "style": style, "base": base.stem, "base_sha256": file_sha256(base),
+    return save_rows(path, norm_rows(trained.weights, trained.styles.index(style)), style, base,
+                     picture=trained.pictures.get(style), training=training, temporal_strength=temporal_strength)
+
+
+def save_rows(path: str | Path, rows: dict[str, np.ndarray], style: str, base: str | Path, *,
+              picture: np.ndarray | None = None, training: dict | None = None,
+              temporal_strength: float | None = None) -> Path:
+    """Write the norm rows ``rows`` ({norm key: (C,)}) of ``style`` as a style file for the model file ``base``,
+    atomically; ``picture``: the painting, (H, W, 3) uint8. Returns ``path``."""
+    from .files import write_safetensors
+
+    path, base = Path(path), Path(base)
+    held = read_model_file(base)
+    tensors = {ROWS + k: np.ascontiguousarray(v, np.float32) for k, v in rows.items()}
+    if picture is not None:
+        tensors[STYLE_IMAGE + "0"] = np.ascontiguousarray(picture, np.uint8)
+    meta = {"format": STYLE_FORMAT, "style": style, "base": base.stem, "base_sha256": network_sha256(base),
             "arch": json.dumps(held.config.to_dict()), "training": json.dumps(training or {}, default=str)}
     if temporal_strength is not None:
         meta["temporal_strength"] = json.dumps(check_temporal_strengths({style: temporal_strength}, [style], str(path)))
@@ -105,9 +122,24 @@ def style_header(path: Path) -> tuple[str, str, str, dict]:
     if not style or not base or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise VidstyleError(f"{path} has broken metadata: a style file names its style, its base model and the "
                             "base's sha256")
-    if any(c in style for c in ":/\\,") or len(style) > 200:
-        raise VidstyleError(f"{path} has broken metadata: style name {style[:60]!r}")
+    try:
+        check_style_name(style)
+    except VidstyleError:
+        raise VidstyleError(f"{path} has broken metadata: style name {style[:60]!r}") from None
     return style, base, sha, meta
+
+
+def check_style_name(name: str, taken: list[str] = ()) -> str:
+    """A style's name as ``--style NAME`` and ``--mix NAME:W`` take it and as a file name in the user models folder:
+    letters, digits, ``-``, ``_``, ``.``, ``+`` and spaces, not a model file's name (``taken``); else a VidstyleError."""
+    ok = 0 < len(name) <= 120 and name.strip() == name and not name.startswith(".") and all(
+        c.isalnum() or c in "-_.+ " for c in name)
+    if not ok:
+        raise VidstyleError(f"a style name is letters, digits, '-', '_', '.', '+' and spaces, not {name[:60]!r}: "
+                            "give --name")
+    if name in taken:
+        raise VidstyleError(f"{name} is the name of a model file (it would hide it): give another --name")
+    return name
 
 
 def find_base(path: Path, base: str, sha: str) -> Path:
@@ -122,12 +154,15 @@ def find_base(path: Path, base: str, sha: str) -> Path:
         pass
     if named is not None and is_style_file(named):
         named = None
-    if named is not None and file_sha256(named) == sha:
+    if named is not None and network_sha256(named) == sha:
         return named
     for candidate in registry.model_paths():
-        if candidate != named and file_sha256(candidate) == sha:
-            return candidate
-    now = (f"the installed {base} is another network (sha256 {file_sha256(named)[:12]})" if named is not None
+        try:
+            if candidate != named and network_sha256(candidate) == sha:
+                return candidate
+        except VidstyleError:  # a broken model file in the folder is not this style's base
+            continue
+    now = (f"the installed {base} is another network (sha256 {network_sha256(named)[:12]})" if named is not None
            else f"no model {base} is installed")
     raise VidstyleError(f"{path} is a style for the {base} network (sha256 {sha[:12]}), and {now}: its norm rows "
                         "only paint with the weights they were trained with; train the style again on this one")

@@ -24,11 +24,12 @@ import torch.nn.functional as F
 
 from ..errors import Terminated, VidstyleError, one_line
 from ..signals import raise_held, signals_held, stop_signals
+from ..models.config import NORM_KEYS
 from ..models.files import save_model
 from ..models.transformer import TransformerNet, arch_config
 from .. import precision
 from . import losses as L
-from .checkpoint import (NORM_KEYS, check_earlier_run, check_resumable, file_hash, file_styles, kept_from_checkpoint,
+from .checkpoint import (check_earlier_run, check_resumable, file_hash, file_styles, kept_from_checkpoint,
                          previous_checkpoint, read_checkpoint, style_image, style_picture, training_record, warm_start,
                          write_checkpoint)
 from .config import TrainConfig, check_choices, check_numbers, check_paths, style_weights
@@ -398,7 +399,7 @@ class Trainer:
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
         """Write the run's state; the one it replaces is kept as ``checkpoint-prev.safetensors``."""
-        meta = {"step": str(self.step), "seconds": f"{self._elapsed():.2f}", "run_id": self.run_id,
+        meta = {"step": str(self.step), "seconds": f"{self.elapsed():.2f}", "run_id": self.run_id,
                 "config": json.dumps(asdict(self.cfg)), "styles": json.dumps(self.net_names),
                 "style_hashes": json.dumps(self.style_hashes), "world_size": str(self.world),
                 "loss_net_source": self.loss_net_source, "kept_strengths": json.dumps(self.kept_strengths)}
@@ -447,8 +448,8 @@ class Trainer:
         return write_preview(self.run_dir, self.step, rows)
 
     # -- the loop ----------------------------------------------------------------
-    def _elapsed(self) -> float:
-        """Training seconds so far, across resumed runs."""
+    def elapsed(self) -> float:
+        """Training seconds so far, across resumed runs (what checkpoints record)."""
         return self.seconds + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
     def output_path(self) -> Path:
@@ -521,7 +522,7 @@ class Trainer:
                         writer = csv.DictWriter(fh, fields, extrasaction="ignore")
                         if new_log:
                             writer.writeheader()
-                    writer.writerow({"step": self.step, "seconds": round(self._elapsed(), 2), **last})
+                    writer.writerow({"step": self.step, "seconds": round(self.elapsed(), 2), **last})
                     fh.flush()
                     if self.progress:
                         self.progress(self.step, cfg.steps, last)
@@ -547,7 +548,7 @@ class Trainer:
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         seconds = time.perf_counter() - t0
-        total_seconds = self._elapsed()
+        total_seconds = self.elapsed()
         out = self.output_path()
         summary = {"output": str(out), "steps": self.step, "trained_steps": self.step - start,
                    "seconds": round(seconds, 1), "total_seconds": round(total_seconds, 1), "first_losses": first,
