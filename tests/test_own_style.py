@@ -57,7 +57,7 @@ def options(tmp_path, **kw):
 
 
 def weights(path) -> dict:
-    from vidstyle.models.style_file import read_any
+    from vidstyle.models.files import read_any
 
     return read_any(path).weights
 
@@ -257,7 +257,8 @@ def test_write_style_file_refuses_a_model_that_changed_more_than_the_style(tmp_p
 
 def test_a_retuned_style_of_the_base_replaces_its_row(tmp_path, base):
     from vidstyle.models.files import load_model, save_model
-    from vidstyle.models.style_file import read_any, write_style_file
+    from vidstyle.models.files import read_any
+    from vidstyle.models.style_file import write_style_file
 
     m = load_model(base)
     with torch.no_grad():
@@ -345,7 +346,7 @@ def test_a_style_file_of_a_bundled_row_paints_as_that_style(tmp_path, monkeypatc
 
 @needs_hed
 def test_refine_keeps_the_best_rows_and_a_retune_needs_no_distil(tmp_path, base, monkeypatch):
-    from vidstyle.models.style_file import read_any
+    from vidstyle.models.files import read_any
     from vidstyle.train.own_style import OwnStyleRun
 
     monkeypatch.setattr(OwnStyleRun, "CHECK_EVERY", 1)

@@ -219,3 +219,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """``atomic_write_bytes`` for UTF-8 text (manifests, JSON sidecars)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_file(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+    """safetensors' ``save_file`` for torch tensors, or for NumPy arrays (then without importing PyTorch)."""
+    import numpy as np
+
+    if all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file as save
+    else:
+        from safetensors.torch import save_file as save
+    save(tensors, filename, metadata=metadata)
+
+
+def write_safetensors(path: Path, tensors: dict, meta: dict) -> Path:
+    """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file.
+    ``tensors``: torch tensors, or NumPy arrays (no PyTorch needed then)."""
+    atomic = AtomicPath(path)
+    try:
+        save_file(tensors, str(atomic.tmp), metadata=meta)
+        atomic.commit()
+    except BaseException:
+        atomic.discard()
+        raise
+    return path

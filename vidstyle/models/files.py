@@ -21,9 +21,11 @@ import numpy as np
 from ..errors import VidstyleError
 from .config import ArchConfig  # noqa: F401 - part of this module's API
 from .metadata import read_metadata  # noqa: F401 - part of this module's API
-from .style_file import read_any
+from ..io.atomic import save_file, write_safetensors  # noqa: F401 - part of this module's API
+from . import registry
+from .style_file import is_style_file, read_style_file
 from .weights import (FORMAT, MAX_CHANNELS, MAX_RES_BLOCKS, MAX_STYLES, STYLE_IMAGE,  # noqa: F401 - this module's API
-                      WeightsNet, check_temporal_strengths, read_model_file)
+                      ModelFile, WeightsNet, check_temporal_strengths, read_model_file)
 
 
 @dataclass
@@ -130,30 +132,6 @@ def save_model(path: str | Path, net: TransformerNet, styles: list[str], trainin
     return write_safetensors(path, tensors, meta)
 
 
-def save_file(tensors: dict, filename: str, metadata: dict | None = None) -> None:
-    """safetensors' ``save_file`` for torch tensors, or for NumPy arrays (then without importing PyTorch)."""
-    if all(isinstance(v, np.ndarray) for v in tensors.values()):
-        from safetensors.numpy import save_file as save
-    else:
-        from safetensors.torch import save_file as save
-    save(tensors, filename, metadata=metadata)
-
-
-def write_safetensors(path: Path, tensors: dict, meta: dict) -> Path:
-    """``save_file`` to a temporary file beside ``path`` that then replaces it: never half a model file.
-    ``tensors``: torch tensors, or NumPy arrays (no PyTorch needed then)."""
-    from ..io.atomic import AtomicPath
-
-    atomic = AtomicPath(path)
-    try:
-        save_file(tensors, str(atomic.tmp), metadata=meta)
-        atomic.commit()
-    except BaseException:
-        atomic.discard()
-        raise
-    return path
-
-
 def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[str, float], *,
                             overwrite: bool = False) -> Path:
     """Copy the model file ``src`` to ``dst`` with ``strengths`` ({style: strength}) recorded in it.
@@ -172,6 +150,14 @@ def with_temporal_strengths(src: str | Path, dst: str | Path, strengths: dict[st
     meta = read_metadata(src)
     meta["temporal_strength"] = json.dumps(merged)
     return write_safetensors(dst, load_file(str(src)), meta)
+
+
+def read_any(path: str | Path) -> ModelFile:
+    """A model file, or a style file with its base network (``registry.find_base``) and its style in it, checked:
+    what ``load_model`` loads; one-line VidstyleErrors."""
+    if is_style_file(path):
+        return read_style_file(path, registry.find_base(Path(path)))
+    return read_model_file(path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", *, light: bool = False) -> StyleModel:

@@ -214,6 +214,34 @@ def model_file(model: str) -> Path:
     raise VidstyleError(f"unknown model {model!r}; known models: {known}")
 
 
+def find_base(path: Path) -> Path:
+    """The model file the style file ``path`` was trained on: the model its header names when that model's network
+    sha256 is the one recorded, else any bundled or user model file with that sha256; a one-line VidstyleError
+    when there is none."""
+    from .style_file import is_style_file, network_sha256, style_header
+
+    _, base, sha, _ = style_header(path)
+    named = None
+    try:
+        named = model_file(base)
+    except VidstyleError:
+        pass
+    if named is not None and is_style_file(named):
+        named = None
+    if named is not None and network_sha256(named) == sha:
+        return named
+    for candidate in model_paths():
+        try:
+            if candidate != named and network_sha256(candidate) == sha:
+                return candidate
+        except VidstyleError:  # a broken model file in the folder is not this style's base
+            continue
+    now = (f"the installed {base} is another network (sha256 {network_sha256(named)[:12]})" if named is not None
+           else f"no model {base} is installed")
+    raise VidstyleError(f"{path} is a style for the {base} network (sha256 {sha[:12]}), and {now}: its norm rows "
+                        "only paint with the weights they were trained with; train the style again on this one")
+
+
 def parse_mix(text: str | None) -> dict[str, float] | None:
     """``"a:0.5,b:0.5"`` (or ``"a=0.5,b=0.5"``, as ``--style-scale`` and ``--temporal-strength`` are written)
     -> {"a": 0.5, "b": 0.5}, checked by ``check_mix``."""

@@ -10,7 +10,7 @@ bundled network, and writes them here with the sha256 of the network they belong
             base_sha256 (of the base network's shared weights: ``network_sha256``); arch (the base's ArchConfig JSON); training (the recipe);
             temporal_strength (optional JSON {style: strength})
 
-``read_style_file`` gives the base network with the row appended (or, for a style of the base's own name, put in
+``read_style_file`` (with the base that ``registry.find_base`` finds; ``files.read_any`` does both) gives the base network with the row appended (or, for a style of the base's own name, put in
 place of that style's row) as a ``weights.ModelFile``: every engine, live mode, export and worker paints it as they
 paint the base model, and ``--mix`` blends it with the base's styles. A base of other weights is refused in one
 line: rows only mean something with the convolutions they were trained with. The base's other styles may change
@@ -99,7 +99,7 @@ def save_rows(path: str | Path, rows: dict[str, np.ndarray], style: str, base: s
               temporal_strength: float | None = None) -> Path:
     """Write the norm rows ``rows`` ({norm key: (C,)}) of ``style`` as a style file for the model file ``base``,
     atomically; ``picture``: the painting, (H, W, 3) uint8. Returns ``path``."""
-    from .files import write_safetensors
+    from ..io.atomic import write_safetensors
 
     path, base = Path(path), Path(base)
     held = read_model_file(base)
@@ -142,44 +142,14 @@ def check_style_name(name: str, taken: list[str] = ()) -> str:
     return name
 
 
-def find_base(path: Path, base: str, sha: str) -> Path:
-    """The model file a style file was trained on: the model named ``base`` when its sha256 is ``sha``, else
-    any bundled or user model file with that sha256; a one-line VidstyleError when there is none."""
-    from . import registry
-
-    named = None
-    try:
-        named = registry.model_file(base)
-    except VidstyleError:
-        pass
-    if named is not None and is_style_file(named):
-        named = None
-    if named is not None and network_sha256(named) == sha:
-        return named
-    for candidate in registry.model_paths():
-        try:
-            if candidate != named and network_sha256(candidate) == sha:
-                return candidate
-        except VidstyleError:  # a broken model file in the folder is not this style's base
-            continue
-    now = (f"the installed {base} is another network (sha256 {network_sha256(named)[:12]})" if named is not None
-           else f"no model {base} is installed")
-    raise VidstyleError(f"{path} is a style for the {base} network (sha256 {sha[:12]}), and {now}: its norm rows "
-                        "only paint with the weights they were trained with; train the style again on this one")
-
-
-def read_any(path: str | Path) -> ModelFile:
-    """A model file or a style file (its base network with its style in it), checked: what ``load_model`` loads."""
-    return read_style_file(path) if is_style_file(path) else read_model_file(path)
-
-
-def read_style_file(path: str | Path) -> ModelFile:
-    """The base network with this file's style in it, checked; every problem is a one-line VidstyleError."""
+def read_style_file(path: str | Path, base_path: Path) -> ModelFile:
+    """The base network (the model file ``base_path``: ``registry.find_base``) with this file's style in it, checked;
+    every problem is a one-line VidstyleError."""
     path = Path(path)
     if not path.is_file():
         raise VidstyleError(f"style file not found: {path}")
-    style, base_name, sha, meta = style_header(path)
-    base = read_model_file(find_base(path, base_name, sha))
+    style, base_name, _, meta = style_header(path)
+    base = read_model_file(base_path)
     try:
         training = json.loads(meta.get("training", "{}"))
         strengths = json.loads(meta.get("temporal_strength", "{}"))

@@ -211,12 +211,13 @@ def result_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def file_styles(path: Path, what: str) -> list[str]:
     """The style names a model file or training checkpoint holds, in its order (one-line errors)."""
     from ..models.metadata import read_metadata
-    from ..models.style_file import is_style_file, read_style_file
+    from ..models.files import read_any
+    from ..models.style_file import is_style_file
 
     if not path.is_file():
         raise VidstyleError(f"{what} not found: {path}")
     if is_style_file(path):  # the base network's styles and its own
-        return read_style_file(path).styles
+        return read_any(path).styles
     try:
         names = json.loads(read_metadata(path).get("styles", "[]"))
     except (VidstyleError, ValueError):
