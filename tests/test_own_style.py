@@ -338,6 +338,7 @@ def test_a_style_file_of_a_bundled_row_paints_as_that_style(tmp_path, monkeypatc
     with torch.no_grad():
         a, b = mine.net(x, mine.net.mix), udnie.net(x, udnie.net.mix)
     assert mine.styles[-1] == "mine" and mine.label == "mine"
+    assert mine.training["scale"] == udnie.training["scale"] == 256  # painted at the base's scale, as udnie is
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     other = api.painting_model("starry_night")
     with torch.no_grad():

@@ -170,7 +170,7 @@ def read_style_file(path: str | Path, base_path: Path) -> ModelFile:
     styles = base.styles + ([style] if index == n else [])
     config: ArchConfig = dataclasses.replace(base.config, n_styles=len(styles))
     pictures = {**base.pictures, **({style: picture} if picture is not None else {})}
-    training = {**training, "trained_styles": [style], "base": base_name}
+    training = {**base.training, **training, "trained_styles": [style], "base": base_name}  # the base's scale
     return ModelFile(path, config, weights, styles, training, pictures, {**base.strengths, **strengths})
 
 
