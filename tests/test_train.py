@@ -850,7 +850,7 @@ def hidden_files(folder: Path) -> list[str]:
 
 
 def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
-    from vidstyle.models import files
+    from vidstyle.io import atomic
 
     monkeypatch.setattr(lossnet, "load_loss_net", lambda kind="auto", *a, **kw: lossnet.VGGFeatures())
     out = tmp_path / "vgg.safetensors"
@@ -874,7 +874,7 @@ def test_export_loss_net_never_replaces_or_half_writes(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(files, "save_file", fails_halfway)  # the writer that every safetensors file goes through
+    monkeypatch.setattr(atomic, "save_file", fails_halfway)  # the writer that every safetensors file goes through
     with pytest.raises(OSError):
         lossnet.export_safetensors(lossnet.VGGFeatures(), out)
     assert out.read_bytes() == written and hidden_files(tmp_path) == []
