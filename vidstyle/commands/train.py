@@ -114,8 +114,17 @@ def train(
                 own = ", ".join("--" + n.replace("_", "-") for n in sorted(OWN_STYLE_OPTIONS - {"style_images", "json_out"}))
                 raise VidstyleError(f"{flag} is for training a whole network (add --new-network); your own style "
                                     f"takes {own}, --json")
-            return _own_style(styles, data, output, name, minutes, base, photos, distil_steps, anchor, run_dir,
-                              own_run, overwrite, device, seed, threads, precision, preview_minutes, quiet, json_out)
+            from ..train.own_style import OwnStyleOptions
+
+            # --resume RUN: that run's own options (own_style.OwnStyleRun); a --minutes given is its new budget
+            run_dir = own_run or run_dir
+            opts = OwnStyleOptions(picture=styles[0] if styles else "", data=tuple(str(d) for d in data or ()),
+                                   output=str(output) if output else None, name=name, base=base, minutes=minutes,
+                                   run_dir=str(run_dir) if run_dir else None, resume=own_run is not None,
+                                   overwrite=overwrite, device=device, seed=seed, photos=photos,
+                                   distil_steps=distil_steps, anchor=anchor, threads=threads, precision=precision,
+                                   preview_minutes=preview_minutes)
+            return _own_style(opts, quiet, json_out)
         mine = [n for n in ("name", "base", "photos", "distil_steps", "anchor")
                 if ctx.get_parameter_source(n).name not in ("DEFAULT", "DEFAULT_MAP")]
         if mine:
@@ -194,18 +203,10 @@ def _own_run_dir(resume: Optional[Path]) -> Optional[Path]:
     return None
 
 
-def _own_style(styles, data, output, name, minutes, base, photos, distil_steps, anchor, run_dir, own_run, overwrite,
-               device, seed, threads, precision, preview_minutes, quiet, json_out) -> None:
-    """``vidstyle train PICTURE``: the style file of your own style (train.own_style)."""
-    from ..train.own_style import OwnStyleOptions, OwnStyleRun
+def _own_style(opts, quiet: bool, json_out: bool) -> None:
+    """``vidstyle train PICTURE``: the style file of your own style (train.own_style), and what is said of it."""
+    from ..train.own_style import OwnStyleRun
 
-    if own_run is not None:  # --resume RUN: that run's own options (own_style.OwnStyleRun); --minutes may change
-        run_dir = own_run
-    opts = OwnStyleOptions(picture=styles[0] if styles else "", data=tuple(str(d) for d in data or ()), output=str(output) if output else None,
-                           name=name, base=base, minutes=minutes, run_dir=str(run_dir) if run_dir else None,
-                           resume=own_run is not None, overwrite=overwrite, device=device, seed=seed, photos=photos,
-                           distil_steps=distil_steps, anchor=anchor,
-                           threads=threads, precision=precision, preview_minutes=preview_minutes)
     if not quiet:
         logging.getLogger("vidstyle").setLevel(logging.INFO)
     run = OwnStyleRun(opts)

@@ -26,8 +26,12 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import VidstyleError
+
+if TYPE_CHECKING:
+    from .weights import ModelFile
 
 DEFAULT_STYLE = "vangogh_night_cafe"  # the best-looking bundled style (docs/MODELS.md), as make demo shows
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
@@ -214,11 +218,12 @@ def model_file(model: str) -> Path:
     raise VidstyleError(f"unknown model {model!r}; known models: {known}")
 
 
-def find_base(path: Path) -> Path:
-    """The model file the style file ``path`` was trained on: the model its header names when that model's network
-    sha256 is the one recorded, else any bundled or user model file with that sha256; a one-line VidstyleError
-    when there is none."""
+def find_base(path: Path) -> ModelFile:
+    """The model file the style file ``path`` was trained on, read: the model its header names when that model's
+    network sha256 is the one recorded, else any bundled or user model file with that sha256; a one-line
+    VidstyleError when there is none."""
     from .style_file import is_style_file, network_sha256, style_header
+    from .weights import read_model_file
 
     _, base, sha, _ = style_header(path)
     named = None
@@ -228,15 +233,17 @@ def find_base(path: Path) -> Path:
         pass
     if named is not None and is_style_file(named):
         named = None
-    if named is not None and network_sha256(named) == sha:
-        return named
+    held = read_model_file(named) if named is not None else None
+    if held is not None and network_sha256(held) == sha:
+        return held
     for candidate in model_paths():
         try:
-            if candidate != named and network_sha256(candidate) == sha:
-                return candidate
+            other = read_model_file(candidate) if candidate != named else None
         except VidstyleError:  # a broken model file in the folder is not this style's base
             continue
-    now = (f"the installed {base} is another network (sha256 {network_sha256(named)[:12]})" if named is not None
+        if other is not None and network_sha256(other) == sha:
+            return other
+    now = (f"the installed {base} is another network (sha256 {network_sha256(held)[:12]})" if held is not None
            else f"no model {base} is installed")
     raise VidstyleError(f"{path} is a style for the {base} network (sha256 {sha[:12]}), and {now}: its norm rows "
                         "only paint with the weights they were trained with; train the style again on this one")

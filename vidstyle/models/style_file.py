@@ -34,25 +34,17 @@ STYLE_FORMAT = "vidstyle-style"
 ROWS = "rows."
 MAX_PICTURE_SIDE = 4096
 
-_hashes: dict[tuple, str] = {}  # (path, size, mtime) -> the network's sha256: a base is hashed once per process
-
-
-def network_sha256(path: Path) -> str:
-    """The sha256 of what a style's rows depend on in the model file ``path``: its architecture and every tensor
-    but the norm rows (float32, in name order). Adding, retuning or removing a style of the base leaves it as it is;
-    retraining its convolutions changes it. Cached while the file is unchanged."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _hashes:
-        f = read_model_file(path)
-        c = f.config
-        h = hashlib.sha256(json.dumps([c.arch, list(c.channels), c.res_blocks]).encode())
-        for k in sorted(f.weights):
-            if not k.endswith(NORM_KEYS):
-                h.update(k.encode())
-                h.update(np.ascontiguousarray(f.weights[k], np.float32).tobytes())
-        _hashes[key] = h.hexdigest()
-    return _hashes[key]
+def network_sha256(base: ModelFile) -> str:
+    """The sha256 of what a style's rows depend on in a model file: its architecture and every tensor but the norm
+    rows (float32, in name order). Adding, retuning or removing a style of the base leaves it as it is; retraining
+    its convolutions changes it."""
+    c = base.config
+    h = hashlib.sha256(json.dumps([c.arch, list(c.channels), c.res_blocks]).encode())
+    for k in sorted(base.weights):
+        if not k.endswith(NORM_KEYS):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(base.weights[k], np.float32).tobytes())
+    return h.hexdigest()
 
 
 def is_style_file(path: str | Path) -> bool:
@@ -81,11 +73,12 @@ def write_style_file(path: str | Path, model: str | Path, style: str, base: str 
         raise VidstyleError(f"{model} has no style {style!r}")
     if trained.config.channels != held.config.channels or trained.config.res_blocks != held.config.res_blocks:
         raise VidstyleError(f"{model} is not a {base.name} network")
+    others = [i for i, s in enumerate(held.styles) if s != style]  # the base's rows that must stay as they are
+    in_trained = [trained.styles.index(held.styles[i]) for i in others]
     for k, v in held.weights.items():
         mine = trained.weights[k]
         if k.endswith(NORM_KEYS):
-            rows = [held.styles.index(s) for s in held.styles if s != style]
-            same = np.array_equal(mine[[trained.styles.index(held.styles[i]) for i in rows]], v[rows])
+            same = np.array_equal(mine[in_trained], v[others])
         else:
             same = np.array_equal(mine, v)
         if not same:
@@ -106,7 +99,7 @@ def save_rows(path: str | Path, rows: dict[str, np.ndarray], style: str, base: s
     tensors = {ROWS + k: np.ascontiguousarray(v, np.float32) for k, v in rows.items()}
     if picture is not None:
         tensors[STYLE_IMAGE + "0"] = np.ascontiguousarray(picture, np.uint8)
-    meta = {"format": STYLE_FORMAT, "style": style, "base": base.stem, "base_sha256": network_sha256(base),
+    meta = {"format": STYLE_FORMAT, "style": style, "base": base.stem, "base_sha256": network_sha256(held),
             "arch": json.dumps(held.config.to_dict()), "training": json.dumps(training or {}, default=str)}
     if temporal_strength is not None:
         meta["temporal_strength"] = json.dumps(check_temporal_strengths({style: temporal_strength}, [style], str(path)))
@@ -142,14 +135,13 @@ def check_style_name(name: str, taken: list[str] = ()) -> str:
     return name
 
 
-def read_style_file(path: str | Path, base_path: Path) -> ModelFile:
-    """The base network (the model file ``base_path``: ``registry.find_base``) with this file's style in it, checked;
-    every problem is a one-line VidstyleError."""
+def read_style_file(path: str | Path, base: ModelFile) -> ModelFile:
+    """The base network (the model file ``base``, as ``registry.find_base`` read it) with this file's style in it,
+    checked; every problem is a one-line VidstyleError."""
     path = Path(path)
     if not path.is_file():
         raise VidstyleError(f"style file not found: {path}")
     style, base_name, _, meta = style_header(path)
-    base = read_model_file(base_path)
     try:
         training = json.loads(meta.get("training", "{}"))
         strengths = json.loads(meta.get("temporal_strength", "{}"))

@@ -459,8 +459,7 @@ class Trainer:
 
     def eta(self, steps_done: int, seconds: float) -> float:
         """Seconds left at the pace of this run so far (within --minutes, when given)."""
-        left = (self.cfg.steps - self.step) * seconds / max(1, steps_done)
-        return min(left, self._time_left()) if self.cfg.minutes is not None else left
+        return min((self.cfg.steps - self.step) * seconds / max(1, steps_done), self._time_left())
 
     def _over_budget(self, pace: float) -> bool:
         """Whether the next step would end past --minutes; under torchrun, when it would on any rank (they stop

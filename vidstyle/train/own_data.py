@@ -77,16 +77,17 @@ def sample_frames(video: Path, count: int, short_side: int) -> list[np.ndarray]:
     return [kept[i] for i in sorted(set(picks.tolist()))]
 
 
-def prepare_data(picture: str, style: str, given: tuple[str, ...], folder: Path, *, scale: int, count: int, seed: int,
-                 device) -> None:
-    """Write ``count`` training pictures of ``given`` and their paintings in the style of ``picture`` under
-    ``folder`` (module docstring). What is there is kept (a resumed run paints only what is missing)."""
+def prepare_data(picture: str, style: str, found: tuple[list[Path], list[Path]], folder: Path, *, scale: int,
+                 count: int, seed: int, device) -> None:
+    """Write ``count`` training pictures of ``found`` (``find_data``'s photos and videos) and their paintings in the
+    style of ``picture`` under ``folder`` (module docstring). What is there is kept (a resumed run paints only what
+    is missing)."""
     from .data import load_photo
 
     photos_dir, targets_dir = folder / "photos", folder / "targets" / style
     photos_dir.mkdir(parents=True, exist_ok=True)
     targets_dir.mkdir(parents=True, exist_ok=True)
-    files, videos = find_data(given)
+    files, videos = list(found[0]), found[1]
     random.Random(seed).shuffle(files)
     # frames: up to half the pictures, all of them when there are too few photos
     frames = count if len(files) < count // 2 else count // 2

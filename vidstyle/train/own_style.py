@@ -93,7 +93,7 @@ class OwnStyleRun:
     def __init__(self, opts: OwnStyleOptions, progress: Callable[[str, int, int, dict], None] | None = None):
         from ..io.pictures import read_picture
         from ..models.files import model_scale
-        from ..models.registry import model_file, user_dir
+        from ..models.registry import model_file, model_paths, user_dir
         from ..models.style_file import check_style_name, is_style_file, network_sha256
         from ..models.weights import read_model_file
         from ..stylizer import pick_device
@@ -110,7 +110,7 @@ class OwnStyleRun:
             raise VidstyleError(f"--base {opts.base} is a style file: a style is added to a model file (e.g. "
                                 f"{DEFAULT_BASE})")
         held = read_model_file(self.base)
-        check_style_name(self.name, taken=[p.stem for p in _model_paths()])
+        check_style_name(self.name, taken=[p.stem for p in model_paths()])
         self.output = Path(opts.output) if opts.output else user_dir() / f"{self.name}.safetensors"
         if self.output.suffix != ".safetensors":
             raise VidstyleError(f"--output must end in .safetensors: {self.output}")
@@ -120,8 +120,8 @@ class OwnStyleRun:
         if opts.minutes is not None and not (math.isfinite(opts.minutes) and opts.minutes > 0):
             raise VidstyleError(f"--minutes must be a number above 0, not {opts.minutes}")
         self.picture = read_picture(opts.picture)  # one line now, for a picture that cannot be read
-        find_data(opts.data)  # and for data that will not do
-        self.network = network_sha256(self.base)
+        self.found = find_data(opts.data)  # and for data that will not do (the data phase paints these)
+        self.network = network_sha256(held)
         if self.state and self.state["base_network_sha256"] != self.network:
             raise VidstyleError(f"--resume: {self.run_dir} was trained on another {opts.base} network; start over "
                                 "with --overwrite")
@@ -192,7 +192,7 @@ class OwnStyleRun:
         if "data" not in state["done"]:
             t = time.perf_counter()
             log.info("painting %d training pictures with the picture network (%s)", o.photos, Path(o.picture).name)
-            prepare_data(o.picture, self.name, o.data, data, scale=self.scale, count=o.photos, seed=o.seed,
+            prepare_data(o.picture, self.name, self.found, data, scale=self.scale, count=o.photos, seed=o.seed,
                          device=self.device)
             state["seconds"]["data"] = state["seconds"].get("data", 0.0) + time.perf_counter() - t
             state["done"].append("data")
@@ -319,9 +319,3 @@ class OwnStyleRun:
         return {"output": str(self.output), "style": self.name, "base": self.base.stem, "seconds": round(seconds, 1),
                 "phases": recipe["phases"], "from": source.name, "run_dir": str(r), "best": best,
                 "bytes": self.output.stat().st_size}
-
-
-def _model_paths() -> list[Path]:
-    from ..models.registry import model_paths
-
-    return model_paths()
